@@ -1,0 +1,62 @@
+/*
+ * limits.h — every bound dojo enforces, in one place, each with its unit in
+ * its name. Each is enforced where the data enters and answered with an error
+ * that names the bound.
+ * Thread: constants, any.
+ */
+#ifndef DOJO_BASE_LIMITS_H
+#define DOJO_BASE_LIMITS_H
+
+/* HTTP (net/) */
+#define LIMIT_HTTP_BODY_BYTES_MAX (8u * 1024 * 1024)  /* default; --max-body-bytes */
+#define LIMIT_HTTP_HEADER_BYTES_MAX (32u * 1024)      /* request line + all headers */
+#define LIMIT_HTTP_HEADER_COUNT_MAX 100
+#define LIMIT_HTTP_URL_BYTES_MAX (8u * 1024)
+#define LIMIT_HTTP_HEADER_TIMEOUT_MS 10000  /* from first byte to end of headers */
+#define LIMIT_HTTP_BODY_TIMEOUT_MS 30000    /* from end of headers to end of body */
+#define LIMIT_HTTP_IDLE_TIMEOUT_MS 60000    /* keep-alive connection with no request */
+#define LIMIT_HTTP_CONNECTIONS_MAX 4096
+#define LIMIT_HTTP_PIPELINE_REQUESTS_MAX 16 /* parsed but unanswered, per connection */
+#define LIMIT_HTTP_SHUTDOWN_GRACE_MS 10000  /* in-flight requests may finish this long */
+
+/* WebSocket (net/ws.c, proto/sync) */
+#define LIMIT_WS_MESSAGE_BYTES_MAX (16u * 1024 * 1024)
+#define LIMIT_WS_FRAME_BYTES_MAX (16u * 1024 * 1024)
+#define LIMIT_WS_SEND_BUFFER_BYTES_MAX (64u * 1024 * 1024) /* unread pushes; then disconnect */
+#define LIMIT_WS_SESSIONS_MAX 10000
+#define LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX 1000
+#define LIMIT_WS_PENDING_MUTATIONS_PER_SESSION_MAX 1000
+#define LIMIT_WS_PING_INTERVAL_MS 15000
+#define LIMIT_WS_CLIENT_SILENCE_MS 120000
+
+/* Values and documents (engine/validate.c, proto/wire.c) */
+#define LIMIT_DOC_BYTES_MAX (1u * 1024 * 1024)
+#define LIMIT_ARGS_BYTES_MAX (16u * 1024 * 1024)
+#define LIMIT_VALUE_DEPTH_MAX 64
+#define LIMIT_OBJECT_FIELDS_MAX 1024
+#define LIMIT_ARRAY_ITEMS_MAX 8192
+#define LIMIT_FIELD_NAME_BYTES_MAX 1024
+#define LIMIT_FUNCTION_PATH_BYTES_MAX 256
+#define LIMIT_LOG_LINE_BYTES_MAX 4096
+
+/* Engine (engine/) */
+#define LIMIT_PAGE_ITEMS_MAX 1000
+#define LIMIT_QUERY_ROWS_MAX 10000         /* rows one function may read */
+#define LIMIT_WRITES_PER_MUTATION_MAX 8192 /* documents one mutation may write */
+#define LIMIT_WRITE_QUEUE_MAX 10000        /* mutations waiting for the storage thread */
+#define LIMIT_COMMIT_GROUP_MAX 256         /* mutations committed by one fsync */
+#define LIMIT_READ_QUEUE_MAX 10000         /* queries waiting for a reader */
+#define LIMIT_LEASE_SECONDS_MIN 1
+#define LIMIT_LEASE_SECONDS_MAX 3600
+#define LIMIT_SESSION_REQUEST_RETENTION_MS (14ull * 24 * 3600 * 1000)
+
+/* Auth (auth/) */
+#define LIMIT_JWT_BYTES_MAX (16u * 1024)
+#define LIMIT_JWT_CLOCK_SKEW_S 60
+#define LIMIT_JWKS_REFETCH_INTERVAL_MS 60000
+#define LIMIT_JWKS_FETCH_TIMEOUT_MS 10000
+#define LIMIT_JWKS_BYTES_MAX (1u * 1024 * 1024)
+#define LIMIT_JWKS_KEYS_MAX 64
+#define LIMIT_ADMIN_KEY_BYTES_MAX 256
+
+#endif

@@ -1,0 +1,101 @@
+/*
+ * http.h — the HTTP/1.1 server on libuv: accepts connections, parses requests
+ * with http-parser, enforces the limits of base/limits.h, hands each complete
+ * request to one callback and writes the response the callback gives back.
+ * Keep-alive and pipelining are supported: responses leave in request order.
+ * The server knows nothing of the protocol above it: it never looks at bodies.
+ *
+ * Failures the server answers by itself, each with a JSON body
+ * {"code": …, "message": …} naming the bound:
+ *   400 BadRequest (malformed HTTP), 408 RequestTimeout (headers or body too
+ *   slow), 413 PayloadTooLarge (body over body_bytes_max), 431
+ *   RequestHeaderFieldsTooLarge (headers over the limit), 503 (too many
+ *   connections). After these the connection is closed.
+ *
+ * Thread: the event-loop thread only, every function here.
+ */
+#ifndef DOJO_NET_HTTP_H
+#define DOJO_NET_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/err.h"
+
+typedef struct http_server http_server;
+typedef struct http_conn http_conn;
+
+typedef struct http_header {
+    const char *name;  /* requests: lowercased */
+    const char *value;
+} http_header;
+
+typedef struct http_request {
+    const char *method;      /* "GET", "POST", "OPTIONS", … */
+    const char *target;      /* raw request target, "/api/query?x=1" */
+    const char *path;        /* target up to '?', not decoded */
+    const char *query;       /* after '?', or NULL */
+    const http_header *headers;
+    int n_headers;
+    const char *body;        /* NUL-terminated (the NUL is not counted) */
+    size_t body_len;
+    bool keep_alive;
+    bool upgrade;            /* the client asked to switch protocols */
+    char remote_addr[64];    /* "127.0.0.1:51234" */
+    uint64_t start_us;       /* clock_mono_us() when the first byte arrived */
+    void *user;              /* free for the handler */
+    http_conn *conn;         /* private to net/ */
+} http_request;
+
+typedef struct http_server_config {
+    const char *host;          /* "127.0.0.1", "0.0.0.0", "::1" */
+    int port;                  /* 0 = any free port (see http_server_port) */
+    size_t body_bytes_max;     /* 0 = LIMIT_HTTP_BODY_BYTES_MAX */
+    size_t header_bytes_max;   /* 0 = LIMIT_HTTP_HEADER_BYTES_MAX */
+    uint64_t header_timeout_ms; /* 0 = LIMIT_HTTP_HEADER_TIMEOUT_MS */
+    uint64_t body_timeout_ms;  /* 0 = LIMIT_HTTP_BODY_TIMEOUT_MS */
+    uint64_t idle_timeout_ms;  /* 0 = LIMIT_HTTP_IDLE_TIMEOUT_MS */
+    int connections_max;       /* 0 = LIMIT_HTTP_CONNECTIONS_MAX */
+} http_server_config;
+
+/* Called once per complete request. The handler must call http_respond (or
+ * hand the connection over with http_take_over) exactly once, now or later.
+ * The request stays valid until then, even if the client goes away (the
+ * response is then dropped). */
+typedef void (*http_request_cb)(void *ctx, http_request *req);
+
+int http_server_start(uv_loop_t *loop, const http_server_config *cfg, http_request_cb cb,
+                      void *ctx, http_server **out, err_t *e);
+int http_server_port(const http_server *s);
+
+/* Stops accepting, closes idle connections, lets in-flight requests finish
+ * (up to LIMIT_HTTP_SHUTDOWN_GRACE_MS), then closes everything and calls
+ * done(data). The server is freed after done returns. */
+void http_server_shutdown(http_server *s, void (*done)(void *data), void *data);
+
+/* Sends the response. Content-Length, Date and Connection are added by the
+ * server; headers adds the rest (Content-Type included). body is copied. */
+void http_respond(http_request *req, int status, const http_header *headers, int n_headers,
+                  const char *body, size_t body_len);
+
+/* Convenience: status + JSON {"code": code, "message": message}. */
+void http_respond_error(http_request *req, int status, const char *code, const char *message);
+
+const char *http_request_header(const http_request *req, const char *lowercase_name);
+const char *http_status_text(int status);
+
+/* Hands the connection over to another protocol (WebSocket). Writes
+ * response_head (the 101 response, verbatim) first, stops HTTP parsing and
+ * timeouts, and gives the caller the stream plus any bytes already read past
+ * the request. The request is finished by this call. The caller then owns the
+ * stream and must uv_close it; on_close_data/on_close of the stream are the
+ * caller's. Bytes in *leftover are malloc'd (caller frees), may be NULL. */
+int http_take_over(http_request *req, const char *response_head, uv_tcp_t **stream_out,
+                   char **leftover, size_t *leftover_len);
+
+/* Number of open connections, for /metrics. */
+int http_server_connections(const http_server *s);
+
+#endif

@@ -1,0 +1,112 @@
+/*
+ * store.h — the storage interface: one interface, two engines (sqlite.c, and
+ * postgres.c for `--db postgres://…`). The store keeps documents; it knows
+ * tables, indexes and the guards of schema.h, never what the documents mean.
+ *
+ * Data layout: per table `T` a SQL table T(id TEXT PRIMARY KEY,
+ * creation_time REAL NOT NULL, doc TEXT NOT NULL) where doc is the whole
+ * document as JSON, _id and _creationTime included. Per declared index an
+ * expression index on the extracted fields followed by (creation_time, id).
+ * A table `_dojo_meta(key TEXT PRIMARY KEY, value TEXT)` holds the schema
+ * version and the commit timestamp high-water mark.
+ *
+ * Guards enforced by the database itself: UPDATE and DELETE on an
+ * append_only table are refused by triggers; a negative value in a
+ * nonnegative field is refused by a CHECK. Both surface as ERR_CONSTRAINT.
+ *
+ * Threads: a `store` is shared and immutable after store_open. A
+ * `store_conn` is one database connection, used by one thread at a time: the
+ * storage thread owns the single writer connection, each reader thread owns a
+ * reader connection. Reads happen inside store_begin(conn, false)…
+ * store_end(), which sees one consistent committed snapshot.
+ */
+#ifndef DOJO_STORE_STORE_H
+#define DOJO_STORE_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "store/schema.h"
+
+typedef struct store store;
+typedef struct store_conn store_conn;
+
+/*
+ * A range of one index, in index order. lo/hi are JSON arrays holding a prefix
+ * (1..schema_key_len values) of a full key, or NULL for unbounded. A full key
+ * K is inside when its first len(lo) values compare > lo (or == lo when
+ * lo_inclusive), and likewise below hi. An equality prefix is lo = hi = the
+ * prefix, both inclusive. Bounds never hold null.
+ */
+typedef struct store_range {
+    const schema_table *table;
+    const schema_index *index; /* never NULL; &schema_by_creation_time for a plain scan */
+    json_t *lo, *hi;           /* borrowed */
+    bool lo_inclusive, hi_inclusive;
+    bool descending;
+    int limit;                 /* rows at most, >= 1 */
+} store_range;
+
+/* What store_open did to the schema, for `dojo dev` to print one line. */
+#define STORE_REPORT_BYTES_MAX 512
+
+/*
+ * Opens (creating if needed) the database at url ("sqlite:PATH" or a path;
+ * "postgres://…"), applies the DDL derived from s (creating tables, indexes,
+ * guards; migrating from an older schema version) and writes into report what
+ * it changed, e.g. "created 4 tables (schema version 1)" or "schema up to date
+ * (version 1)". SQLite files are put in WAL mode with synchronous=FULL.
+ */
+int store_open(const char *url, const schema *s, store **out, char report[STORE_REPORT_BYTES_MAX],
+               err_t *e);
+void store_close(store *st);
+const schema *store_schema(const store *st);
+/* "sqlite" or "postgres". */
+const char *store_engine_name(const store *st);
+
+/* writer = the one connection that will write. */
+int store_connect(store *st, bool writer, store_conn **out, err_t *e);
+void store_disconnect(store_conn *c);
+
+/* Transactions. A write transaction (write=true, only on the writer) takes the
+ * write lock at once (SQLite BEGIN IMMEDIATE). */
+int store_begin(store_conn *c, bool write, err_t *e);
+int store_commit(store_conn *c, err_t *e);   /* durable when it returns 0 */
+void store_rollback(store_conn *c);          /* ends any transaction; safe to call twice */
+/* Nested savepoint inside a write transaction: one per mutation of a group. */
+int store_savepoint(store_conn *c, err_t *e);
+int store_savepoint_release(store_conn *c, err_t *e);
+void store_savepoint_rollback(store_conn *c); /* rolls back and releases */
+
+/* Documents. Returned documents are new references the caller owns. */
+int store_get(store_conn *c, const schema_table *t, const char *id, json_t **doc_out, err_t *e);
+/* *rows_out: a new JSON array of documents in range order. */
+int store_scan(store_conn *c, const store_range *r, json_t **rows_out, err_t *e);
+/* doc carries _id and _creationTime. A unique index or a guard that refuses
+ * the row gives ERR_CONSTRAINT with the database's reason in the message. */
+int store_insert(store_conn *c, const schema_table *t, const json_t *doc, err_t *e);
+int store_replace(store_conn *c, const schema_table *t, const json_t *doc, err_t *e);
+int store_delete(store_conn *c, const schema_table *t, const char *id, err_t *e);
+/* Number of documents in a table. */
+int store_count(store_conn *c, const schema_table *t, int64_t *n_out, err_t *e);
+
+/* Small key/value metadata inside the same transactions ("ts", …). *value_out
+ * is a malloc'd string or NULL when the key is absent. */
+int store_meta_get(store_conn *c, const char *key, char **value_out, err_t *e);
+int store_meta_set(store_conn *c, const char *key, const char *value, err_t *e);
+
+/* Drops every row of every table (import --replace). Triggers that guard
+ * append-only tables are dropped and re-created around it. Inside a write
+ * transaction. */
+int store_truncate_all(store_conn *c, err_t *e);
+
+/* Runs a trivial statement; 0 when the database answers (GET /health). */
+int store_ping(store_conn *c, err_t *e);
+
+/* Fault injection for tests: when set, the n-th next statement of any
+ * connection fails with ERR_STORAGE ("injected fault"). 0 disables. */
+void store_inject_fault_after(int n_statements);
+
+#endif
