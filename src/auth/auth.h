@@ -23,7 +23,10 @@
 typedef struct auth auth;
 
 auth *auth_new(uv_loop_t *loop);
-/* Waits for in-flight fetches to finish (their callbacks get ERR_UNAVAILABLE). */
+/* Verifications still waiting for a fetch are answered at once with
+ * ERR_UNAVAILABLE. Never blocks: with a fetch in flight the memory is released
+ * when that fetch lands, so keep running the loop until it has no requests
+ * left (the usual libuv shutdown) before closing it. */
 void auth_free(auth *a);
 
 /* Sets the issuer (CLERK_ISSUER_URL; NULL or "" = not configured) and the
@@ -42,8 +45,12 @@ typedef void (*auth_cb)(void *data, int rc, json_t *identity, int64_t exp_s, jwt
  * later from the loop after a fetch. */
 void auth_verify(auth *a, const char *token, auth_cb cb, void *data);
 
-/* Test hook: use this key set for the configured issuer instead of fetching. */
+/* Test hook: use this key set (owned from now on) for the configured issuer
+ * instead of fetching. */
 void auth_set_keys_for_test(auth *a, jwk_set *keys);
+/* Test hook: the least time between two fetches for an unknown kid
+ * (LIMIT_JWKS_REFETCH_INTERVAL_MS unless set). */
+void auth_set_refetch_interval_for_test(auth *a, uint64_t interval_ms);
 
 /* Fetches "<issuer>/.well-known/openid-configuration", checks its "issuer",
  * then fetches its jwks_uri and parses it. Blocking (libcurl): call it from a

@@ -41,9 +41,13 @@ typedef struct jwk_key {
     EVP_PKEY *pkey;
 } jwk_key;
 
+#define JWKS_URL_BYTES_MAX 512
+
 typedef struct jwk_set {
     jwk_key keys[LIMIT_JWKS_KEYS_MAX];
     int n_keys;
+    char url[JWKS_URL_BYTES_MAX]; /* where the set came from (jwks_uri), "" when unknown;
+                                     refusal messages name it */
 } jwk_set;
 
 /* Parses a JWKS document ({"keys": [...]}). Keys of unusable types (HMAC
@@ -51,7 +55,12 @@ typedef struct jwk_set {
  * *out is freed with jwks_free. */
 int jwks_parse(const char *json, size_t len, jwk_set **out, err_t *e);
 void jwks_free(jwk_set *set);
+/* With a kid: the key with that kid (and that alg, unless alg is NULL).
+ * Without (kid NULL): the one key usable for alg, NULL when none or several. */
 const jwk_key *jwks_find(const jwk_set *set, const char *kid, const char *alg);
+/* The JWS algorithm a key can sign for: "RS256" (RSA), "ES256" (EC P-256),
+ * "EdDSA" (Ed25519), NULL for any other key. */
+const char *jwk_alg_for_key(const EVP_PKEY *key);
 
 /* A decoded, unverified token. */
 typedef struct jwt {
@@ -81,6 +90,8 @@ typedef struct jwt_policy {
  * key, signature, exp, nbf, iat, sub. On failure: ERR_AUTH, *failure set, and
  * a message that says which check failed and what to fix, e.g.
  *   Token audience is ["web"], expected "convex": is the Clerk JWT template named "convex"?
+ * keys may be NULL: the checks before the key run, and a token that passes
+ * them is refused with JWT_UNKNOWN_KID (auth.c uses this before fetching).
  */
 int jwt_verify(const jwt *t, const jwk_set *keys, const jwt_policy *p, jwt_failure *failure,
                err_t *e);
