@@ -1,0 +1,253 @@
+/*
+ * store.c — the public face of the store (store.h): picks the engine from the
+ * database URL, checks the declared schema once so that engines can quote its
+ * names into SQL as they are, and forwards every call to the engine's
+ * store_ops (store_impl.h). Also owns the fault-injection countdown.
+ *
+ * Callers: cli/ opens and closes the store; the engine's storage thread and
+ * reader threads call the rest on their own connections.
+ * Thread: any; a store_conn is used by one thread at a time.
+ */
+#include "store/store_impl.h"
+
+#include <assert.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* --- the declared schema ------------------------------------------------------ */
+
+static bool name_ok(const char *name)
+{
+    if (!name || !name[0] || strlen(name) >= STORE_NAME_BYTES_MAX) return false;
+    if (!(name[0] == '_' || (name[0] >= 'a' && name[0] <= 'z') ||
+          (name[0] >= 'A' && name[0] <= 'Z')))
+        return false;
+    for (const char *p = name; *p; p++) {
+        char ch = *p;
+        bool ok = ch == '_' || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9');
+        if (!ok) return false;
+    }
+    return true;
+}
+
+static int check_index(const schema_table *t, const schema_index *ix, err_t *e)
+{
+    if (!name_ok(ix->name) || strcmp(ix->name, schema_by_creation_time.name) == 0)
+        return err_set(e, ERR_INTERNAL, "schema: table %s: bad index name '%s'", t->name,
+                       ix->name ? ix->name : "");
+    if (ix->n_fields < 1 || ix->n_fields > SCHEMA_INDEX_FIELDS_MAX)
+        return err_set(e, ERR_INTERNAL, "schema: index %s.%s has %d fields (1..%d)", t->name,
+                       ix->name, ix->n_fields, SCHEMA_INDEX_FIELDS_MAX);
+    for (int f = 0; f < ix->n_fields; f++)
+        if (!name_ok(ix->fields[f]))
+            return err_set(e, ERR_INTERNAL, "schema: index %s.%s: bad field name '%s'", t->name,
+                           ix->name, ix->fields[f] ? ix->fields[f] : "");
+    for (const schema_index *o = t->indexes; o < ix; o++)
+        if (strcmp(o->name, ix->name) == 0)
+            return err_set(e, ERR_INTERNAL, "schema: index %s.%s declared twice", t->name,
+                           ix->name);
+    return 0;
+}
+
+static int check_table(const schema *s, const schema_table *t, err_t *e)
+{
+    if (!name_ok(t->name) || strncmp(t->name, "sqlite_", 7) == 0 ||
+        strncmp(t->name, "_dojo", 5) == 0)
+        return err_set(e, ERR_INTERNAL, "schema: bad table name '%s'", t->name ? t->name : "");
+    if (t->number < 1 || t->number > 255)
+        return err_set(e, ERR_INTERNAL, "schema: table %s has number %d (1..255)", t->name,
+                       t->number);
+    for (const schema_table *o = s->tables; o < t; o++)
+        if (strcmp(o->name, t->name) == 0 || o->number == t->number)
+            return err_set(e, ERR_INTERNAL, "schema: tables %s and %s share a name or number",
+                           o->name, t->name);
+    for (int i = 0; i < t->n_indexes; i++) {
+        int rc = check_index(t, &t->indexes[i], e);
+        if (rc) return rc;
+    }
+    for (const char *const *f = t->nonnegative_fields; f && *f; f++)
+        if (!name_ok(*f))
+            return err_set(e, ERR_INTERNAL, "schema: table %s: bad nonnegative field '%s'", t->name,
+                           *f);
+    return 0;
+}
+
+static int check_schema(const schema *s, err_t *e)
+{
+    if (s->version < 1)
+        return err_set(e, ERR_INTERNAL, "schema: version %d (must be >= 1)", s->version);
+    for (int i = 0; i < s->n_tables; i++) {
+        int rc = check_table(s, &s->tables[i], e);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* --- opening --------------------------------------------------------------------- */
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int store_open(const char *url, const schema *s, store **out, char report[STORE_REPORT_BYTES_MAX],
+               err_t *e)
+{
+    assert(url && s && out);
+    *out = NULL;
+    if (report) report[0] = '\0';
+    int rc = check_schema(s, e);
+    if (rc) return rc;
+    if (has_prefix(url, "postgres://") || has_prefix(url, "postgresql://"))
+        return err_set(e, ERR_STORAGE,
+                       "this dojo has no PostgreSQL engine yet; use --db sqlite:PATH");
+    const char *path = has_prefix(url, "sqlite:") ? url + strlen("sqlite:") : url;
+    if (!path[0]) return err_set(e, ERR_STORAGE, "no database path in '%s'", url);
+    return store_sqlite_open(path, s, out, report, e);
+}
+
+void store_close(store *st)
+{
+    if (st) st->ops->close(st);
+}
+
+const schema *store_schema(const store *st)
+{
+    return st->schema;
+}
+
+const char *store_engine_name(const store *st)
+{
+    return st->ops->name;
+}
+
+/* --- connections and transactions ----------------------------------------------- */
+
+int store_connect(store *st, bool writer, store_conn **out, err_t *e)
+{
+    assert(st && out);
+    *out = NULL;
+    return st->ops->connect(st, writer, out, e);
+}
+
+void store_disconnect(store_conn *c)
+{
+    if (c) c->ops->disconnect(c);
+}
+
+int store_begin(store_conn *c, bool write, err_t *e)
+{
+    return c->ops->begin(c, write, e);
+}
+
+int store_commit(store_conn *c, err_t *e)
+{
+    return c->ops->commit(c, e);
+}
+
+void store_rollback(store_conn *c)
+{
+    c->ops->rollback(c);
+}
+
+int store_savepoint(store_conn *c, err_t *e)
+{
+    return c->ops->savepoint(c, e);
+}
+
+int store_savepoint_release(store_conn *c, err_t *e)
+{
+    return c->ops->savepoint_release(c, e);
+}
+
+void store_savepoint_rollback(store_conn *c)
+{
+    c->ops->savepoint_rollback(c);
+}
+
+/* --- documents ------------------------------------------------------------------- */
+
+int store_get(store_conn *c, const schema_table *t, const char *id, json_t **doc_out, err_t *e)
+{
+    assert(t && id && doc_out);
+    *doc_out = NULL;
+    return c->ops->get(c, t, id, doc_out, e);
+}
+
+int store_scan(store_conn *c, const store_range *r, json_t **rows_out, err_t *e)
+{
+    assert(r && r->table && r->index && rows_out);
+    assert(r->limit >= 1);
+    *rows_out = NULL;
+    return c->ops->scan(c, r, rows_out, e);
+}
+
+int store_insert(store_conn *c, const schema_table *t, const json_t *doc, err_t *e)
+{
+    assert(t && json_is_object(doc));
+    return c->ops->insert(c, t, doc, e);
+}
+
+int store_replace(store_conn *c, const schema_table *t, const json_t *doc, err_t *e)
+{
+    assert(t && json_is_object(doc));
+    return c->ops->replace(c, t, doc, e);
+}
+
+int store_delete(store_conn *c, const schema_table *t, const char *id, err_t *e)
+{
+    assert(t && id);
+    return c->ops->remove(c, t, id, e);
+}
+
+int store_count(store_conn *c, const schema_table *t, int64_t *n_out, err_t *e)
+{
+    assert(t && n_out);
+    *n_out = 0;
+    return c->ops->count(c, t, n_out, e);
+}
+
+int store_meta_get(store_conn *c, const char *key, char **value_out, err_t *e)
+{
+    assert(key && value_out);
+    *value_out = NULL;
+    return c->ops->meta_get(c, key, value_out, e);
+}
+
+int store_meta_set(store_conn *c, const char *key, const char *value, err_t *e)
+{
+    assert(key && value);
+    return c->ops->meta_set(c, key, value, e);
+}
+
+int store_truncate_all(store_conn *c, err_t *e)
+{
+    return c->ops->truncate_all(c, e);
+}
+
+int store_ping(store_conn *c, err_t *e)
+{
+    return c->ops->ping(c, e);
+}
+
+/* --- fault injection --------------------------------------------------------------- */
+
+/* Statements left before the injected fault; 0 = none armed. Process-wide on
+ * purpose: a test arms it and the engine's own threads trip over it. */
+static atomic_int fault_countdown;
+
+void store_inject_fault_after(int n_statements)
+{
+    assert(n_statements >= 0);
+    atomic_store(&fault_countdown, n_statements);
+}
+
+bool store_fault_due(void)
+{
+    int n = atomic_load(&fault_countdown);
+    while (n > 0) {
+        if (atomic_compare_exchange_weak(&fault_countdown, &n, n - 1)) return n == 1;
+    }
+    return false;
+}

@@ -1,0 +1,82 @@
+/*
+ * store_impl.h — what a storage engine provides, private to src/store/.
+ *
+ * store.c holds the public functions of store.h; each one checks what the
+ * contract promises and forwards to the engine through a small table of
+ * functions (store_ops). An engine (sqlite.c; later postgres.c) embeds
+ * `struct store` as the first member of its own store and `struct store_conn`
+ * as the first member of its own connection, so that it can cast back.
+ *
+ * Also here: the process-wide fault-injection countdown every engine consults
+ * before running a statement, the schema checks every engine relies on, and
+ * test hooks of the SQLite engine.
+ * Thread: as store.h.
+ */
+#ifndef DOJO_STORE_STORE_IMPL_H
+#define DOJO_STORE_STORE_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "store/store.h"
+
+typedef struct store_ops {
+    const char *name; /* store_engine_name */
+    void (*close)(store *st);
+    int (*connect)(store *st, bool writer, store_conn **out, err_t *e);
+    void (*disconnect)(store_conn *c);
+    int (*begin)(store_conn *c, bool write, err_t *e);
+    int (*commit)(store_conn *c, err_t *e);
+    void (*rollback)(store_conn *c);
+    int (*savepoint)(store_conn *c, err_t *e);
+    int (*savepoint_release)(store_conn *c, err_t *e);
+    void (*savepoint_rollback)(store_conn *c);
+    int (*get)(store_conn *c, const schema_table *t, const char *id, json_t **doc_out, err_t *e);
+    int (*scan)(store_conn *c, const store_range *r, json_t **rows_out, err_t *e);
+    int (*insert)(store_conn *c, const schema_table *t, const json_t *doc, err_t *e);
+    int (*replace)(store_conn *c, const schema_table *t, const json_t *doc, err_t *e);
+    int (*remove)(store_conn *c, const schema_table *t, const char *id, err_t *e);
+    int (*count)(store_conn *c, const schema_table *t, int64_t *n_out, err_t *e);
+    int (*meta_get)(store_conn *c, const char *key, char **value_out, err_t *e);
+    int (*meta_set)(store_conn *c, const char *key, const char *value, err_t *e);
+    int (*truncate_all)(store_conn *c, err_t *e);
+    int (*ping)(store_conn *c, err_t *e);
+} store_ops;
+
+struct store {
+    const store_ops *ops;
+    const schema *schema; /* borrowed; outlives the store */
+};
+
+struct store_conn {
+    const store_ops *ops;
+    store *st;
+};
+
+/* Longest table, index or field name the store accepts, in bytes. Names are
+ * [A-Za-z_][A-Za-z0-9_]*, so they can be quoted into SQL and JSON paths as
+ * they are. */
+#define STORE_NAME_BYTES_MAX 64
+
+/* Names of the schema objects the store derives, "<table>_<index>"… */
+#define STORE_SQL_NAME_BYTES_MAX (2 * STORE_NAME_BYTES_MAX + 16)
+
+/* Engines. `path`/`url` is what follows the scheme. */
+int store_sqlite_open(const char *path, const schema *s, store **out,
+                      char report[STORE_REPORT_BYTES_MAX], err_t *e);
+
+/* True when the statement about to run must fail with an injected fault
+ * (store_inject_fault_after). Consumes one count per call. */
+bool store_fault_due(void);
+
+/* Test hooks of the SQLite engine (tests/unit/test_store.c). */
+/* The first column of the first row of sql (a PRAGMA, …) as text. */
+int store_sqlite_query_text(store_conn *c, const char *sql, char *out, size_t out_bytes, err_t *e);
+/* The EXPLAIN QUERY PLAN of the statement store_scan runs for r, one line per
+ * plan step. */
+int store_sqlite_scan_plan(store_conn *c, const store_range *r, char *out, size_t out_bytes,
+                           err_t *e);
+/* How many statements the connection has prepared into its cache so far. */
+uint64_t store_sqlite_prepare_count(store_conn *c);
+
+#endif
