@@ -12,6 +12,7 @@
 #include <stdbool.h>
 
 #include "base/err.h"
+#include "store/schema.h"
 
 typedef enum {
     V_ANY,     /* any value */
@@ -73,17 +74,18 @@ struct validator {
 
 /* Shared leaf validators. */
 extern const validator v_any, v_null, v_boolean, v_number, v_integer, v_string;
+/* {} — the arguments of a function that takes none. */
+extern const validator v_no_args;
 
 /*
  * Checks value against v. On failure returns ERR_INVALID_ARGUMENT with a
  * message naming the field by its path from the root, e.g.
  *   Invalid argument `paginationOpts.numItems`: expected an integer from 1 to 1000, got 0
  * `what` is the noun used in the message ("argument" or "field of users").
- * `resolve_table` maps an id to its table name (NULL when unknown); may be NULL
- * to skip the table check.
+ * `s` resolves the table an id belongs to; NULL skips that check (ids are
+ * then only checked for being well-formed).
  */
-typedef const char *(*v_table_of_id)(const char *id);
-int validate(const validator *v, const json_t *value, const char *what, v_table_of_id resolve_table,
+int validate(const validator *v, const json_t *value, const char *what, const schema *s,
              err_t *e);
 
 /* Describes what v expects, e.g. "a string of 1 to 200 characters". */

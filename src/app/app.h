@@ -1,0 +1,30 @@
+/*
+ * app.h — Karate AI's backend: the schema (schema.c) and the functions of
+ * api.md §3, one file per module. The engine runs them; they see only the ctx
+ * API (engine/ctx.h).
+ * Thread: app_schema/app_register on the main thread at start; the functions
+ * themselves on the engine's threads.
+ */
+#ifndef DOJO_APP_APP_H
+#define DOJO_APP_APP_H
+
+#include "engine/registry.h"
+#include "store/schema.h"
+
+const schema *app_schema(void);
+/* Registers every function of the app and of the engine's system module. */
+void app_register(registry *r);
+
+/* Lease expiry runs this often (api.md: "within about a second"). */
+#define APP_LEASE_SWEEP_INTERVAL_MS 250
+#define APP_SESSION_CLEANUP_INTERVAL_MS (10 * 60 * 1000)
+
+/* Module registration, one per file. */
+void users_register(registry *r);
+void workflows_register(registry *r);
+void runs_register(registry *r);
+void transactions_register(registry *r);
+void admin_register(registry *r);
+void env_register(registry *r);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * env.c — deployment variables (api.md §6): `_system:envSet`, `envGet`,
+ * `envList`, `envRemove`, the functions behind `dojo env` and the dashboard.
+ * Values live in the `_env` table, so a change commits like any write and
+ * reaches the server's auth configuration through the commit's write set —
+ * effective without a restart. The variables the app interprets are checked
+ * before they are stored, so a typo cannot break every later call.
+ * Thread: the storage thread (set/remove) or a reader thread (get/list).
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/app.h"
+#include "app/model.h"
+#include "engine/system_tables.h"
+
+static const validator env_name = V_STRING_LEN_INIT(1, ENV_NAME_BYTES_MAX - 1);
+static const validator env_value = V_STRING_LEN_INIT(0, ENV_VALUE_BYTES_MAX - 1);
+static const v_field name_fields[] = {{"name", &env_name, false}};
+static const validator name_args = V_OBJECT_INIT(name_fields);
+static const v_field set_fields[] = {{"name", &env_name, false}, {"value", &env_value, false}};
+static const validator set_args = V_OBJECT_INIT(set_fields);
+
+static int check_name(ctx *c, const char *name)
+{
+    bool ok = isupper((unsigned char)name[0]) || name[0] == '_';
+    for (const char *p = name; ok && *p; p++)
+        ok = isupper((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_';
+    if (!ok)
+        return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
+                        "Invalid argument `name`: a deployment variable name is upper-case "
+                        "letters, digits and '_', starting with a letter (got \"%.64s\")",
+                        name);
+    return 0;
+}
+
+static int check_integer(ctx *c, const char *name, const char *value, long long min, long long max)
+{
+    char *end;
+    long long v = strtoll(value, &end, 10);
+    if (*value == '\0' || *end != '\0' || v < min || v > max)
+        return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
+                        "Invalid argument `value`: %s must be an integer from %lld to %lld", name,
+                        min, max);
+    return 0;
+}
+
+/* The variables whose meaning the app knows are checked here. */
+static int check_value(ctx *c, const char *name, const char *value)
+{
+    if (strcmp(name, "SIGNUP_CREDITS") == 0)
+        return check_integer(c, name, value, 0, APP_CREDITS_MAX);
+    if (strcmp(name, "MAX_ATTEMPTS") == 0)
+        return check_integer(c, name, value, 1, APP_MAX_ATTEMPTS_MAX);
+    if (strcmp(name, "PRICING") == 0) {
+        err_t e;
+        err_init(&e);
+        json_t *p = app_pricing_parse(value, &e);
+        json_decref(p);
+        if (p) return 0;
+        int rc = ctx_fail(c, ERR_INVALID_ARGUMENT, NULL, "Invalid argument `value`: %s", e.msg);
+        err_clear(&e);
+        return rc;
+    }
+    if (strcmp(name, "AUTH_APPLICATION_ID") == 0 && *value == '\0')
+        return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
+                        "Invalid argument `value`: AUTH_APPLICATION_ID may not be empty");
+    return 0;
+}
+
+static int find(ctx *c, const char *name, json_t **row_out)
+{
+    json_t *eq = json_pack("[s]", name);
+    db_query q = {.table = SYSTEM_TABLE_ENV, .index = "by_name", .eq = eq};
+    int rc = db_query_first(c, &q, row_out);
+    json_decref(eq);
+    return rc;
+}
+
+static int env_set(ctx *c, const json_t *args, json_t **result)
+{
+    const char *name = app_str(args, "name");
+    const char *value = app_str(args, "value");
+    int rc = check_name(c, name);
+    if (rc == 0) rc = check_value(c, name, value);
+    json_t *row = NULL;
+    if (rc == 0) rc = find(c, name, &row);
+    if (rc) return rc;
+    json_t *fields = json_pack("{s:s, s:s}", "name", name, "value", value);
+    if (row) rc = db_patch(c, SYSTEM_TABLE_ENV, app_str(row, "_id"), fields);
+    else rc = db_insert(c, SYSTEM_TABLE_ENV, fields, NULL);
+    json_decref(fields);
+    json_decref(row);
+    *result = json_null();
+    return rc;
+}
+
+static int env_get(ctx *c, const json_t *args, json_t **result)
+{
+    const char *name = app_str(args, "name");
+    json_t *row = NULL;
+    int rc = find(c, name, &row);
+    if (rc) return rc;
+    *result = row ? json_pack("{s:s, s:O}", "name", name, "value", json_object_get(row, "value"))
+                  : json_null();
+    json_decref(row);
+    return 0;
+}
+
+static int env_list(ctx *c, const json_t *args, json_t **result)
+{
+    (void)args;
+    db_query q = {.table = SYSTEM_TABLE_ENV, .index = "by_name"};
+    json_t *rows = NULL;
+    int rc = db_query_rows(c, &q, &rows);
+    if (rc) return rc;
+    json_t *out = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        json_array_append_new(out, json_pack("{s:O, s:O}", "name", json_object_get(row, "name"),
+                                             "value", json_object_get(row, "value")));
+    }
+    json_decref(rows);
+    *result = out;
+    return 0;
+}
+
+static int env_remove(ctx *c, const json_t *args, json_t **result)
+{
+    const char *name = app_str(args, "name");
+    json_t *row = NULL;
+    int rc = find(c, name, &row);
+    if (rc) return rc;
+    if (!row)
+        return ctx_fail(c, ERR_NOT_FOUND, NULL, "Deployment variable %.128s is not set", name);
+    rc = db_delete(c, SYSTEM_TABLE_ENV, app_str(row, "_id"));
+    json_decref(row);
+    *result = json_null();
+    return rc;
+}
+
+static const fn_def env_fns[] = {
+    {.path = "_system:envSet", .kind = FN_MUTATION, .visibility = FN_SYSTEM, .args = &set_args,
+     .impl = env_set, .doc = "Sets a deployment variable."},
+    {.path = "_system:envGet", .kind = FN_QUERY, .visibility = FN_SYSTEM, .args = &name_args,
+     .impl = env_get, .doc = "One deployment variable, or null."},
+    {.path = "_system:envList", .kind = FN_QUERY, .visibility = FN_SYSTEM, .args = &v_no_args,
+     .impl = env_list, .doc = "Every stored deployment variable."},
+    {.path = "_system:envRemove", .kind = FN_MUTATION, .visibility = FN_SYSTEM,
+     .args = &name_args, .impl = env_remove, .doc = "Removes a deployment variable."},
+};
+
+void env_register(registry *r)
+{
+    registry_add(r, env_fns, V_COUNT(env_fns));
+}

@@ -1,0 +1,18 @@
+/*
+ * register.c — the list of the app's modules, and the engine's own system
+ * functions, in one registry.
+ * Thread: the main thread at start.
+ */
+#include "app/app.h"
+#include "engine/system_functions.h"
+
+void app_register(registry *r)
+{
+    users_register(r);
+    workflows_register(r);
+    runs_register(r);
+    transactions_register(r);
+    admin_register(r);
+    env_register(r);
+    system_functions_register(r);
+}

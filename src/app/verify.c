@@ -1,0 +1,147 @@
+/*
+ * verify.c — the invariant checks of api.md §1 (see verify.h).
+ * Thread: whichever thread owns the ctx.
+ */
+#include "app/verify.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "app/model.h"
+
+static void violation(verify_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void violation(verify_report *r, const char *fmt, ...)
+{
+    r->violation_count++;
+    if (!r->violations || json_array_size(r->violations) >= VERIFY_VIOLATIONS_MAX) return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_array_append_new(r->violations, json_string(msg));
+}
+
+/* Calls fn for every document of table in creation order, a page at a time. */
+typedef int (*row_fn)(ctx *c, const json_t *row, verify_report *r, bool full);
+
+static int for_each_row(ctx *c, const char *table, row_fn fn, verify_report *r, bool full)
+{
+    json_t *opts = json_pack("{s:i, s:n}", "numItems", VERIFY_PAGE_ROWS, "cursor");
+    db_query q = {.table = table};
+    int rc = 0;
+    for (;;) {
+        json_t *page = NULL;
+        rc = db_paginate(c, &q, opts, &page);
+        if (rc) break;
+        size_t i;
+        json_t *row;
+        json_array_foreach(json_object_get(page, "page"), i, row) {
+            rc = fn(c, row, r, full);
+            if (rc) break;
+        }
+        bool done = json_is_true(json_object_get(page, "isDone"));
+        json_object_set(opts, "cursor", json_object_get(page, "continueCursor"));
+        json_decref(page);
+        if (rc || done) break;
+    }
+    json_decref(opts);
+    return rc;
+}
+
+static int check_user(ctx *c, const json_t *user, verify_report *r, bool full)
+{
+    const char *uid = app_str(user, "_id");
+    int64_t credits = app_int(user, "credits");
+    json_t *eq = json_pack("[s]", uid);
+    db_query q = {.table = "transactions", .index = "by_user", .eq = eq};
+    json_t *rows = NULL;
+    int rc = db_query_rows(c, &q, &rows);
+    json_decref(eq);
+    if (rc) return rc;
+    int64_t sum = 0, last_after = 0;
+    size_t i;
+    json_t *tx;
+    json_array_foreach(rows, i, tx) {
+        sum += app_int(tx, "amount");
+        last_after = app_int(tx, "balanceAfter");
+        if (full && last_after != sum)
+            violation(r, "transaction %s of user %s: balanceAfter %lld but the ledger sum is %lld",
+                      app_str(tx, "_id"), uid, (long long)last_after, (long long)sum);
+        r->transactions_checked++;
+    }
+    bool newest_ok = json_array_size(rows) == 0 ? credits == 0 : last_after == credits;
+    if (credits != sum || credits < 0 || !newest_ok) {
+        json_array_append_new(r->mismatches, json_pack("{s:s, s:I, s:I}", "userId", uid, "credits",
+                                                       (json_int_t)credits, "ledgerSum",
+                                                       (json_int_t)sum));
+        violation(r,
+                  "user %s: credits %lld, ledger sum %lld, newest balanceAfter %lld",
+                  uid, (long long)credits, (long long)sum, (long long)last_after);
+    }
+    json_decref(rows);
+    r->users_checked++;
+    return 0;
+}
+
+static int check_run(ctx *c, const json_t *run, verify_report *r, bool full)
+{
+    (void)full;
+    const char *rid = app_str(run, "_id");
+    int64_t cost = app_int(run, "cost");
+    json_t *eq = json_pack("[s]", rid);
+    db_query q = {.table = "transactions", .index = "by_run", .eq = eq};
+    json_t *rows = NULL;
+    int rc = db_query_rows(c, &q, &rows);
+    json_decref(eq);
+    if (rc) return rc;
+    int charges = 0, refunds = 0;
+    size_t i;
+    json_t *tx;
+    json_array_foreach(rows, i, tx) {
+        const char *kind = app_str(tx, "kind");
+        int64_t amount = app_int(tx, "amount");
+        if (strcmp(app_str(tx, "userId"), app_str(run, "userId")) != 0)
+            violation(r, "run %s: transaction %s belongs to another user", rid, app_str(tx, "_id"));
+        if (strcmp(kind, "run") == 0) {
+            charges++;
+            if (amount != -cost)
+                violation(r, "run %s: charged %lld, its cost is %lld", rid, (long long)-amount,
+                          (long long)cost);
+        } else if (strcmp(kind, "refund") == 0) {
+            refunds++;
+            if (amount != cost)
+                violation(r, "run %s: refunded %lld, its cost is %lld", rid, (long long)amount,
+                          (long long)cost);
+        }
+    }
+    json_decref(rows);
+    if (charges != 1) violation(r, "run %s: %d \"run\" transactions, expected 1", rid, charges);
+    bool failed = strcmp(app_str(run, "status"), "failed") == 0;
+    int expected_refunds = failed && cost > 0 ? 1 : 0;
+    if (refunds != expected_refunds)
+        violation(r, "run %s (%s, cost %lld): %d refunds, expected %d", rid,
+                  app_str(run, "status"), (long long)cost, refunds, expected_refunds);
+    r->runs_checked++;
+    return 0;
+}
+
+int app_verify(ctx *c, bool full, verify_report *out)
+{
+    memset(out, 0, sizeof *out);
+    out->mismatches = json_array();
+    out->violations = full ? json_array() : NULL;
+    c->rows_max = VERIFY_ROWS_MAX;
+    int rc = for_each_row(c, "users", check_user, out, full);
+    if (rc == 0 && full) rc = for_each_row(c, "runs", check_run, out, full);
+    if (rc) verify_report_free(out);
+    return rc;
+}
+
+void verify_report_free(verify_report *r)
+{
+    json_decref(r->mismatches);
+    json_decref(r->violations);
+    r->mismatches = r->violations = NULL;
+}

@@ -1,0 +1,138 @@
+/*
+ * dev.c — `dojo dev`: the local setup in one command (api.md §7). Creates or
+ * reuses ./.dojo/ (the SQLite database and an admin key readable only by its
+ * owner), applies the schema (the store says what changed), checks the auth
+ * setup and says exactly what is still missing, then serves on
+ * http://127.0.0.1:3210 with one readable log line per call. Running it again
+ * keeps the data and the key.
+ * Thread: the main thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth/auth.h"
+#include "base/log.h"
+#include "cli/cli.h"
+#include "proto/server.h"
+
+#define DEV_DB_PATH ".dojo/dojo.db"
+
+/* Reads ./.dojo/admin_key, or creates it (mode 0600) with a new key. */
+static int dev_admin_key(char key[ADMIN_KEY_BYTES_MAX], bool *created)
+{
+    *created = false;
+    char *text = cli_read_file(CLI_ADMIN_KEY_FILE, NULL);
+    if (text) {
+        snprintf(key, ADMIN_KEY_BYTES_MAX, "%s", text);
+        free(text);
+        key[strcspn(key, "\r\n ")] = '\0';
+        chmod(CLI_ADMIN_KEY_FILE, 0600);
+        if (key[0]) return 0;
+    }
+    if (admin_key_generate(key) != 0) return -1;
+    int fd = open(CLI_ADMIN_KEY_FILE, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return -1;
+    size_t n = strlen(key);
+    bool ok = write(fd, key, n) == (ssize_t)n && write(fd, "\n", 1) == 1;
+    ok = fsync(fd) == 0 && ok;
+    close(fd);
+    *created = ok;
+    return ok ? 0 : -1;
+}
+
+/* What the auth setup still needs, printed for a person. The issuer comes
+ * from the process environment here; a value stored with `dojo env set`
+ * is checked by the server when it starts. */
+static void dev_check_auth(void)
+{
+    const char *issuer = getenv("CLERK_ISSUER_URL");
+    printf("  Auth setup\n");
+    if (!issuer || !*issuer) {
+        printf("    CLERK_ISSUER_URL is not set in this shell. Unless it was stored before with\n"
+               "    `dojo env set`, every token is refused until you run:\n"
+               "      dojo env set CLERK_ISSUER_URL https://<your-clerk-frontend-api>\n"
+               "    and create a JWT template named \"convex\" in Clerk.\n\n");
+        return;
+    }
+    err_t e;
+    err_init(&e);
+    if (auth_check_issuer_url(issuer, &e) != 0) {
+        printf("    CLERK_ISSUER_URL problem: %s\n\n", e.msg);
+        err_clear(&e);
+        return;
+    }
+    jwk_set *keys = NULL;
+    if (auth_fetch_jwks(issuer, &keys, &e) != 0) {
+        printf("    CLERK_ISSUER_URL is %s, but its keys cannot be fetched: %s\n\n", issuer,
+               e.msg);
+        err_clear(&e);
+        return;
+    }
+    printf("    CLERK_ISSUER_URL %s: discovery and JWKS answer (%d usable key%s)\n\n", issuer,
+           keys->n_keys, keys->n_keys == 1 ? "" : "s");
+    jwks_free(keys);
+}
+
+static void dev_usage(FILE *out)
+{
+    fprintf(out, "Usage: dojo dev [--listen HOST:PORT] [--log-level LEVEL]\n\n"
+                 "Sets up ./.dojo (database, admin key) in the current folder and serves a\n"
+                 "local deployment on http://127.0.0.1:3210. Safe to run again: the data and\n"
+                 "the key are kept.\n");
+}
+
+int cmd_dev(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    char host[256] = "127.0.0.1";
+    int port = 3210, c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            if (cli_parse_listen(optarg, host, sizeof host, &port) != 0) {
+                cli_error("dev", "--listen wants HOST:PORT, got \"%s\"", optarg);
+                return 2;
+            }
+            break;
+        case 'L':
+            if (cli_parse_log_level(optarg) < 0) {
+                cli_error("dev", "--log-level is debug, info, warn or error");
+                return 2;
+            }
+            log_init(cli_parse_log_level(optarg));
+            break;
+        case 'h': dev_usage(stdout); return 0;
+        default: dev_usage(stderr); return 2;
+        }
+    }
+    if (mkdir(CLI_STATE_DIR, 0700) != 0 && errno != EEXIST) {
+        cli_error("dev", "cannot create ./%s: %s", CLI_STATE_DIR, strerror(errno));
+        return 1;
+    }
+    char key[ADMIN_KEY_BYTES_MAX];
+    bool created;
+    if (dev_admin_key(key, &created) != 0) {
+        cli_error("dev", "cannot read or write ./%s: %s", CLI_ADMIN_KEY_FILE, strerror(errno));
+        return 1;
+    }
+    printf("  Project state in ./%s (%s)\n", CLI_STATE_DIR,
+           created ? "created a new admin key" : "reusing the admin key and data");
+    dev_check_auth();
+    server_config cfg = {.db_url = "sqlite:" DEV_DB_PATH,
+                         .host = host,
+                         .port = port,
+                         .admin_key = key,
+                         .dev_logs = true};
+    return cli_run_server(&cfg, "dev", true, "from ./" CLI_ADMIN_KEY_FILE);
+}

@@ -1,0 +1,104 @@
+/*
+ * env.c — `dojo env set|get|list|remove`: deployment variables (api.md §6),
+ * stored in the database through the running server, effective without a
+ * restart. CLERK_ISSUER_URL is checked against the issuer URL rule before it
+ * is sent.
+ * Thread: the main thread.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/auth.h"
+#include "cli/cli.h"
+
+static void env_usage(FILE *out)
+{
+    fprintf(out, "Usage: dojo env set NAME VALUE | get NAME | list | remove NAME\n"
+                 "       [--url URL] [--admin-key KEY]\n\n"
+                 "Deployment variables: CLERK_ISSUER_URL, AUTH_APPLICATION_ID, SIGNUP_CREDITS,\n"
+                 "PRICING, MAX_ATTEMPTS, or your own. A stored value wins over the server's\n"
+                 "process environment and takes effect at once.\n");
+}
+
+int cmd_env(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"url", required_argument, NULL, 'u'},
+        {"admin-key", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *url = NULL, *key = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'u': url = optarg; break;
+        case 'k': key = optarg; break;
+        case 'h': env_usage(stdout); return 0;
+        default: env_usage(stderr); return 2;
+        }
+    }
+    int n = argc - optind;
+    const char *verb = n > 0 ? argv[optind] : "";
+    const char *path = NULL;
+    json_t *args = NULL;
+    if (strcmp(verb, "set") == 0 && n == 3) {
+        path = "_system:envSet";
+        args = json_pack("{s:s, s:s}", "name", argv[optind + 1], "value", argv[optind + 2]);
+        if (strcmp(argv[optind + 1], "CLERK_ISSUER_URL") == 0) {
+            err_t e;
+            err_init(&e);
+            if (auth_check_issuer_url(argv[optind + 2], &e) != 0) {
+                cli_error("env", "%s", e.msg);
+                json_decref(args);
+                return 1;
+            }
+        }
+    } else if (strcmp(verb, "get") == 0 && n == 2) {
+        path = "_system:envGet";
+        args = json_pack("{s:s}", "name", argv[optind + 1]);
+    } else if (strcmp(verb, "remove") == 0 && n == 2) {
+        path = "_system:envRemove";
+        args = json_pack("{s:s}", "name", argv[optind + 1]);
+    } else if (strcmp(verb, "list") == 0 && n == 1) {
+        path = "_system:envList";
+        args = json_object();
+    } else {
+        env_usage(stderr);
+        return 2;
+    }
+    cli_target t;
+    err_t e;
+    err_init(&e);
+    json_t *result = NULL;
+    int rc = cli_target_resolve(&t, url, key, true, &e);
+    if (rc == 0) rc = cli_call(&t, path, args, &result, &e);
+    json_decref(args);
+    if (rc) {
+        cli_error("env", "%s", e.msg);
+        err_clear(&e);
+        return 1;
+    }
+    int status = 0;
+    if (strcmp(verb, "get") == 0) {
+        if (json_is_null(result)) {
+            fprintf(stderr, "dojo env: %s is not set\n", argv[optind + 1]);
+            status = 1;
+        } else {
+            printf("%s\n", json_string_value(json_object_get(result, "value")));
+        }
+    } else if (strcmp(verb, "list") == 0) {
+        size_t i;
+        json_t *row;
+        json_array_foreach(result, i, row) {
+            printf("%s=%s\n", json_string_value(json_object_get(row, "name")),
+                   json_string_value(json_object_get(row, "value")));
+        }
+    } else {
+        printf("%s %s\n", strcmp(verb, "set") == 0 ? "set" : "removed", argv[optind + 1]);
+    }
+    json_decref(result);
+    return status;
+}

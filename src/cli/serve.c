@@ -1,0 +1,186 @@
+/*
+ * serve.c — `dojo serve`, the production server (api.md §7), and the run
+ * loop it shares with `dojo dev`: start the server, stop it cleanly on
+ * SIGINT/SIGTERM (in-flight requests finish, the engine drains, the store
+ * closes), exit 0.
+ * Thread: the main thread, which runs the event loop.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/app.h"
+#include "base/limits.h"
+#include "base/log.h"
+#include "cli/cli.h"
+#include "proto/server.h"
+
+typedef struct run_state {
+    server *srv;
+    uv_signal_t sigint, sigterm;
+    bool stopped;
+} run_state;
+
+static void on_stopped(void *data)
+{
+    run_state *rs = data;
+    rs->stopped = true;
+    uv_close((uv_handle_t *)&rs->sigint, NULL);
+    uv_close((uv_handle_t *)&rs->sigterm, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    run_state *rs = h->data;
+    log_info("received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    server_stop(rs->srv, on_stopped, rs);
+}
+
+static registry app_registry;
+
+int cli_run_server(server_config *cfg, const char *command, bool dev_banner,
+                   const char *admin_key_source)
+{
+    uv_loop_t *loop = uv_default_loop();
+    signal(SIGPIPE, SIG_IGN);
+    registry_init(&app_registry);
+    app_register(&app_registry);
+    cfg->schema = app_schema();
+    cfg->registry = &app_registry;
+    cfg->periodic[0].path = "runs:expireLeases";
+    cfg->periodic[0].interval_ms = APP_LEASE_SWEEP_INTERVAL_MS;
+    cfg->periodic[1].path = "_system:cleanupSessionRequests";
+    cfg->periodic[1].interval_ms = APP_SESSION_CLEANUP_INTERVAL_MS;
+    cfg->n_periodic = 2;
+    run_state rs = {0};
+    err_t e;
+    err_init(&e);
+    if (server_start(loop, cfg, &rs.srv, &e) != 0) {
+        cli_error(command, "%s", e.msg);
+        err_clear(&e);
+        return 1;
+    }
+    int port = http_server_port(rs.srv->http);
+    const char *host = cfg->host ? cfg->host : "127.0.0.1";
+    bool v6 = strchr(host, ':') != NULL;
+    if (dev_banner) {
+        printf("\n  dojo dev is running\n\n"
+               "  URL        http://%s%s%s:%d\n"
+               "  Admin key  %s\n"
+               "  Database   %s — %s\n\n",
+               v6 ? "[" : "", host, v6 ? "]" : "", port, cfg->admin_key, cfg->db_url,
+               rs.srv->store_report);
+        fflush(stdout);
+    }
+    log_info("listening on http://%s%s%s:%d (store %s: %s; admin key %s)", v6 ? "[" : "", host,
+             v6 ? "]" : "", port, cfg->db_url, rs.srv->store_report, admin_key_source);
+    uv_signal_init(loop, &rs.sigint);
+    uv_signal_init(loop, &rs.sigterm);
+    rs.sigint.data = rs.sigterm.data = &rs;
+    uv_signal_start(&rs.sigint, on_signal, SIGINT);
+    uv_signal_start(&rs.sigterm, on_signal, SIGTERM);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    return rs.stopped ? 0 : 1;
+}
+
+/* "HOST:PORT", "[v6]:PORT" or ":PORT". */
+int cli_parse_listen(const char *text, char *host, size_t host_bytes, int *port)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon) return -1;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535 || colon == text + strlen(text) - 1) return -1;
+    size_t hl = (size_t)(colon - text);
+    if (hl >= 2 && text[0] == '[' && text[hl - 1] == ']') {
+        text++;
+        hl -= 2;
+    }
+    if (hl >= host_bytes) return -1;
+    if (hl == 0) snprintf(host, host_bytes, "0.0.0.0");
+    else snprintf(host, host_bytes, "%.*s", (int)hl, text);
+    *port = (int)p;
+    return 0;
+}
+
+static void serve_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: dojo serve [--db URL] [--listen HOST:PORT] [options]\n\n"
+            "The production server. The admin key comes from DOJO_ADMIN_KEY (without it,\n"
+            "admin functions and `dojo run` are refused).\n\n"
+            "  --db URL              sqlite:PATH (default sqlite:dojo.db, or $DOJO_DB)\n"
+            "  --listen HOST:PORT    address to listen on (default 127.0.0.1:3210)\n"
+            "  --max-body-bytes N    request body limit (default %u)\n"
+            "  --readers N           reader threads for queries (default 2)\n"
+            "  --log-level LEVEL     debug, info, warn or error (default info)\n",
+            LIMIT_HTTP_BODY_BYTES_MAX);
+}
+
+int cli_parse_log_level(const char *s)
+{
+    if (strcmp(s, "debug") == 0) return LOG_DEBUG;
+    if (strcmp(s, "info") == 0) return LOG_INFO;
+    if (strcmp(s, "warn") == 0) return LOG_WARN;
+    if (strcmp(s, "error") == 0) return LOG_ERROR;
+    return -1;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, 'l'},
+        {"max-body-bytes", required_argument, NULL, 'b'},
+        {"readers", required_argument, NULL, 'r'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *db = getenv("DOJO_DB");
+    char host[256] = "127.0.0.1";
+    int port = 3210, readers = 0, c;
+    long long body_max = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': db = optarg; break;
+        case 'l':
+            if (cli_parse_listen(optarg, host, sizeof host, &port) != 0) {
+                cli_error("serve", "--listen wants HOST:PORT, got \"%s\"", optarg);
+                return 2;
+            }
+            break;
+        case 'b': body_max = atoll(optarg); break;
+        case 'r': readers = atoi(optarg); break;
+        case 'L':
+            if (cli_parse_log_level(optarg) < 0) {
+                cli_error("serve", "--log-level is debug, info, warn or error");
+                return 2;
+            }
+            log_init(cli_parse_log_level(optarg));
+            break;
+        case 'h': serve_usage(stdout); return 0;
+        default: serve_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        cli_error("serve", "unexpected argument \"%s\"", argv[optind]);
+        return 2;
+    }
+    if (body_max < 0 || body_max > (1ll << 31) || readers < 0 || readers > 16) {
+        cli_error("serve", "--max-body-bytes must be 0..2^31 and --readers 0..16");
+        return 2;
+    }
+    const char *key = getenv("DOJO_ADMIN_KEY");
+    if (!key || !*key) log_warn("DOJO_ADMIN_KEY is not set: admin functions will be refused");
+    server_config cfg = {.db_url = db && *db ? db : "sqlite:dojo.db",
+                         .host = host,
+                         .port = port,
+                         .admin_key = key,
+                         .body_bytes_max = (size_t)body_max,
+                         .reader_threads = readers};
+    return cli_run_server(&cfg, "serve", false, key && *key ? "from DOJO_ADMIN_KEY" : "none");
+}

@@ -1,0 +1,114 @@
+/*
+ * ctx.h — what an application function sees: its caller, the clock, the
+ * deployment variables and the database of its transaction (db_get, db_query,
+ * db_paginate, db_insert, db_patch, db_delete), plus ctx_fail to report an
+ * application error. Queries get a read-only ctx on a reader thread;
+ * mutations a read-write ctx on the storage thread, inside a savepoint of the
+ * group transaction: an error rolls the mutation back alone, so a failed
+ * mutation writes nothing.
+ *
+ * Every read records the range it covered in the ctx's read set; every write
+ * validates the document against its table and records it in the write set.
+ * Documents are returned as new references the caller owns.
+ * Thread: the thread running the transaction (a reader or the storage thread).
+ */
+#ifndef DOJO_ENGINE_CTX_H
+#define DOJO_ENGINE_CTX_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "base/ids.h"
+#include "engine/rwset.h"
+#include "store/store.h"
+
+typedef struct ctx {
+    store_conn *conn;
+    const schema *schema;
+    bool writable;
+    const json_t *identity;  /* borrowed; NULL when anonymous */
+    bool admin;              /* called with the admin key */
+    double now_ms;           /* fixed for the whole transaction */
+    bool record_reads;       /* keep the read set (subscriptions need it) */
+    const char *journal_in;  /* end cursor pinned by an earlier run (reactive paging), or NULL */
+    char *journal_out;       /* malloc'd end cursor of the page this run produced */
+    double *creation_clock;  /* storage thread: last _creationTime handed out */
+    int rows_read;           /* bounded by rows_max */
+    int rows_max;            /* LIMIT_QUERY_ROWS_MAX unless a system function raises it */
+    read_set reads;
+    write_set writes;
+    json_t *log_lines;       /* array of "[LEVEL] text" */
+    err_t err;
+} ctx;
+
+/* --- caller --------------------------------------------------------------- */
+const json_t *ctx_identity(const ctx *c);
+/* identity.tokenIdentifier, or NULL when anonymous. */
+const char *ctx_token_identifier(const ctx *c);
+
+/* Reports an application error and returns code: `return ctx_fail(c,
+ * ERR_NOT_FOUND, NULL, "Workflow not found");`. extra fields join the error
+ * data {code, …} (reference stolen). */
+int ctx_fail(ctx *c, int code, json_t *extra, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Adds a line to the function's log ("[INFO] …"), shown to the client. */
+void ctx_log(ctx *c, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A deployment variable: the value stored in the database (table _env), else
+ * the process environment, else NULL. *value_out is malloc'd. The read is part
+ * of the transaction. */
+int ctx_env(ctx *c, const char *name, char **value_out);
+
+/* --- reads -------------------------------------------------------------------- */
+
+/* *doc_out is the document, or NULL when there is none with this id in this
+ * table (an id of another table is "none", never an error). */
+int db_get(ctx *c, const char *table, const char *id, json_t **doc_out);
+
+/* A query over one index: the rows whose first n_eq index fields equal eq
+ * (a JSON array, may be NULL for a whole-index scan), in index order or its
+ * reverse, at most limit rows (bounded by LIMIT_QUERY_ROWS_MAX). */
+typedef struct db_query {
+    const char *table;
+    const char *index;   /* NULL = by_creation_time */
+    json_t *eq;          /* borrowed JSON array; NULL = no equality prefix */
+    json_t *after;       /* borrowed: optional exclusive lower bound on the next index field */
+    json_t *upto;        /* borrowed: optional inclusive upper bound on the next index field */
+    bool descending;
+    int limit;
+} db_query;
+
+/* *rows_out: a new array of documents. */
+int db_query_rows(ctx *c, const db_query *q, json_t **rows_out);
+/* The first row, or *doc_out NULL. */
+int db_query_first(ctx *c, const db_query *q, json_t **doc_out);
+
+/* One page of q (q->limit ignored) for paginationOpts {numItems, cursor,
+ * endCursor?, …}: *page_out = {page, isDone, continueCursor}. Cursors are
+ * opaque strings naming a position in the index; a cursor that cannot be
+ * decoded fails with a message containing "InvalidCursor". The page's end is
+ * pinned by endCursor, else by the ctx journal, so that a re-run after a write
+ * returns the same page boundaries (gapless reactive paging). */
+int db_paginate(ctx *c, const db_query *q, const json_t *pagination_opts, json_t **page_out);
+
+/* --- writes (mutations only) --------------------------------------------------- */
+
+/* Inserts fields (a JSON object of user fields; not modified) as a new
+ * document; validates it against the table; writes its id to id_out. */
+int db_insert(ctx *c, const char *table, const json_t *fields, char id_out[ID_BYTES_MAX]);
+/* Shallow-merges fields into the document: a field set to JSON null is
+ * removed (no table has nullable fields). Validates the result. ERR_NOT_FOUND
+ * when there is no such document. */
+int db_patch(ctx *c, const char *table, const char *id, const json_t *fields);
+int db_delete(ctx *c, const char *table, const char *id);
+
+/* --- lifecycle (engine only) ---------------------------------------------------- */
+void ctx_init(ctx *c, store_conn *conn, const schema *s, bool writable);
+void ctx_release(ctx *c);
+/* The name of the table an id belongs to, or NULL (uses the schema). */
+const char *ctx_table_of_id(const schema *s, const char *id);
+
+#endif

@@ -1,0 +1,385 @@
+/*
+ * engine.c — the engine object: opening, the queues between the event loop
+ * and the worker threads, completions back to the loop, commit listeners,
+ * the loop's copy of the deployment variables, periodic system calls.
+ * The storage thread lives in writer.c, the reader threads in reader.c.
+ * Thread: the event loop (engine_submit, completions, listeners, timers);
+ * engine_open/engine_close on the main thread.
+ */
+#include "engine/engine_impl.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/limits.h"
+#include "base/log.h"
+#include "engine/system_tables.h"
+
+call *call_new(void)
+{
+    call *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    err_init(&c->err);
+    read_set_init(&c->reads);
+    write_set_init(&c->writes);
+    c->request_id = -1;
+    return c;
+}
+
+void call_free(call *c)
+{
+    if (!c) return;
+    json_decref(c->args);
+    json_decref(c->identity);
+    free(c->session_id);
+    free(c->journal_in);
+    err_clear(&c->err);
+    json_decref(c->result);
+    json_decref(c->log_lines);
+    free(c->journal_out);
+    read_set_free(&c->reads);
+    write_set_free(&c->writes);
+    free(c);
+}
+
+/* --- queues ------------------------------------------------------------------ */
+
+void call_queue_push(call_queue *q, call *c)
+{
+    c->next = NULL;
+    if (q->tail) q->tail->next = c;
+    else q->head = c;
+    q->tail = c;
+    q->len++;
+}
+
+void call_queue_push_front(call_queue *q, call *c)
+{
+    c->next = q->head;
+    q->head = c;
+    if (!q->tail) q->tail = c;
+    q->len++;
+}
+
+call *call_queue_pop(call_queue *q)
+{
+    call *c = q->head;
+    if (!c) return NULL;
+    q->head = c->next;
+    if (!q->head) q->tail = NULL;
+    q->len--;
+    c->next = NULL;
+    return c;
+}
+
+/* --- completions: worker threads → loop ----------------------------------------- */
+
+static void completion_push(engine *en, completion *item)
+{
+    uv_mutex_lock(&en->cq_lock);
+    item->next = NULL;
+    if (en->cq_tail) en->cq_tail->next = item;
+    else en->cq_head = item;
+    en->cq_tail = item;
+    uv_mutex_unlock(&en->cq_lock);
+    uv_async_send(&en->async);
+}
+
+void engine_complete_call(engine *en, call *c)
+{
+    completion *item = calloc(1, sizeof *item);
+    assert(item);
+    c->finished_us = clock_mono_us();
+    item->call = c;
+    completion_push(en, item);
+}
+
+void engine_complete_commit(engine *en, uint64_t ts, write_set *writes)
+{
+    completion *item = calloc(1, sizeof *item);
+    assert(item);
+    item->is_commit = true;
+    item->ts = ts;
+    item->writes = *writes;
+    write_set_init(writes);
+    completion_push(en, item);
+}
+
+static void env_apply_writes(engine *en, const write_set *ws)
+{
+    for (int i = 0; i < ws->n_recs; i++) {
+        const write_rec *w = &ws->recs[i];
+        if (strcmp(w->table->name, SYSTEM_TABLE_ENV) != 0) continue;
+        const json_t *doc = w->new_doc ? w->new_doc : w->old_doc;
+        const char *name = json_string_value(json_object_get(doc, "name"));
+        if (!name) continue;
+        if (w->new_doc) json_object_set(en->env, name, json_object_get(w->new_doc, "value"));
+        else json_object_del(en->env, name);
+    }
+}
+
+static void process_commit(engine *en, completion *item)
+{
+    if (item->ts > en->last_ts_loop) en->last_ts_loop = item->ts;
+    env_apply_writes(en, &item->writes);
+    for (int i = 0; i < en->n_listeners; i++)
+        en->listeners[i].cb(en->listeners[i].data, item->ts, &item->writes);
+    write_set_free(&item->writes);
+}
+
+static void process_completions(engine *en)
+{
+    uv_mutex_lock(&en->cq_lock);
+    completion *item = en->cq_head;
+    en->cq_head = en->cq_tail = NULL;
+    uv_mutex_unlock(&en->cq_lock);
+    while (item) {
+        completion *next = item->next;
+        if (item->is_commit) {
+            process_commit(en, item);
+        } else {
+            en->in_flight--;
+            item->call->done(item->call);
+        }
+        free(item);
+        item = next;
+    }
+}
+
+static void on_async(uv_async_t *h)
+{
+    process_completions(h->data);
+}
+
+/* --- submitting ------------------------------------------------------------------ */
+
+static int check_permission(const call *c)
+{
+    if (c->fn->visibility == FN_PUBLIC || c->admin) return 0;
+    return err_app((err_t *)&c->err, ERR_FORBIDDEN, NULL,
+                   "%s is an internal function: it needs the admin key", c->fn->path);
+}
+
+int engine_submit(engine *en, call *c)
+{
+    assert(c->fn && c->done);
+    if (!c->args) c->args = json_object();
+    int rc = check_permission(c);
+    if (rc) return c->rc = rc;
+    rc = validate(c->fn->args, c->args, "argument", en->schema, &c->err);
+    if (rc) {
+        if (c->err.code == ERR_INVALID_ARGUMENT && !c->err.data) {
+            char msg[ERR_MSG_BYTES_MAX];
+            snprintf(msg, sizeof msg, "%s", c->err.msg);
+            err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "%s", msg);
+        }
+        return c->rc = rc;
+    }
+    c->submitted_us = clock_mono_us();
+    bool is_query = c->fn->kind == FN_QUERY;
+    call_queue *q = is_query ? &en->read_queue : &en->write_queue;
+    uv_mutex_t *lock = is_query ? &en->rq_lock : &en->wq_lock;
+    uv_cond_t *cond = is_query ? &en->rq_cond : &en->wq_cond;
+    int max = is_query ? LIMIT_READ_QUEUE_MAX : LIMIT_WRITE_QUEUE_MAX;
+    uv_mutex_lock(lock);
+    if (q->len >= max) {
+        uv_mutex_unlock(lock);
+        return c->rc = err_set(&c->err, ERR_BUSY,
+                               "Server busy: %d %s calls are already waiting (the limit)", max,
+                               is_query ? "query" : "mutation");
+    }
+    call_queue_push(q, c);
+    uv_cond_signal(cond);
+    uv_mutex_unlock(lock);
+    en->in_flight++;
+    return 0;
+}
+
+void engine_on_commit(engine *en, engine_commit_cb cb, void *data)
+{
+    assert(en->n_listeners < ENGINE_LISTENERS_MAX);
+    en->listeners[en->n_listeners].cb = cb;
+    en->listeners[en->n_listeners].data = data;
+    en->n_listeners++;
+}
+
+uint64_t engine_last_ts(const engine *en)
+{
+    return en->last_ts_loop;
+}
+
+void engine_bump_ts(engine *en, uint64_t ts)
+{
+    uint64_t cur = atomic_load(&en->ts_floor);
+    while (ts > cur && !atomic_compare_exchange_weak(&en->ts_floor, &cur, ts)) {
+    }
+}
+
+const char *engine_env(const engine *en, const char *name)
+{
+    const char *v = json_string_value(json_object_get(en->env, name));
+    return v ? v : getenv(name);
+}
+
+const schema *engine_schema(const engine *en)
+{
+    return en->schema;
+}
+
+const registry *engine_registry(const engine *en)
+{
+    return en->registry;
+}
+
+store *engine_store(engine *en)
+{
+    return en->st;
+}
+
+/* --- periodic system calls ------------------------------------------------------- */
+
+static void periodic_done(call *c)
+{
+    periodic *p = c->data;
+    p->busy = false;
+    if (c->rc) log_warn("%s failed: %s", c->fn->path, c->err.msg);
+    call_free(c);
+}
+
+static void on_periodic(uv_timer_t *t)
+{
+    periodic *p = t->data;
+    if (p->busy) return; /* the previous run has not finished: skip this tick */
+    call *c = call_new();
+    c->fn = p->fn;
+    c->admin = true;
+    c->done = periodic_done;
+    c->data = p;
+    if (engine_submit(p->en, c) == 0) p->busy = true;
+    else call_free(c);
+}
+
+int engine_every(engine *en, const char *path, uint64_t interval_ms)
+{
+    const fn_def *fn = registry_find(en->registry, path);
+    assert(fn && "periodic function not registered");
+    assert(en->n_periodic < ENGINE_PERIODIC_MAX);
+    periodic *p = &en->periodic[en->n_periodic++];
+    p->en = en;
+    p->fn = fn;
+    uv_timer_init(en->loop, &p->timer);
+    p->timer.data = p;
+    en->open_handles++;
+    return uv_timer_start(&p->timer, on_periodic, interval_ms, interval_ms);
+}
+
+/* --- open and close ------------------------------------------------------------------ */
+
+static int load_env(engine *en, err_t *e)
+{
+    const schema_table *t = schema_table_by_name(en->schema, SYSTEM_TABLE_ENV);
+    assert(t);
+    store_range r = {.table = t, .index = &schema_by_creation_time, .limit = LIMIT_QUERY_ROWS_MAX};
+    json_t *rows = NULL;
+    int rc = store_begin(en->writer_conn, false, e);
+    if (rc == 0) rc = store_scan(en->writer_conn, &r, &rows, e);
+    store_rollback(en->writer_conn);
+    if (rc) return rc;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        json_object_set(en->env, json_string_value(json_object_get(row, "name")),
+                        json_object_get(row, "value"));
+    }
+    json_decref(rows);
+    return 0;
+}
+
+int engine_open(const engine_config *cfg, engine **out, char report[STORE_REPORT_BYTES_MAX],
+                err_t *e)
+{
+    engine *en = calloc(1, sizeof *en);
+    if (!en) return err_set(e, ERR_NOMEM, "out of memory");
+    en->loop = cfg->loop;
+    en->schema = cfg->schema;
+    en->registry = cfg->registry;
+    en->env = json_object();
+    int rc = store_open(cfg->db_url, cfg->schema, &en->st, report, e);
+    if (rc == 0) rc = store_connect(en->st, true, &en->writer_conn, e);
+    if (rc == 0) rc = writer_load_clock(en, e);
+    if (rc == 0) rc = load_env(en, e);
+    en->n_readers = cfg->reader_threads > 0 ? cfg->reader_threads : 2;
+    if (en->n_readers > ENGINE_READERS_MAX) en->n_readers = ENGINE_READERS_MAX;
+    for (int i = 0; rc == 0 && i < en->n_readers; i++)
+        rc = store_connect(en->st, false, &en->reader_conns[i], e);
+    if (rc) {
+        for (int i = 0; i < en->n_readers; i++)
+            if (en->reader_conns[i]) store_disconnect(en->reader_conns[i]);
+        if (en->writer_conn) store_disconnect(en->writer_conn);
+        if (en->st) store_close(en->st);
+        json_decref(en->env);
+        free(en);
+        return rc;
+    }
+    en->last_ts_loop = en->last_ts_writer;
+    uv_mutex_init(&en->wq_lock);
+    uv_cond_init(&en->wq_cond);
+    uv_mutex_init(&en->rq_lock);
+    uv_cond_init(&en->rq_cond);
+    uv_mutex_init(&en->cq_lock);
+    uv_async_init(en->loop, &en->async, on_async);
+    en->async.data = en;
+    en->open_handles = 1;
+    uv_thread_create(&en->writer_thread, writer_main, en);
+    for (int i = 0; i < en->n_readers; i++) {
+        en->reader_args[i].en = en;
+        en->reader_args[i].conn = en->reader_conns[i];
+        uv_thread_create(&en->readers[i], reader_main, &en->reader_args[i]);
+    }
+    *out = en;
+    return 0;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    engine *en = h->data;
+    if (h->type == UV_TIMER) en = ((periodic *)h->data)->en;
+    en->open_handles--;
+}
+
+void engine_close(engine *en)
+{
+    for (int i = 0; i < en->n_periodic; i++) {
+        uv_timer_stop(&en->periodic[i].timer);
+        uv_close((uv_handle_t *)&en->periodic[i].timer, on_handle_closed);
+    }
+    /* Let every call already submitted finish and be answered. */
+    while (en->in_flight > 0) uv_run(en->loop, UV_RUN_ONCE);
+    uv_mutex_lock(&en->wq_lock);
+    en->stopping = true;
+    uv_cond_broadcast(&en->wq_cond);
+    uv_mutex_unlock(&en->wq_lock);
+    uv_mutex_lock(&en->rq_lock);
+    en->readers_stopping = true;
+    uv_cond_broadcast(&en->rq_cond);
+    uv_mutex_unlock(&en->rq_lock);
+    uv_thread_join(&en->writer_thread);
+    for (int i = 0; i < en->n_readers; i++) uv_thread_join(&en->readers[i]);
+    process_completions(en);
+    uv_close((uv_handle_t *)&en->async, on_handle_closed);
+    while (en->open_handles > 0) uv_run(en->loop, UV_RUN_ONCE);
+    for (int i = 0; i < en->n_readers; i++) store_disconnect(en->reader_conns[i]);
+    store_disconnect(en->writer_conn);
+    store_close(en->st);
+    uv_mutex_destroy(&en->wq_lock);
+    uv_cond_destroy(&en->wq_cond);
+    uv_mutex_destroy(&en->rq_lock);
+    uv_cond_destroy(&en->rq_cond);
+    uv_mutex_destroy(&en->cq_lock);
+    json_decref(en->env);
+    free(en);
+}

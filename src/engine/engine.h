@@ -1,0 +1,120 @@
+/*
+ * engine.h — running functions as serializable transactions.
+ *
+ * The engine owns the store and two kinds of threads:
+ *   - the storage thread, which owns the one writer connection and runs
+ *     mutations in groups: one database transaction per group, a savepoint
+ *     per mutation (a failing mutation rolls back alone), one durable commit
+ *     for the whole group, then every caller of the group is answered;
+ *   - reader threads, each with its own connection, which run queries on the
+ *     latest committed snapshot.
+ * Callers on the event loop submit a `call` and get it back, completed, in
+ * its done callback on the loop. After each commit the engine tells its
+ * commit listeners (subscriptions, the deployment-variable cache) the commit
+ * timestamp and the write set.
+ *
+ * Commit timestamps are nanoseconds since the epoch, strictly increasing,
+ * persisted with every commit so that they keep increasing across restarts.
+ *
+ * Thread: engine_* functions are called on the event-loop thread, except
+ * engine_open/engine_close which run on the main thread around the loop.
+ */
+#ifndef DOJO_ENGINE_ENGINE_H
+#define DOJO_ENGINE_ENGINE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/err.h"
+#include "engine/registry.h"
+#include "engine/rwset.h"
+#include "store/store.h"
+
+typedef struct engine engine;
+typedef struct call call;
+typedef void (*call_done_cb)(call *c);
+
+struct call {
+    /* Set by the caller. */
+    const fn_def *fn;
+    json_t *args;         /* owned: the decoded argument object */
+    json_t *identity;     /* owned: NULL when anonymous */
+    bool admin;
+    char *session_id;     /* owned: WebSocket mutations, for exactly-once; NULL otherwise */
+    int64_t request_id;
+    char *journal_in;     /* owned: pinned page end of an earlier run, or NULL */
+    bool record_reads;    /* keep the read set (subscriptions) */
+    call_done_cb done;
+    void *data;
+
+    /* Set by the engine before done is called. */
+    int rc;               /* 0, or an ERR_* code explained by err */
+    err_t err;
+    json_t *result;       /* owned: the return value (json null for none) */
+    json_t *log_lines;    /* owned: array of strings */
+    uint64_t ts;          /* snapshot (query) or commit (mutation) timestamp */
+    char *journal_out;    /* owned */
+    read_set reads;
+    bool replayed;        /* answered from the exactly-once record, not run again */
+    uint64_t submitted_us, started_us, finished_us;
+
+    /* Private to the engine. */
+    write_set writes;
+    int attempts;
+    call *next;
+};
+
+call *call_new(void);
+void call_free(call *c);
+
+typedef struct engine_config {
+    uv_loop_t *loop;
+    const char *db_url;
+    const schema *schema;
+    const registry *registry;
+    int reader_threads;   /* 0 = 2 */
+} engine_config;
+
+/* Opens the store (applying the schema; report says what changed), starts the
+ * threads. */
+int engine_open(const engine_config *cfg, engine **out, char report[STORE_REPORT_BYTES_MAX],
+                err_t *e);
+/* Finishes every submitted call, stops the threads, closes the store. The
+ * loop must still run afterwards long enough to close the engine's handles
+ * (engine_close runs it itself). */
+void engine_close(engine *en);
+
+/* Queues a call. Returns 0 (done will be called later, never before this
+ * returns), or ERR_BUSY when the queue is full (done is not called). */
+int engine_submit(engine *en, call *c);
+
+/* Commit listeners, called on the loop in commit order, after the done
+ * callbacks of the commit's calls. */
+typedef void (*engine_commit_cb)(void *data, uint64_t ts, const write_set *writes);
+void engine_on_commit(engine *en, engine_commit_cb cb, void *data);
+
+/* The newest commit timestamp the loop has been told about. */
+uint64_t engine_last_ts(const engine *en);
+/* Makes sure future commit timestamps exceed ts (a client saw ts before a
+ * restart, or another node committed it). */
+void engine_bump_ts(engine *en, uint64_t ts);
+
+/* A deployment variable as the loop sees it: stored value, else process
+ * environment, else NULL. Valid until the next commit that changes it. */
+const char *engine_env(const engine *en, const char *name);
+
+/* Runs the (admin, argument-less) function `path` every interval_ms. */
+int engine_every(engine *en, const char *path, uint64_t interval_ms);
+
+const schema *engine_schema(const engine *en);
+const registry *engine_registry(const engine *en);
+store *engine_store(engine *en);
+
+/* Runs a function synchronously on the caller's own connection (command-line
+ * tools without a server: verify). Not for the server. */
+int engine_run_local(store_conn *conn, const schema *s, const fn_def *fn, const json_t *args,
+                     json_t **result, err_t *e);
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * engine_impl.h — the engine's private state, shared by engine.c (loop side),
+ * writer.c (storage thread) and reader.c (reader threads). Nothing outside
+ * src/engine/ includes it.
+ * Thread: see each field's comment.
+ */
+#ifndef DOJO_ENGINE_ENGINE_IMPL_H
+#define DOJO_ENGINE_ENGINE_IMPL_H
+
+#include <stdatomic.h>
+
+#include "engine/ctx.h"
+#include "engine/engine.h"
+
+#define ENGINE_READERS_MAX 16
+#define ENGINE_LISTENERS_MAX 4
+#define ENGINE_PERIODIC_MAX 8
+
+typedef struct call_queue {
+    call *head, *tail;
+    int len;
+} call_queue;
+
+void call_queue_push(call_queue *q, call *c);
+void call_queue_push_front(call_queue *q, call *c);
+call *call_queue_pop(call_queue *q);
+
+/* A finished call, or a commit record, on its way to the loop. */
+typedef struct completion {
+    bool is_commit;
+    call *call;
+    uint64_t ts;
+    write_set writes;
+    struct completion *next;
+} completion;
+
+typedef struct periodic {
+    engine *en;
+    const fn_def *fn;
+    uv_timer_t timer;
+    bool busy;
+} periodic;
+
+typedef struct reader_arg {
+    engine *en;
+    store_conn *conn;
+} reader_arg;
+
+struct engine {
+    uv_loop_t *loop;
+    const schema *schema;
+    const registry *registry;
+    store *st;
+
+    /* Storage thread. The queue is guarded by wq_lock. */
+    uv_thread_t writer_thread;
+    store_conn *writer_conn;
+    uv_mutex_t wq_lock;
+    uv_cond_t wq_cond;
+    call_queue write_queue;
+    bool stopping;
+    uint64_t last_ts_writer;  /* storage thread only (and open) */
+    double creation_clock;    /* storage thread only: last _creationTime handed out */
+    _Atomic uint64_t ts_floor; /* any thread: commit timestamps must exceed it */
+
+    /* Reader threads. The queue is guarded by rq_lock. */
+    int n_readers;
+    uv_thread_t readers[ENGINE_READERS_MAX];
+    store_conn *reader_conns[ENGINE_READERS_MAX];
+    reader_arg reader_args[ENGINE_READERS_MAX];
+    uv_mutex_t rq_lock;
+    uv_cond_t rq_cond;
+    call_queue read_queue;
+    bool readers_stopping;
+
+    /* Completions, guarded by cq_lock; drained on the loop. */
+    uv_async_t async;
+    uv_mutex_t cq_lock;
+    completion *cq_head, *cq_tail;
+
+    /* Loop side. */
+    int in_flight;
+    int open_handles;
+    uint64_t last_ts_loop;
+    json_t *env; /* stored deployment variables: name -> value */
+    struct {
+        engine_commit_cb cb;
+        void *data;
+    } listeners[ENGINE_LISTENERS_MAX];
+    int n_listeners;
+    periodic periodic[ENGINE_PERIODIC_MAX];
+    int n_periodic;
+};
+
+/* writer.c */
+int writer_load_clock(engine *en, err_t *e);
+void writer_main(void *arg);
+/* reader.c */
+void reader_main(void *arg);
+/* engine.c: hand results to the loop (any thread). */
+void engine_complete_call(engine *en, call *c);
+void engine_complete_commit(engine *en, uint64_t ts, write_set *writes);
+/* Runs c's function in x (shared by reader, writer and engine_run_local). */
+int engine_execute(ctx *x, call *c);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * reader.c — a reader thread: takes queries from the read queue and runs each
+ * in a read transaction on its own connection, i.e. on the latest committed
+ * snapshot; the snapshot's commit timestamp (meta "ts", read first, inside the
+ * same transaction) becomes the call's ts.
+ * Thread: one of the engine's reader threads.
+ */
+#include "engine/engine_impl.h"
+
+#include <stdlib.h>
+
+#include "base/clock.h"
+
+static void run_query(engine *en, store_conn *conn, call *c)
+{
+    c->started_us = clock_mono_us();
+    err_t e;
+    err_init(&e);
+    char *ts_text = NULL;
+    int rc = store_begin(conn, false, &e);
+    if (rc == 0) rc = store_meta_get(conn, "ts", &ts_text, &e);
+    if (rc) {
+        err_move(&c->err, &e);
+        c->rc = rc;
+        store_rollback(conn);
+        return;
+    }
+    c->ts = ts_text ? strtoull(ts_text, NULL, 10) : 0;
+    free(ts_text);
+    ctx x;
+    ctx_init(&x, conn, en->schema, false);
+    x.now_ms = clock_now_ms();
+    c->rc = engine_execute(&x, c);
+    ctx_release(&x);
+    store_rollback(conn);
+}
+
+void reader_main(void *arg)
+{
+    reader_arg *ra = arg;
+    engine *en = ra->en;
+    for (;;) {
+        uv_mutex_lock(&en->rq_lock);
+        while (en->read_queue.len == 0 && !en->readers_stopping)
+            uv_cond_wait(&en->rq_cond, &en->rq_lock);
+        call *c = call_queue_pop(&en->read_queue);
+        uv_mutex_unlock(&en->rq_lock);
+        if (!c) break;
+        run_query(en, ra->conn, c);
+        engine_complete_call(en, c);
+    }
+}

@@ -1,0 +1,74 @@
+/*
+ * rwset.h — what a transaction read and wrote, and whether a write can change
+ * a read. Queries record the index ranges they covered (a db_get is a point
+ * range on the implicit "by_id" index); mutations record each written
+ * document before and after. After a commit, a subscription re-runs only when
+ * one of the commit's writes has an old or new key inside one of its ranges.
+ * Thread: built by the thread running the transaction, then handed to the
+ * event loop, which only reads it.
+ */
+#ifndef DOJO_ENGINE_RWSET_H
+#define DOJO_ENGINE_RWSET_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "base/ids.h"
+#include "store/schema.h"
+
+/* A range read through one index (see store_range for the bound rules).
+ * index NULL = a point read of one document by id (lo = [id]). */
+typedef struct read_range {
+    const schema_table *table;
+    const schema_index *index;
+    json_t *lo, *hi; /* owned; NULL = unbounded */
+    bool lo_inclusive, hi_inclusive;
+} read_range;
+
+typedef struct read_set {
+    read_range *ranges;
+    int n_ranges, cap_ranges;
+    bool whole_database; /* too many ranges: any write invalidates */
+} read_set;
+
+#define READ_SET_RANGES_MAX 256
+
+/* One document written: old NULL for an insert, new NULL for a delete. */
+typedef struct write_rec {
+    const schema_table *table;
+    char id[ID_BYTES_MAX];
+    json_t *old_doc, *new_doc; /* owned */
+} write_rec;
+
+typedef struct write_set {
+    write_rec *recs;
+    int n_recs, cap_recs;
+    bool everything; /* the set could not be recorded in full: treat it as touching all */
+} write_set;
+
+void read_set_init(read_set *rs);
+void read_set_free(read_set *rs);
+/* Adds a range (lo/hi references are taken, i.e. incref'd). */
+void read_set_add(read_set *rs, const schema_table *t, const schema_index *ix, json_t *lo,
+                  bool lo_inclusive, json_t *hi, bool hi_inclusive);
+void read_set_add_point(read_set *rs, const schema_table *t, const char *id);
+
+void write_set_init(write_set *ws);
+void write_set_free(write_set *ws);
+/* Records a write; folds repeated writes of one document into one record
+ * (first old, last new). old/new are incref'd. Returns 0, or ERR_LIMIT past
+ * LIMIT_WRITES_PER_MUTATION_MAX documents. */
+int write_set_add(write_set *ws, const schema_table *t, const char *id, json_t *old_doc,
+                  json_t *new_doc);
+/* Moves the records of src to the end of dst (src is left empty). */
+void write_set_append(write_set *dst, write_set *src);
+/* Truncates back to n records (savepoint rollback). */
+void write_set_truncate(write_set *ws, int n);
+bool write_set_touches_table(const write_set *ws, const char *table_name);
+
+/* True when a key lies within the range. */
+bool read_range_contains(const read_range *r, const json_t *key);
+/* True when any write of ws has an old or new document inside any range of rs. */
+bool rwset_intersects(const read_set *rs, const write_set *ws);
+
+#endif

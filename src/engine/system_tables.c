@@ -1,0 +1,32 @@
+/*
+ * system_tables.c — declarations of the engine's own tables (see
+ * system_tables.h).
+ * Thread: constants, any.
+ */
+#include "engine/system_tables.h"
+
+static const validator env_name = V_STRING_LEN_INIT(1, ENV_NAME_BYTES_MAX - 1);
+static const validator env_value = V_STRING_LEN_INIT(0, ENV_VALUE_BYTES_MAX - 1);
+static const v_field env_fields[] = {
+    {"name", &env_name, false},
+    {"value", &env_value, false},
+};
+const validator system_env_doc = V_OBJECT_INIT(env_fields);
+const schema_index system_env_indexes[1] = {
+    {.name = "by_name", .fields = {"name"}, .n_fields = 1, .unique = true},
+};
+
+static const v_field session_request_fields[] = {
+    {"sessionId", &v_string, false},
+    {"requestId", &v_integer, false},
+    {"result", &v_any, false},      /* the encoded result, as sent */
+    {"logLines", &v_any, false},
+    {"ts", &v_string, false},       /* commit timestamp, decimal nanoseconds */
+    {"expiresAt", &v_number, false}, /* ms since the epoch */
+};
+const validator system_session_request_doc = V_OBJECT_INIT(session_request_fields);
+const schema_index system_session_request_indexes[2] = {
+    {.name = "by_session_request", .fields = {"sessionId", "requestId"}, .n_fields = 2,
+     .unique = true},
+    {.name = "by_expiry", .fields = {"expiresAt"}, .n_fields = 1},
+};

@@ -1,0 +1,259 @@
+/*
+ * writer.c — the storage thread: owns the writer connection and runs the
+ * mutations of the write queue in groups. One group is one database
+ * transaction with a savepoint per mutation: a mutation that fails (an
+ * application error) is rolled back alone, the others commit together with
+ * one durable commit. A storage failure inside the group rolls the whole
+ * group back; the mutation that hit it fails, the others are run again once
+ * in the next group (their writes were lost with the rollback).
+ *
+ * Each committing group gets one commit timestamp, persisted in the same
+ * transaction (meta "ts"), so timestamps keep increasing across restarts.
+ * WebSocket mutations carry (sessionId, requestId); their outcome is written
+ * to _session_requests in their own savepoint, and a mutation that is already
+ * recorded is answered from the record instead of being run again.
+ * Thread: the storage thread (writer_main); writer_load_clock at open.
+ */
+#include "engine/engine_impl.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/limits.h"
+#include "base/log.h"
+#include "engine/system_tables.h"
+
+#define WRITER_ATTEMPTS_MAX 2
+
+static int meta_u64(store_conn *conn, const char *key, uint64_t *out, err_t *e)
+{
+    char *text = NULL;
+    int rc = store_meta_get(conn, key, &text, e);
+    *out = text ? strtoull(text, NULL, 10) : 0;
+    free(text);
+    return rc;
+}
+
+int writer_load_clock(engine *en, err_t *e)
+{
+    int rc = store_begin(en->writer_conn, false, e);
+    uint64_t ts = 0, ct_us = 0;
+    if (rc == 0) rc = meta_u64(en->writer_conn, "ts", &ts, e);
+    if (rc == 0) rc = meta_u64(en->writer_conn, "creation_time_us", &ct_us, e);
+    store_rollback(en->writer_conn);
+    en->last_ts_writer = ts;
+    en->creation_clock = (double)ct_us / 1000.0;
+    return rc;
+}
+
+static uint64_t next_ts(engine *en)
+{
+    uint64_t t = clock_now_ns();
+    if (t <= en->last_ts_writer) t = en->last_ts_writer + 1;
+    uint64_t floor = atomic_load(&en->ts_floor);
+    if (t <= floor) t = floor + 1;
+    return t;
+}
+
+static bool is_storage_failure(int rc)
+{
+    return rc == ERR_STORAGE || rc == ERR_NOMEM || rc == ERR_IO || rc == ERR_INTERNAL;
+}
+
+/* Answers c from its exactly-once record when there is one. */
+static int try_replay(engine *en, call *c, bool *replayed)
+{
+    *replayed = false;
+    ctx x;
+    ctx_init(&x, en->writer_conn, en->schema, false);
+    json_t *eq = json_pack("[sI]", c->session_id, (json_int_t)c->request_id);
+    db_query q = {.table = SYSTEM_TABLE_SESSION_REQUESTS, .index = "by_session_request", .eq = eq};
+    json_t *row = NULL;
+    int rc = db_query_first(&x, &q, &row);
+    json_decref(eq);
+    if (rc) {
+        err_move(&c->err, &x.err);
+    } else if (row) {
+        *replayed = true;
+        c->replayed = true;
+        c->result = json_incref(json_object_get(row, "result"));
+        c->log_lines = json_incref(json_object_get(row, "logLines"));
+        c->ts = strtoull(json_string_value(json_object_get(row, "ts")), NULL, 10);
+    }
+    json_decref(row);
+    ctx_release(&x);
+    return rc;
+}
+
+static int record_outcome(ctx *x, const call *c, uint64_t ts)
+{
+    char ts_text[24];
+    snprintf(ts_text, sizeof ts_text, "%" PRIu64, ts);
+    json_t *doc = json_pack("{s:s, s:I, s:O, s:O, s:s, s:f}", "sessionId", c->session_id,
+                            "requestId", (json_int_t)c->request_id, "result", c->result,
+                            "logLines", c->log_lines, "ts", ts_text, "expiresAt",
+                            x->now_ms + (double)LIMIT_SESSION_REQUEST_RETENTION_MS);
+    int rc = doc ? db_insert(x, SYSTEM_TABLE_SESSION_REQUESTS, doc, NULL) : ERR_NOMEM;
+    json_decref(doc);
+    return rc;
+}
+
+/* Runs one mutation inside its savepoint. Returns 0, an application error
+ * (the mutation is rolled back alone), or a storage failure (the caller rolls
+ * the group back). */
+static int run_mutation(engine *en, call *c, uint64_t ts, write_set *group_writes)
+{
+    c->started_us = clock_mono_us();
+    if (c->session_id) {
+        bool replayed;
+        int rc = try_replay(en, c, &replayed);
+        if (rc || replayed) return c->rc = rc;
+    }
+    err_t e;
+    err_init(&e);
+    int rc = store_savepoint(en->writer_conn, &e);
+    if (rc) {
+        err_move(&c->err, &e);
+        return c->rc = rc;
+    }
+    ctx x;
+    ctx_init(&x, en->writer_conn, en->schema, true);
+    x.now_ms = clock_now_ms();
+    x.creation_clock = &en->creation_clock;
+    rc = engine_execute(&x, c);
+    if (rc == 0 && c->session_id) {
+        rc = record_outcome(&x, c, ts);
+        if (rc) err_move(&c->err, &x.err);
+    }
+    if (rc == 0) rc = store_savepoint_release(en->writer_conn, &c->err);
+    if (rc == 0) {
+        write_set_append(group_writes, &x.writes);
+    } else {
+        store_savepoint_rollback(en->writer_conn);
+        json_decref(c->result);
+        c->result = NULL;
+    }
+    ctx_release(&x);
+    return c->rc = rc;
+}
+
+static void reset_for_retry(call *c)
+{
+    json_decref(c->result);
+    json_decref(c->log_lines);
+    c->result = c->log_lines = NULL;
+    c->rc = 0;
+    c->replayed = false;
+    err_clear(&c->err);
+}
+
+static void requeue_front(engine *en, call_queue *retry)
+{
+    /* Reverse onto the front so the original order is kept. */
+    call *items[LIMIT_COMMIT_GROUP_MAX];
+    int n = 0;
+    call *c;
+    while ((c = call_queue_pop(retry))) items[n++] = c;
+    uv_mutex_lock(&en->wq_lock);
+    for (int i = n - 1; i >= 0; i--) call_queue_push_front(&en->write_queue, items[i]);
+    uv_mutex_unlock(&en->wq_lock);
+}
+
+static void fail_call(call *c, int code, const char *why)
+{
+    reset_for_retry(c);
+    c->rc = err_set(&c->err, code, "%s", why);
+}
+
+static void run_group(engine *en, call_queue *group)
+{
+    err_t e;
+    err_init(&e);
+    call_queue ran = {0}, retry = {0};
+    call *c;
+    if (store_begin(en->writer_conn, true, &e) != 0) {
+        log_error("storage: cannot begin a write transaction: %s", e.msg);
+        while ((c = call_queue_pop(group))) {
+            fail_call(c, ERR_STORAGE, e.msg);
+            engine_complete_call(en, c);
+        }
+        err_clear(&e);
+        return;
+    }
+    uint64_t ts = next_ts(en);
+    double clock_before = en->creation_clock;
+    write_set writes;
+    write_set_init(&writes);
+    bool broken = false;
+    while ((c = call_queue_pop(group))) {
+        c->attempts++;
+        if (broken) {
+            call_queue_push(&retry, c);
+            continue;
+        }
+        if (is_storage_failure(run_mutation(en, c, ts, &writes))) broken = true;
+        call_queue_push(&ran, c);
+    }
+    bool committed = false;
+    if (!broken && writes.n_recs > 0) {
+        char text[24];
+        snprintf(text, sizeof text, "%" PRIu64, ts);
+        char ct[24];
+        snprintf(ct, sizeof ct, "%" PRIu64, (uint64_t)(en->creation_clock * 1000.0) + 1);
+        int rc = store_meta_set(en->writer_conn, "ts", text, &e);
+        if (rc == 0) rc = store_meta_set(en->writer_conn, "creation_time_us", ct, &e);
+        if (rc == 0) rc = store_commit(en->writer_conn, &e);
+        if (rc) {
+            log_error("storage: commit failed, %d mutations not written: %s", ran.len, e.msg);
+            broken = true;
+        } else {
+            committed = true;
+            en->last_ts_writer = ts;
+        }
+    }
+    if (!committed) store_rollback(en->writer_conn);
+    if (broken) {
+        en->creation_clock = clock_before > en->creation_clock ? clock_before : en->creation_clock;
+        write_set_free(&writes);
+    }
+    /* Answer the calls that ran. After a rollback, the ones that had
+     * succeeded lost their writes: run them again (once) in a new group. */
+    while ((c = call_queue_pop(&ran))) {
+        if (broken && !c->replayed && (c->rc == 0 || is_storage_failure(c->rc))) {
+            if (c->attempts < WRITER_ATTEMPTS_MAX && c->rc == 0) {
+                reset_for_retry(c);
+                call_queue_push(&retry, c);
+                continue;
+            }
+            if (c->rc == 0) fail_call(c, ERR_STORAGE, e.msg[0] ? e.msg : "storage failure");
+            log_error("storage: %s failed: %s", c->fn->path, c->err.msg);
+        }
+        if (c->rc == 0 && !c->replayed) c->ts = committed ? ts : en->last_ts_writer;
+        engine_complete_call(en, c);
+    }
+    if (committed) engine_complete_commit(en, ts, &writes);
+    if (retry.len) requeue_front(en, &retry);
+    err_clear(&e);
+}
+
+void writer_main(void *arg)
+{
+    engine *en = arg;
+    for (;;) {
+        call_queue group = {0};
+        uv_mutex_lock(&en->wq_lock);
+        while (en->write_queue.len == 0 && !en->stopping) uv_cond_wait(&en->wq_cond, &en->wq_lock);
+        if (en->write_queue.len == 0 && en->stopping) {
+            uv_mutex_unlock(&en->wq_lock);
+            break;
+        }
+        while (group.len < LIMIT_COMMIT_GROUP_MAX && en->write_queue.len > 0)
+            call_queue_push(&group, call_queue_pop(&en->write_queue));
+        uv_mutex_unlock(&en->wq_lock);
+        run_group(en, &group);
+    }
+}

@@ -1,0 +1,151 @@
+/*
+ * metrics.c — recording and rendering the counters of /metrics (see
+ * metrics.h).
+ * Thread: the event-loop thread only.
+ */
+#include "proto/metrics.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+
+static const double bucket_bounds_s[METRICS_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                        0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
+
+void metrics_init(metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    m->started_at_ms = (uint64_t)clock_now_ms();
+}
+
+static metrics_route *route_slot(metrics *m, const char *route)
+{
+    for (int i = 0; i < m->n_routes; i++)
+        if (strcmp(m->routes[i].route, route) == 0) return &m->routes[i];
+    if (m->n_routes == METRICS_ROUTES_MAX) return &m->routes[METRICS_ROUTES_MAX - 1];
+    metrics_route *r = &m->routes[m->n_routes++];
+    r->route = route;
+    return r;
+}
+
+void metrics_record_request(metrics *m, const char *route, int status, uint64_t duration_us)
+{
+    metrics_route *r = route_slot(m, route);
+    int i = 0;
+    while (i < r->n_statuses && r->statuses[i] != status) i++;
+    if (i == r->n_statuses) {
+        if (r->n_statuses == METRICS_STATUSES_MAX) i = METRICS_STATUSES_MAX - 1;
+        else r->statuses[r->n_statuses++] = status;
+    }
+    r->counts[i]++;
+    double s = (double)duration_us / 1e6;
+    for (int b = 0; b < METRICS_BUCKETS; b++)
+        if (s <= bucket_bounds_s[b]) {
+            r->latency_buckets[b]++;
+            break;
+        }
+    r->latency_count++;
+    r->latency_sum_s += s;
+}
+
+void metrics_record_call(metrics *m, const char *fn_path, int rc)
+{
+    metrics_function *f = NULL;
+    for (int i = 0; i < m->n_functions; i++)
+        if (m->functions[i].path == fn_path || strcmp(m->functions[i].path, fn_path) == 0)
+            f = &m->functions[i];
+    if (!f) {
+        if (m->n_functions == METRICS_FUNCTIONS_MAX) return;
+        f = &m->functions[m->n_functions++];
+        f->path = fn_path;
+    }
+    if (rc == 0) f->ok++;
+    else if (err_is_application(rc)) f->app_error++;
+    else f->internal_error++;
+}
+
+typedef struct sbuf {
+    char *data;
+    size_t len, cap;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if (b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap + (size_t)n + 1) * 2;
+        char *grown = realloc(b->data, cap);
+        if (!grown) return;
+        b->data = grown;
+        b->cap = cap;
+    }
+}
+
+char *metrics_render(const metrics *m, int open_connections, int ws_sessions, uint64_t last_ts)
+{
+    sbuf b = {.data = malloc(4096), .cap = 4096};
+    if (!b.data) return NULL;
+    b.data[0] = '\0';
+    sb_printf(&b, "# HELP dojo_http_requests_total HTTP requests by route and status.\n"
+                  "# TYPE dojo_http_requests_total counter\n");
+    for (int i = 0; i < m->n_routes; i++)
+        for (int s = 0; s < m->routes[i].n_statuses; s++)
+            sb_printf(&b, "dojo_http_requests_total{route=\"%s\",status=\"%d\"} %" PRIu64 "\n",
+                      m->routes[i].route, m->routes[i].statuses[s], m->routes[i].counts[s]);
+    sb_printf(&b, "# HELP dojo_http_request_duration_seconds HTTP request latency.\n"
+                  "# TYPE dojo_http_request_duration_seconds histogram\n");
+    for (int i = 0; i < m->n_routes; i++) {
+        const metrics_route *r = &m->routes[i];
+        uint64_t cumulative = 0;
+        for (int bkt = 0; bkt < METRICS_BUCKETS; bkt++) {
+            cumulative += r->latency_buckets[bkt];
+            sb_printf(&b,
+                      "dojo_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %" PRIu64
+                      "\n",
+                      r->route, bucket_bounds_s[bkt], cumulative);
+        }
+        sb_printf(&b,
+                  "dojo_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64
+                  "\n"
+                  "dojo_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+                  "dojo_http_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n",
+                  r->route, r->latency_count, r->route, r->latency_sum_s, r->route,
+                  r->latency_count);
+    }
+    sb_printf(&b, "# HELP dojo_function_calls_total Function calls by function and outcome.\n"
+                  "# TYPE dojo_function_calls_total counter\n");
+    for (int i = 0; i < m->n_functions; i++) {
+        const metrics_function *f = &m->functions[i];
+        sb_printf(&b,
+                  "dojo_function_calls_total{function=\"%s\",outcome=\"ok\"} %" PRIu64 "\n"
+                  "dojo_function_calls_total{function=\"%s\",outcome=\"error\"} %" PRIu64 "\n"
+                  "dojo_function_calls_total{function=\"%s\",outcome=\"internal_error\"} %" PRIu64
+                  "\n",
+                  f->path, f->ok, f->path, f->app_error, f->path, f->internal_error);
+    }
+    sb_printf(&b,
+              "# HELP dojo_http_connections Open HTTP connections.\n"
+              "# TYPE dojo_http_connections gauge\ndojo_http_connections %d\n"
+              "# HELP dojo_sync_sessions Open WebSocket sync sessions.\n"
+              "# TYPE dojo_sync_sessions gauge\ndojo_sync_sessions %d\n"
+              "# HELP dojo_commit_timestamp_ns Newest commit timestamp.\n"
+              "# TYPE dojo_commit_timestamp_ns gauge\ndojo_commit_timestamp_ns %" PRIu64 "\n"
+              "# HELP dojo_start_time_seconds Process start time.\n"
+              "# TYPE dojo_start_time_seconds gauge\ndojo_start_time_seconds %" PRIu64 "\n",
+              open_connections, ws_sessions, last_ts, m->started_at_ms / 1000);
+    return b.data;
+}

@@ -1,0 +1,48 @@
+/*
+ * metrics.h — counters and a latency histogram for GET /metrics, in the
+ * Prometheus text format: requests by route and status, request latency,
+ * function calls by function and outcome.
+ * Thread: the event-loop thread only.
+ */
+#ifndef DOJO_PROTO_METRICS_H
+#define DOJO_PROTO_METRICS_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define METRICS_ROUTES_MAX 32
+#define METRICS_STATUSES_MAX 24
+#define METRICS_BUCKETS 12
+#define METRICS_FUNCTIONS_MAX 128
+
+typedef struct metrics_route {
+    const char *route;
+    int statuses[METRICS_STATUSES_MAX];
+    uint64_t counts[METRICS_STATUSES_MAX];
+    int n_statuses;
+    uint64_t latency_buckets[METRICS_BUCKETS]; /* cumulative at render time */
+    uint64_t latency_count;
+    double latency_sum_s;
+} metrics_route;
+
+typedef struct metrics_function {
+    const char *path; /* static storage (registry) */
+    uint64_t ok, app_error, internal_error;
+} metrics_function;
+
+typedef struct metrics {
+    metrics_route routes[METRICS_ROUTES_MAX];
+    int n_routes;
+    metrics_function functions[METRICS_FUNCTIONS_MAX];
+    int n_functions;
+    uint64_t started_at_ms;
+} metrics;
+
+void metrics_init(metrics *m);
+/* route must be a string with static storage duration (a route name). */
+void metrics_record_request(metrics *m, const char *route, int status, uint64_t duration_us);
+void metrics_record_call(metrics *m, const char *fn_path, int rc);
+/* Renders the exposition text plus the given extra gauges; malloc'd. */
+char *metrics_render(const metrics *m, int open_connections, int ws_sessions, uint64_t last_ts);
+
+#endif

@@ -1,0 +1,105 @@
+/*
+ * server.c — wiring the rooms into one running server (see server.h): the
+ * engine and its store, auth configured from the deployment variables (and
+ * re-configured when a commit changes them), the periodic system functions,
+ * the HTTP listener and the sync hub; and the orderly stop.
+ * Thread: the event-loop thread.
+ */
+#include "proto/server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "engine/system_tables.h"
+#include "proto/sync.h"
+
+static void configure_auth(server *s)
+{
+    const char *issuer = engine_env(s->en, "CLERK_ISSUER_URL");
+    const char *app_id = engine_env(s->en, "AUTH_APPLICATION_ID");
+    auth_configure(s->auth, issuer, app_id);
+}
+
+static void on_commit(void *data, uint64_t ts, const write_set *writes)
+{
+    server *s = data;
+    (void)ts;
+    if (write_set_touches_table(writes, SYSTEM_TABLE_ENV)) configure_auth(s);
+}
+
+int server_start(uv_loop_t *loop, const server_config *cfg, server **out, err_t *e)
+{
+    server *s = calloc(1, sizeof *s);
+    if (!s) return err_set(e, ERR_NOMEM, "out of memory");
+    s->loop = loop;
+    s->cfg = *cfg;
+    metrics_init(&s->metrics);
+    engine_config ec = {.loop = loop,
+                        .db_url = cfg->db_url,
+                        .schema = cfg->schema,
+                        .registry = cfg->registry,
+                        .reader_threads = cfg->reader_threads};
+    int rc = engine_open(&ec, &s->en, s->store_report, e);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    s->auth = auth_new(loop);
+    configure_auth(s);
+    engine_on_commit(s->en, on_commit, s);
+    for (int i = 0; i < cfg->n_periodic; i++)
+        engine_every(s->en, cfg->periodic[i].path, cfg->periodic[i].interval_ms);
+    s->sync = sync_hub_new(s);
+    http_server_config hc = {.host = cfg->host ? cfg->host : "127.0.0.1",
+                             .port = cfg->port,
+                             .body_bytes_max = cfg->body_bytes_max};
+    rc = http_server_start(loop, &hc, api_handle_request, s, &s->http, e);
+    if (rc) {
+        sync_hub_close(s->sync, NULL, NULL);
+        engine_close(s->en);
+        auth_free(s->auth);
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+typedef struct stop_state {
+    server *s;
+    void (*done)(void *data);
+    void *data;
+} stop_state;
+
+static void on_sync_closed(void *data)
+{
+    stop_state *st = data;
+    server *s = st->s;
+    engine_close(s->en);
+    auth_free(s->auth);
+    void (*done)(void *) = st->done;
+    void *done_data = st->data;
+    free(st);
+    free(s);
+    log_info("stopped");
+    if (done) done(done_data);
+}
+
+static void on_http_closed(void *data)
+{
+    stop_state *st = data;
+    sync_hub_close(st->s->sync, on_sync_closed, st);
+}
+
+void server_stop(server *s, void (*done)(void *data), void *data)
+{
+    if (s->stopping) return;
+    s->stopping = true;
+    log_info("stopping: finishing in-flight requests");
+    stop_state *st = malloc(sizeof *st);
+    st->s = s;
+    st->done = done;
+    st->data = data;
+    http_server_shutdown(s->http, on_http_closed, st);
+}

@@ -1,0 +1,27 @@
+/*
+ * sync.h — the WebSocket sync protocol (convex-protocol.md §2–§3): sessions,
+ * query sets, identity versions, transitions, mutations over the socket with
+ * exactly-once replies, and reactive re-execution of subscribed queries.
+ * Thread: the event-loop thread.
+ */
+#ifndef DOJO_PROTO_SYNC_H
+#define DOJO_PROTO_SYNC_H
+
+#include "net/http.h"
+
+struct server;
+typedef struct sync_hub sync_hub;
+
+sync_hub *sync_hub_new(struct server *srv);
+/* Closes every session (close frame 1001), then frees the hub once the
+ * sockets are closed; done(data) is called then. */
+void sync_hub_close(sync_hub *hub, void (*done)(void *data), void *data);
+
+/* Handles GET /api/<version>/sync: answers 101 and takes the connection over,
+ * or answers 400 when the request is not a valid WebSocket upgrade, or 503
+ * when LIMIT_WS_SESSIONS_MAX sessions are open. */
+void sync_handle_upgrade(sync_hub *hub, http_request *req);
+
+int sync_session_count(const sync_hub *hub);
+
+#endif
