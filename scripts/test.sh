@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# test.sh — the one command that sets up and passes every test on a fresh
+# Debian 12 machine: installs the packages and the npm dependencies, builds
+# with warnings as errors (optimised, and with AddressSanitizer +
+# UndefinedBehaviorSanitizer), then runs every suite — the C unit tests and
+# the end-to-end tests against the sanitized binary — through ctest, which
+# prints the summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh
+BUILD_DIR=build-asan BUILD_TYPE=Debug scripts/build.sh -DDOJO_SANITIZE=ON
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+ctest --test-dir build-asan --output-on-failure -j "$(nproc)" "$@"
