@@ -1,0 +1,982 @@
+/*
+ * http_server.c — the HTTP/1.1 server's connections (see http.h): listening
+ * and accepting, the life of a connection (reading, the pipeline of requests
+ * answered strictly in order, keep-alive, timeouts, lingering close), writing
+ * responses, handing a stream over to another protocol, and graceful
+ * shutdown. Turning bytes into requests is http_parse.c; the shared structures
+ * are in http_conn.h. Called by the layer above through http.h and by libuv.
+ * Thread: the event-loop thread only.
+ */
+#include "net/http.h"
+#include "net/http_conn.h"
+
+#include <assert.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "base/clock.h"
+#include "base/limits.h"
+#include "base/log.h"
+
+#define HTTP_READ_BYTES_MAX (64u * 1024) /* one read; also bounds a connection's stash */
+#define HTTP_LINGER_MS 2000 /* after a closing response, input is drained this long at most */
+#define HTTP_LISTEN_BACKLOG 511
+
+static const char CONN_KEEP_ALIVE[] = "Connection: keep-alive\r\n\r\n";
+static const char CONN_CLOSE[] = "Connection: close\r\n\r\n";
+static const char CONTINUE_HEAD[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+struct http_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_timer_t grace_timer;
+    http_request_cb cb;
+    void *ctx;
+    http_server_config cfg; /* defaults applied */
+    int port;
+    http_conn *conns;   /* every attached connection, rejected ones included */
+    int conns_active;   /* counted against connections_max */
+    int conns_rejected; /* accepted only to be answered 503 */
+    bool shutting_down;
+    bool listener_closed;
+    bool grace_closing;
+    void (*done)(void *data);
+    void *done_data;
+    time_t date_s;
+    char date[40];
+    char read_buf[HTTP_READ_BYTES_MAX]; /* one read at a time on the loop thread */
+};
+
+struct http_out {
+    uv_write_t write;
+    http_conn *conn;
+    size_t head_len;
+    size_t body_len; /* body bytes to send: 0 for HEAD and bodiless statuses */
+    char data[];     /* head, then body */
+};
+
+static void conn_pump(http_conn *c);
+static void conn_close(http_conn *c);
+static void server_maybe_done(http_server *s);
+
+/* ---- reference counting and teardown ---- */
+
+void http_conn_ref(http_conn *c)
+{
+    assert(c->refs > 0);
+    c->refs++;
+}
+
+void http_conn_unref(http_conn *c)
+{
+    assert(c->refs > 0);
+    if (--c->refs > 0) return;
+    assert(c->handles_open == 0 && c->parsing == NULL && c->queue_head == NULL);
+    assert(c->writes_in_flight == 0);
+    free(c->stash);
+    free(c);
+}
+
+static void conn_detach(http_conn *c)
+{
+    http_server *s = c->server;
+    if (!s) return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    if (c->rejected)
+        s->conns_rejected--;
+    else
+        s->conns_active--;
+    c->server = NULL;
+    server_maybe_done(s);
+}
+
+static void conn_handle_closed(http_conn *c)
+{
+    assert(c->handles_open > 0);
+    if (--c->handles_open > 0) return;
+    conn_detach(c);
+    http_conn_unref(c); /* the reference of the open handles */
+}
+
+static void on_tcp_closed(uv_handle_t *h)
+{
+    http_conn *c = h->data;
+    free(h);
+    c->tcp = NULL;
+    conn_handle_closed(c);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    conn_handle_closed(h->data);
+}
+
+static http_msg *queue_pop(http_conn *c)
+{
+    http_msg *m = c->queue_head;
+    assert(m && c->queue_len > 0);
+    c->queue_head = m->next;
+    if (!c->queue_head) c->queue_tail = NULL;
+    m->next = NULL;
+    c->queue_len--;
+    return m;
+}
+
+static void queue_push(http_conn *c, http_msg *m)
+{
+    assert(c->queue_len < LIMIT_HTTP_PIPELINE_REQUESTS_MAX);
+    m->next = NULL;
+    if (c->queue_tail)
+        c->queue_tail->next = m;
+    else
+        c->queue_head = m;
+    c->queue_tail = m;
+    c->queue_len++;
+}
+
+/* Requests the handler holds become orphans (freed by http_respond); the rest
+ * is freed now. */
+static void conn_drop_messages(http_conn *c)
+{
+    http_msg_free(c->parsing);
+    c->parsing = NULL;
+    while (c->queue_head) {
+        http_msg *m = queue_pop(c);
+        if (m->state == HTTP_MSG_DISPATCHED)
+            m->orphan = true;
+        else
+            http_msg_free(m);
+    }
+}
+
+/* Closes at once: pending writes are cancelled. */
+static void conn_close(http_conn *c)
+{
+    if (c->closing) return;
+    c->closing = true;
+    c->stop_parsing = true;
+    c->reading = false;
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    uv_close((uv_handle_t *)c->tcp, on_tcp_closed);
+    conn_drop_messages(c);
+}
+
+/* ---- timers ---- */
+
+static void timer_stop(http_conn *c)
+{
+    if (c->closing) return;
+    c->timer_kind = HTTP_TIMER_NONE;
+    uv_timer_stop(&c->timer);
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void timer_arm(http_conn *c, http_timer_kind kind, uint64_t ms)
+{
+    if (c->closing) return;
+    c->timer_kind = kind;
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    http_conn *c = t->data;
+    http_timer_kind kind = c->timer_kind;
+    c->timer_kind = HTTP_TIMER_NONE;
+    const http_server_config *cfg = &c->server->cfg;
+    switch (kind) {
+    case HTTP_TIMER_HEAD:
+        http_conn_fail(c, 408, "RequestTimeout",
+                       "Request headers were not received within the limit of %llu ms",
+                       (unsigned long long)cfg->header_timeout_ms);
+        conn_pump(c);
+        break;
+    case HTTP_TIMER_BODY:
+        http_conn_fail(c, 408, "RequestTimeout",
+                       "Request body was not received within the limit of %llu ms",
+                       (unsigned long long)cfg->body_timeout_ms);
+        conn_pump(c);
+        break;
+    case HTTP_TIMER_IDLE:
+    case HTTP_TIMER_LINGER:
+        conn_close(c);
+        break;
+    case HTTP_TIMER_NONE:
+        break;
+    }
+}
+
+/* ---- writing ---- */
+
+static void on_written(uv_write_t *w, int status)
+{
+    http_out *out = w->data;
+    http_conn *c = out->conn;
+    free(out);
+    c->writes_in_flight--;
+    if (status < 0 && !c->closing) {
+        log_debug("http: write to %s failed: %s", c->remote_addr, uv_strerror(status));
+        conn_close(c);
+    } else {
+        conn_pump(c);
+    }
+    http_conn_unref(c);
+}
+
+/* Writes head, the Connection line (or nothing) and body as one uv_write.
+ * out is freed by the write callback, or here when the write cannot start. */
+static int conn_write(http_conn *c, uv_stream_t *stream, http_out *out, const char *conn_line)
+{
+    uv_buf_t bufs[3];
+    unsigned n = 0;
+    bufs[n++] = uv_buf_init(out->data, (unsigned)out->head_len);
+    if (conn_line) bufs[n++] = uv_buf_init((char *)conn_line, (unsigned)strlen(conn_line));
+    if (out->body_len) bufs[n++] = uv_buf_init(out->data + out->head_len, (unsigned)out->body_len);
+    out->conn = c;
+    out->write.data = out;
+    int rc = uv_write(&out->write, stream, bufs, n, on_written);
+    if (rc < 0) {
+        log_debug("http: write to %s failed: %s", c->remote_addr, uv_strerror(rc));
+        free(out);
+        return rc;
+    }
+    http_conn_ref(c);
+    c->writes_in_flight++;
+    return 0;
+}
+
+static http_out *out_new_raw(const char *text)
+{
+    size_t len = strlen(text);
+    http_out *out = malloc(sizeof *out + len);
+    if (!out) return NULL;
+    memcpy(out->data, text, len);
+    out->head_len = len;
+    out->body_len = 0;
+    return out;
+}
+
+static const char *server_date(http_server *s)
+{
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    if (now == s->date_s) return s->date;
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    snprintf(s->date, sizeof s->date, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+             tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+             tm.tm_sec);
+    s->date_s = now;
+    return s->date;
+}
+
+/* Headers the server writes itself, and values that would split the head. */
+static bool header_allowed(const http_header *h)
+{
+    if (!strcasecmp(h->name, "content-length") || !strcasecmp(h->name, "connection") ||
+        !strcasecmp(h->name, "date") || !strcasecmp(h->name, "transfer-encoding")) {
+        return false;
+    }
+    if (strpbrk(h->name, "\r\n:") || strpbrk(h->value, "\r\n")) {
+        log_warn("http: dropped response header '%s' with a line break", h->name);
+        return false;
+    }
+    return true;
+}
+
+static size_t head_append(char *dst, size_t cap, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static size_t head_append(char *dst, size_t cap, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(dst + len, cap - len, fmt, ap);
+    va_end(ap);
+    assert(n >= 0 && (size_t)n < cap - len);
+    return len + (size_t)n;
+}
+
+/* Builds the response (all but the Connection line, chosen when it is
+ * written) and marks the request answered. */
+static int msg_set_response(http_msg *m, int status, const http_header *headers, int n_headers,
+                            const char *body, size_t body_len)
+{
+    http_conn *c = m->req.conn;
+    assert(c->server && m->out == NULL);
+    bool bodiless = (status >= 100 && status < 200) || status == 204 || status == 304;
+    size_t send_bytes = (bodiless || m->is_head) ? 0 : body_len;
+    const char *text = http_status_text(status);
+    size_t head_max = 128 + strlen(text);
+    for (int i = 0; i < n_headers; i++) {
+        head_max += strlen(headers[i].name) + strlen(headers[i].value) + 4;
+    }
+    http_out *out = malloc(sizeof *out + head_max + send_bytes);
+    if (!out) return ERR_NOMEM;
+    size_t len = head_append(out->data, head_max, 0, "HTTP/1.1 %d %s\r\n", status, text);
+    for (int i = 0; i < n_headers; i++) {
+        if (!header_allowed(&headers[i])) continue;
+        len =
+            head_append(out->data, head_max, len, "%s: %s\r\n", headers[i].name, headers[i].value);
+    }
+    len = head_append(out->data, head_max, len, "Date: %s\r\n", server_date(c->server));
+    if (!bodiless) len = head_append(out->data, head_max, len, "Content-Length: %zu\r\n", body_len);
+    out->head_len = len;
+    out->body_len = send_bytes;
+    if (send_bytes) memcpy(out->data + len, body, send_bytes);
+    m->out = out;
+    m->state = HTTP_MSG_ANSWERED;
+    return ERR_OK;
+}
+
+/* {"code": code, "message": message}, malloc'd; NULL when out of memory. */
+static char *error_body(const char *code, const char *message)
+{
+    json_t *j = json_pack("{s:s, s:s}", "code", code, "message", message);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return text;
+}
+
+static int msg_set_error(http_msg *m, int status, const char *code, const char *message)
+{
+    static const http_header json_type[] = {{"Content-Type", "application/json"}};
+    char *body = error_body(code, message);
+    if (!body) return ERR_NOMEM;
+    int rc = msg_set_response(m, status, json_type, 1, body, strlen(body));
+    free(body);
+    return rc;
+}
+
+/* ---- the connection's state machine ---- */
+
+bool http_conn_can_parse(const http_conn *c)
+{
+    return !c->closing && !c->stop_parsing && !c->lingering &&
+           c->queue_len < LIMIT_HTTP_PIPELINE_REQUESTS_MAX;
+}
+
+void http_conn_message_begun(http_conn *c)
+{
+    if (c->timer_kind != HTTP_TIMER_HEAD) {
+        timer_arm(c, HTTP_TIMER_HEAD, c->server->cfg.header_timeout_ms);
+    }
+}
+
+/* "Expect: 100-continue" is answered only when no earlier response is still
+ * to be written (it must not overtake them); otherwise the client sends the
+ * body after its own wait, as RFC 9110 allows. */
+static void conn_maybe_continue(http_conn *c, http_msg *m)
+{
+    const char *expect = http_request_header(&m->req, "expect");
+    if (!expect || strcasecmp(expect, "100-continue") != 0) return;
+    if (c->parser.http_major != 1 || c->parser.http_minor == 0 || c->queue_head) return;
+    http_out *out = out_new_raw(CONTINUE_HEAD);
+    if (!out || conn_write(c, (uv_stream_t *)c->tcp, out, NULL) != 0) conn_close(c);
+}
+
+void http_conn_headers_done(http_conn *c, http_msg *m)
+{
+    const http_parser *p = &c->parser;
+    bool has_length = (p->flags & F_CONTENTLENGTH) != 0;
+    if (has_length && p->content_length > c->body_bytes_max) {
+        http_conn_fail(c, 413, "PayloadTooLarge", "Request body exceeds the limit of %zu bytes",
+                       c->body_bytes_max);
+        return;
+    }
+    bool has_body = (p->flags & F_CHUNKED) || (has_length && p->content_length > 0);
+    if (!has_body) {
+        timer_stop(c);
+        return;
+    }
+    conn_maybe_continue(c, m);
+    timer_arm(c, HTTP_TIMER_BODY, c->server->cfg.body_timeout_ms);
+}
+
+static void conn_dispatch(http_conn *c, http_msg *m)
+{
+    http_server *s = c->server;
+    assert(s && m->state != HTTP_MSG_DISPATCHED);
+    m->state = HTTP_MSG_DISPATCHED;
+    s->cb(s->ctx, &m->req); /* may answer, close or take over before returning */
+}
+
+void http_conn_message_done(http_conn *c, http_msg *m)
+{
+    assert(m->state == HTTP_MSG_PARSING && m->headers_done);
+    timer_stop(c);
+    queue_push(c, m);
+    if (!m->req.keep_alive || m->req.upgrade) c->stop_parsing = true;
+    if (m->req.upgrade) {
+        /* Handed over only at the head of the queue, so that a take-over
+         * never overtakes earlier responses. The rest is the new protocol's. */
+        m->state = HTTP_MSG_HELD;
+        c->pump_again = true;
+        return;
+    }
+    conn_dispatch(c, m);
+}
+
+void http_conn_fail(http_conn *c, int status, const char *code, const char *fmt, ...)
+{
+    if (c->closing || c->lingering) return;
+    http_msg_free(c->parsing);
+    c->parsing = NULL;
+    c->stop_parsing = true;
+    c->fail_status = 0;
+    timer_stop(c);
+    char message[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    log_debug("http: %s: %d %s", c->remote_addr, status, message);
+    http_msg *m = http_msg_new(c);
+    if (!m || msg_set_error(m, status, code, message) != ERR_OK) {
+        http_msg_free(m);
+        conn_close(c);
+        return;
+    }
+    m->synthetic = true;
+    queue_push(c, m);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    http_conn *c = req->data;
+    c->shutdown_done = true;
+    if (!c->closing && (status < 0 || c->eof)) conn_close(c);
+    http_conn_unref(c);
+}
+
+/* After a closing response: send FIN once it is written, then drain input
+ * until the client closes (or HTTP_LINGER_MS), so it reads the response
+ * rather than a reset caused by unread bytes. */
+static void conn_linger(http_conn *c)
+{
+    if (c->closing) return;
+    assert(!c->lingering && c->queue_head == NULL);
+    c->lingering = true;
+    c->stop_parsing = true;
+    http_msg_free(c->parsing);
+    c->parsing = NULL;
+    timer_arm(c, HTTP_TIMER_LINGER, HTTP_LINGER_MS);
+    c->shutdown_req.data = c;
+    http_conn_ref(c);
+    int rc = uv_shutdown(&c->shutdown_req, (uv_stream_t *)c->tcp, on_shutdown);
+    if (rc < 0) {
+        http_conn_unref(c);
+        conn_close(c);
+    }
+}
+
+static bool msg_closes_conn(const http_conn *c, const http_msg *m)
+{
+    if (m->synthetic || !m->req.keep_alive || m->req.upgrade) return true;
+    bool last = c->queue_head == NULL;
+    return last && (c->eof || (c->server && c->server->shutting_down));
+}
+
+/* Writes the answered requests at the head of the queue, in order. */
+static void conn_flush(http_conn *c)
+{
+    while (!c->closing && !c->lingering && c->queue_head &&
+           c->queue_head->state == HTTP_MSG_ANSWERED) {
+        http_msg *m = queue_pop(c);
+        bool close = msg_closes_conn(c, m);
+        http_out *out = m->out;
+        m->out = NULL;
+        http_msg_free(m);
+        if (conn_write(c, (uv_stream_t *)c->tcp, out, close ? CONN_CLOSE : CONN_KEEP_ALIVE)) {
+            conn_close(c);
+        } else if (close) {
+            conn_linger(c);
+        }
+    }
+}
+
+static void conn_dispatch_held(http_conn *c)
+{
+    http_msg *m = c->queue_head;
+    if (c->closing || c->lingering || !m || m->state != HTTP_MSG_HELD) return;
+    conn_dispatch(c, m);
+}
+
+/* Parses what was read while parsing had to stop, once it may go on. */
+static void conn_resume(http_conn *c)
+{
+    if (c->stash_len == 0 || !http_conn_can_parse(c)) return;
+    size_t used = http_conn_parse(c, c->stash, c->stash_len);
+    if (c->closing) return;
+    assert(used <= c->stash_len);
+    memmove(c->stash, c->stash + used, c->stash_len - used);
+    c->stash_len -= used;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    http_conn *c = h->data;
+    buf->base = c->server->read_buf;
+    buf->len = sizeof c->server->read_buf;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_update_reading(http_conn *c)
+{
+    bool want = c->lingering ? !c->eof : (http_conn_can_parse(c) && c->stash_len == 0 && !c->eof);
+    if (want == c->reading) return;
+    if (want) {
+        int rc = uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read);
+        if (rc < 0) {
+            conn_close(c);
+            return;
+        }
+    } else {
+        uv_read_stop((uv_stream_t *)c->tcp);
+    }
+    c->reading = want;
+}
+
+/* After any change: close a finished connection, read or pause, and keep
+ * the idle timer running exactly while nothing is pending. */
+static void conn_settle(http_conn *c)
+{
+    if (c->closing) return;
+    http_server *s = c->server;
+    bool quiet = c->queue_head == NULL && c->writes_in_flight == 0;
+    if (quiet && !c->lingering && (c->eof || (s && s->shutting_down))) {
+        conn_close(c);
+        return;
+    }
+    conn_update_reading(c);
+    if (c->closing || c->lingering) return;
+    if (quiet && c->parsing == NULL && c->timer_kind == HTTP_TIMER_NONE) {
+        timer_arm(c, HTTP_TIMER_IDLE, s->cfg.idle_timeout_ms);
+    } else if (!quiet && c->timer_kind == HTTP_TIMER_IDLE) {
+        timer_stop(c);
+    }
+}
+
+/* The one place progress happens: write what is ready, hand over a waiting
+ * upgrade, parse what waited, then settle. Re-entrant calls (a handler
+ * answering synchronously) only ask for another round. */
+static void conn_pump(http_conn *c)
+{
+    if (c->busy) {
+        c->pump_again = true;
+        return;
+    }
+    if (c->closing) return;
+    http_conn_ref(c);
+    c->busy = true;
+    do {
+        c->pump_again = false;
+        conn_flush(c);
+        conn_dispatch_held(c);
+        conn_resume(c);
+    } while (c->pump_again && !c->closing);
+    c->busy = false;
+    conn_settle(c);
+    http_conn_unref(c);
+}
+
+static int conn_stash(http_conn *c, const char *data, size_t len)
+{
+    assert(c->stash_len + len <= HTTP_READ_BYTES_MAX);
+    if (c->stash_len + len > c->stash_cap) {
+        char *stash = realloc(c->stash, c->stash_len + len);
+        if (!stash) return ERR_NOMEM;
+        c->stash = stash;
+        c->stash_cap = c->stash_len + len;
+    }
+    memcpy(c->stash + c->stash_len, data, len);
+    c->stash_len += len;
+    return ERR_OK;
+}
+
+static void conn_read_ended(http_conn *c, ssize_t nread)
+{
+    if (nread != UV_EOF) {
+        log_debug("http: read from %s failed: %s", c->remote_addr, uv_strerror((int)nread));
+        conn_close(c);
+        return;
+    }
+    c->eof = true;
+    if (c->lingering) {
+        if (c->shutdown_done)
+            conn_close(c);
+        else
+            conn_update_reading(c);
+        return;
+    }
+    c->stop_parsing = true; /* a request cut short is dropped */
+    http_msg_free(c->parsing);
+    c->parsing = NULL;
+    if (c->timer_kind == HTTP_TIMER_HEAD || c->timer_kind == HTTP_TIMER_BODY) timer_stop(c);
+    conn_pump(c);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    http_conn *c = stream->data;
+    if (nread == 0 || c->closing) return;
+    if (nread < 0) {
+        conn_read_ended(c, nread);
+        return;
+    }
+    if (c->lingering) return; /* drained */
+    assert(c->stash_len == 0);
+    http_conn_ref(c);
+    c->busy = true;
+    size_t used = http_conn_parse(c, buf->base, (size_t)nread);
+    if (used < (size_t)nread && !c->closing && !c->lingering &&
+        conn_stash(c, buf->base + used, (size_t)nread - used) != ERR_OK) {
+        conn_close(c);
+    }
+    c->busy = false;
+    conn_pump(c);
+    http_conn_unref(c);
+}
+
+/* ---- accepting ---- */
+
+static void conn_fill_remote(http_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, ip, sizeof ip);
+            port = ntohs(a->sin6_port);
+            snprintf(c->remote_addr, sizeof c->remote_addr, "[%s]:%d", ip, port);
+            return;
+        }
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        uv_ip4_name(a, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+    }
+    snprintf(c->remote_addr, sizeof c->remote_addr, "%s:%d", ip, port);
+}
+
+static http_conn *conn_new(http_server *s, bool rejected)
+{
+    http_conn *c = calloc(1, sizeof *c);
+    uv_tcp_t *tcp = malloc(sizeof *tcp);
+    if (!c || !tcp) {
+        free(c);
+        free(tcp);
+        return NULL;
+    }
+    uv_tcp_init(s->loop, tcp);
+    uv_timer_init(s->loop, &c->timer);
+    tcp->data = c;
+    c->timer.data = c;
+    c->tcp = tcp;
+    c->server = s;
+    c->refs = 1;
+    c->handles_open = 2;
+    c->rejected = rejected;
+    c->body_bytes_max = s->cfg.body_bytes_max;
+    c->header_bytes_max = s->cfg.header_bytes_max;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    if (rejected)
+        s->conns_rejected++;
+    else
+        s->conns_active++;
+    return c;
+}
+
+static void on_dropped_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Out of memory or over every bound: take the connection off the backlog
+ * and close it without a word. */
+static void accept_and_drop(http_server *s)
+{
+    uv_tcp_t *tcp = malloc(sizeof *tcp);
+    if (!tcp) return;
+    uv_tcp_init(s->loop, tcp);
+    uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)tcp);
+    uv_close((uv_handle_t *)tcp, on_dropped_closed);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    http_server *s = listener->data;
+    if (status < 0) {
+        log_warn("http: accept failed: %s", uv_strerror(status));
+        return;
+    }
+    int max = s->cfg.connections_max;
+    bool over = s->conns_active >= max;
+    if (over && s->conns_rejected >= max) {
+        accept_and_drop(s);
+        return;
+    }
+    http_conn *c = conn_new(s, over);
+    if (!c) {
+        accept_and_drop(s);
+        return;
+    }
+    if (uv_accept(listener, (uv_stream_t *)c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(c->tcp, 1);
+    conn_fill_remote(c);
+    if (over) {
+        log_warn("http: refused %s: %d connections open (the limit)", c->remote_addr, max);
+        http_conn_fail(c, 503, "TooManyConnections",
+                       "The server already has the maximum of %d connections open", max);
+    } else {
+        timer_arm(c, HTTP_TIMER_HEAD, s->cfg.header_timeout_ms);
+    }
+    conn_pump(c);
+}
+
+/* ---- the server ---- */
+
+static void config_defaults(http_server_config *cfg)
+{
+    if (!cfg->body_bytes_max) cfg->body_bytes_max = LIMIT_HTTP_BODY_BYTES_MAX;
+    if (!cfg->header_bytes_max) cfg->header_bytes_max = LIMIT_HTTP_HEADER_BYTES_MAX;
+    if (!cfg->header_timeout_ms) cfg->header_timeout_ms = LIMIT_HTTP_HEADER_TIMEOUT_MS;
+    if (!cfg->body_timeout_ms) cfg->body_timeout_ms = LIMIT_HTTP_BODY_TIMEOUT_MS;
+    if (!cfg->idle_timeout_ms) cfg->idle_timeout_ms = LIMIT_HTTP_IDLE_TIMEOUT_MS;
+    if (cfg->connections_max <= 0) cfg->connections_max = LIMIT_HTTP_CONNECTIONS_MAX;
+}
+
+static void on_listener_freed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static int server_listen(http_server *s, err_t *e)
+{
+    const char *host = s->cfg.host;
+    struct sockaddr_storage addr;
+    int rc = strchr(host, ':') ? uv_ip6_addr(host, s->cfg.port, (struct sockaddr_in6 *)&addr)
+                               : uv_ip4_addr(host, s->cfg.port, (struct sockaddr_in *)&addr);
+    if (rc != 0) {
+        return err_set(e, ERR_INVALID_ARGUMENT, "'%s' is not an IPv4 or IPv6 address", host);
+    }
+    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, HTTP_LISTEN_BACKLOG, on_connection);
+    if (rc != 0) {
+        return err_set(e, ERR_IO, "Cannot listen on %s port %d: %s", host, s->cfg.port,
+                       uv_strerror(rc));
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
+    s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+    return ERR_OK;
+}
+
+int http_server_start(uv_loop_t *loop, const http_server_config *cfg, http_request_cb cb, void *ctx,
+                      http_server **out, err_t *e)
+{
+    assert(loop && cfg && cb && out);
+    *out = NULL;
+    if (!cfg->host || cfg->port < 0 || cfg->port > 65535) {
+        return err_set(e, ERR_INVALID_ARGUMENT, "The HTTP server needs a host and a port 0-65535");
+    }
+    http_server *s = calloc(1, sizeof *s);
+    if (!s) return err_set(e, ERR_NOMEM, "Out of memory starting the HTTP server");
+    s->loop = loop;
+    s->cb = cb;
+    s->ctx = ctx;
+    s->cfg = *cfg;
+    config_defaults(&s->cfg);
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    int rc = server_listen(s, e);
+    if (rc != ERR_OK) {
+        uv_close((uv_handle_t *)&s->listener, on_listener_freed);
+        return rc;
+    }
+    log_info("http: listening on %s port %d", s->cfg.host, s->port);
+    *out = s;
+    return ERR_OK;
+}
+
+int http_server_port(const http_server *s)
+{
+    return s->port;
+}
+
+int http_server_connections(const http_server *s)
+{
+    return s->conns_active;
+}
+
+static void on_grace_closed(uv_handle_t *h)
+{
+    http_server *s = h->data;
+    if (s->done) s->done(s->done_data);
+    free(s);
+}
+
+static void server_maybe_done(http_server *s)
+{
+    if (!s->shutting_down || !s->listener_closed || s->conns || s->grace_closing) return;
+    s->grace_closing = true;
+    uv_close((uv_handle_t *)&s->grace_timer, on_grace_closed);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    http_server *s = h->data;
+    s->listener_closed = true;
+    server_maybe_done(s);
+}
+
+static void on_grace_expired(uv_timer_t *t)
+{
+    http_server *s = t->data;
+    log_warn("http: shutdown grace of %d ms over; closing the remaining connections",
+             LIMIT_HTTP_SHUTDOWN_GRACE_MS);
+    http_conn *next;
+    for (http_conn *c = s->conns; c; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+}
+
+void http_server_shutdown(http_server *s, void (*done)(void *data), void *data)
+{
+    assert(!s->shutting_down);
+    s->shutting_down = true;
+    s->done = done;
+    s->done_data = data;
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    uv_timer_init(s->loop, &s->grace_timer);
+    s->grace_timer.data = s;
+    uv_timer_start(&s->grace_timer, on_grace_expired, LIMIT_HTTP_SHUTDOWN_GRACE_MS, 0);
+    /* Idle connections close now; the others once their last response is out
+     * (conn_settle). A pump can close a connection but not unlink it. */
+    http_conn *next;
+    for (http_conn *c = s->conns; c; c = next) {
+        next = c->next;
+        conn_pump(c);
+    }
+}
+
+/* ---- answering ---- */
+
+void http_respond(http_request *req, int status, const http_header *headers, int n_headers,
+                  const char *body, size_t body_len)
+{
+    http_msg *m = (http_msg *)req;
+    http_conn *c = req->conn;
+    assert(m->state == HTTP_MSG_DISPATCHED);
+    if (m->orphan) { /* the client is gone */
+        http_msg_free(m);
+        return;
+    }
+    assert(!c->closing && !c->lingering);
+    if (msg_set_response(m, status, headers, n_headers, body, body_len) != ERR_OK) {
+        log_error("http: out of memory answering %s", c->remote_addr);
+        conn_close(c); /* makes m an orphan */
+        http_msg_free(m);
+        return;
+    }
+    conn_pump(c);
+}
+
+void http_respond_error(http_request *req, int status, const char *code, const char *message)
+{
+    static const http_header json_type[] = {{"Content-Type", "application/json"}};
+    static const char fallback[] =
+        "{\"code\":\"InternalServerError\",\"message\":\"Out of memory\"}";
+    char *body = error_body(code, message);
+    if (body)
+        http_respond(req, status, json_type, 1, body, strlen(body));
+    else
+        http_respond(req, 500, json_type, 1, fallback, sizeof fallback - 1);
+    free(body);
+}
+
+const char *http_request_header(const http_request *req, const char *lowercase_name)
+{
+    for (int i = 0; i < req->n_headers; i++) {
+        if (strcmp(req->headers[i].name, lowercase_name) == 0) return req->headers[i].value;
+    }
+    return NULL;
+}
+
+const char *http_status_text(int status)
+{
+    const char *text = http_status_str((enum http_status)status);
+    return strcmp(text, "<unknown>") == 0 ? "Unknown" : text;
+}
+
+/* ---- handing over ---- */
+
+int http_take_over(http_request *req, const char *response_head, uv_tcp_t **stream_out,
+                   char **leftover, size_t *leftover_len)
+{
+    http_msg *m = (http_msg *)req;
+    http_conn *c = req->conn;
+    assert(m->state == HTTP_MSG_DISPATCHED && req->upgrade);
+    *stream_out = NULL;
+    *leftover = NULL;
+    *leftover_len = 0;
+    if (m->orphan) {
+        http_msg_free(m);
+        return ERR_IO;
+    }
+    /* Held until it reached the head and nothing is parsed after an upgrade. */
+    assert(c->queue_head == m && m->next == NULL && !c->closing && !c->lingering);
+    http_out *out = out_new_raw(response_head);
+    if (!out || conn_write(c, (uv_stream_t *)c->tcp, out, NULL) != 0) {
+        conn_close(c); /* makes m an orphan */
+        http_msg_free(m);
+        return out ? ERR_IO : ERR_NOMEM;
+    }
+    queue_pop(c);
+    uv_read_stop((uv_stream_t *)c->tcp);
+    c->reading = false;
+    c->closing = true;
+    c->stop_parsing = true;
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    *stream_out = c->tcp;
+    c->tcp->data = NULL;
+    c->tcp = NULL;
+    c->handles_open--; /* the stream is the caller's now; the timer is still closing */
+    if (c->stash_len > 0) {
+        *leftover = c->stash;
+        *leftover_len = c->stash_len;
+    } else {
+        free(c->stash);
+    }
+    c->stash = NULL;
+    c->stash_len = c->stash_cap = 0;
+    conn_detach(c);
+    http_msg_free(m);
+    return ERR_OK;
+}
