@@ -123,6 +123,15 @@ void write_set_append(write_set *dst, write_set *src)
     write_set_free(src);
 }
 
+void write_set_copy(write_set *dst, const write_set *src)
+{
+    dst->everything |= src->everything;
+    for (int i = 0; i < src->n_recs; i++) {
+        const write_rec *w = &src->recs[i];
+        if (write_set_push(dst, w->table, w->id, w->old_doc, w->new_doc) != 0) dst->everything = true;
+    }
+}
+
 void write_set_truncate(write_set *ws, int n)
 {
     assert(n >= 0 && n <= ws->n_recs);

@@ -62,6 +62,8 @@ int write_set_add(write_set *ws, const schema_table *t, const char *id, json_t *
                   json_t *new_doc);
 /* Moves the records of src to the end of dst (src is left empty). */
 void write_set_append(write_set *dst, write_set *src);
+/* Appends references to the records of src (src unchanged). */
+void write_set_copy(write_set *dst, const write_set *src);
 /* Truncates back to n records (savepoint rollback). */
 void write_set_truncate(write_set *ws, int n);
 bool write_set_touches_table(const write_set *ws, const char *table_name);

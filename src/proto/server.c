@@ -58,6 +58,7 @@ int server_start(uv_loop_t *loop, const server_config *cfg, server **out, err_t 
     if (rc) {
         sync_hub_close(s->sync, NULL, NULL);
         engine_close(s->en);
+        sync_hub_free(s->sync);
         auth_free(s->auth);
         free(s);
         return rc;
@@ -77,6 +78,7 @@ static void on_sync_closed(void *data)
     stop_state *st = data;
     server *s = st->s;
     engine_close(s->en);
+    sync_hub_free(s->sync);
     auth_free(s->auth);
     void (*done)(void *) = st->done;
     void *done_data = st->data;

@@ -13,9 +13,11 @@ struct server;
 typedef struct sync_hub sync_hub;
 
 sync_hub *sync_hub_new(struct server *srv);
-/* Closes every session (close frame 1001), then frees the hub once the
- * sockets are closed; done(data) is called then. */
+/* Closes every session (close frame 1001); done(data) is called once every
+ * socket is closed. The hub itself stays (it still hears commits while the
+ * engine drains) until sync_hub_free, after engine_close. */
 void sync_hub_close(sync_hub *hub, void (*done)(void *data), void *data);
+void sync_hub_free(sync_hub *hub);
 
 /* Handles GET /api/<version>/sync: answers 101 and takes the connection over,
  * or answers 400 when the request is not a valid WebSocket upgrade, or 503

@@ -508,8 +508,8 @@ static int sqlite_get(store_conn *sc, const schema_table *t, const char *id, jso
 static int write_doc(sqlite_conn *c, const schema_table *t, const json_t *doc, const char *sql,
                      const char *what, err_t *e)
 {
-    const char *id;
-    double ct;
+    const char *id = NULL;
+    double ct = 0;
     int rc = doc_identity(t, doc, &id, &ct, what, e);
     if (rc) return rc;
     char *text = json_dumps(doc, DOC_DUMP_FLAGS);

@@ -1,0 +1,374 @@
+/*
+ * subs.c — shared reactive query instances (see subs.h). Instances live in a
+ * hash table keyed by function, arguments, identity, admin and pinned page
+ * end. Commits are matched against the instances' read sets (a table bitmask
+ * first, then the index ranges); a bounded history of recent commits lets a
+ * run that started before some commits find out, when it returns, whether
+ * any of them touched what it read.
+ * Thread: the event-loop thread only.
+ */
+#include "engine/subs.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+#define SUBS_BUCKETS 4096 /* power of two */
+#define SUBS_HISTORY_COMMITS_MAX 1024
+
+typedef struct commit_rec {
+    uint64_t ts;
+    write_set writes;
+    uint32_t mask[8];
+} commit_rec;
+
+struct subs {
+    engine *en;
+    sub_query *buckets[SUBS_BUCKETS];
+    int n_instances;
+    uint64_t processed_ts;
+    uint64_t runs_started;
+    void (*advance_cb)(void *data);
+    void *advance_data;
+    /* Ring of the most recent commits; commits at or before history_floor_ts
+     * are no longer known. */
+    commit_rec history[SUBS_HISTORY_COMMITS_MAX];
+    int history_head, history_len;
+    uint64_t history_floor_ts;
+};
+
+/* An instance whose last listener left while a run was in flight: freed
+ * when the run returns. */
+#define ORPHAN_MARK ((subs *)NULL)
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static char *make_key(const fn_def *fn, const json_t *args, const json_t *identity, bool admin,
+                      const char *journal)
+{
+    size_t flags = JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY;
+    char *a = json_dumps(args, flags);
+    char *i = identity ? json_dumps(identity, flags) : NULL;
+    size_t n = strlen(fn->path) + (a ? strlen(a) : 0) + (i ? strlen(i) : 4) +
+               (journal ? strlen(journal) : 0) + 8;
+    char *key = malloc(n);
+    if (key)
+        snprintf(key, n, "%s\x1f%s\x1f%s\x1f%c\x1f%s", fn->path, a ? a : "", i ? i : "null",
+                 admin ? 'A' : '-', journal ? journal : "");
+    free(a);
+    free(i);
+    return key;
+}
+
+static void mask_add(uint32_t mask[8], const schema_table *t)
+{
+    mask[t->number / 32] |= 1u << (t->number % 32);
+}
+
+static bool masks_overlap(const uint32_t a[8], const uint32_t b[8])
+{
+    for (int i = 0; i < 8; i++)
+        if (a[i] & b[i]) return true;
+    return false;
+}
+
+static void read_mask(const read_set *rs, uint32_t mask[8])
+{
+    memset(mask, rs->whole_database ? 0xff : 0, 8 * sizeof mask[0]);
+    for (int i = 0; i < rs->n_ranges; i++) mask_add(mask, rs->ranges[i].table);
+}
+
+static void write_mask(const write_set *ws, uint32_t mask[8])
+{
+    memset(mask, ws->everything ? 0xff : 0, 8 * sizeof mask[0]);
+    for (int i = 0; i < ws->n_recs; i++) mask_add(mask, ws->recs[i].table);
+}
+
+subs *subs_new(engine *en)
+{
+    subs *s = calloc(1, sizeof *s);
+    if (s) s->en = en;
+    if (s) s->processed_ts = engine_last_ts(en);
+    return s;
+}
+
+static void query_free(sub_query *q)
+{
+    free(q->key);
+    json_decref(q->args);
+    json_decref(q->identity);
+    free(q->journal);
+    json_decref(q->value);
+    err_clear(&q->err);
+    json_decref(q->log_lines);
+    read_set_free(&q->reads);
+    free(q->listeners);
+    free(q);
+}
+
+static void unlink_query(subs *s, sub_query *q)
+{
+    sub_query **p = &s->buckets[fnv1a(q->key) & (SUBS_BUCKETS - 1)];
+    while (*p && *p != q) p = &(*p)->hash_next;
+    if (*p) {
+        *p = q->hash_next;
+        s->n_instances--;
+    }
+    q->hash_next = NULL;
+}
+
+void subs_free(subs *s)
+{
+    for (int b = 0; b < SUBS_BUCKETS; b++) {
+        sub_query *q = s->buckets[b];
+        while (q) {
+            sub_query *next = q->hash_next;
+            if (q->running) q->owner = ORPHAN_MARK;
+            else query_free(q);
+            q = next;
+        }
+    }
+    for (int i = 0; i < s->history_len; i++)
+        write_set_free(&s->history[(s->history_head + i) % SUBS_HISTORY_COMMITS_MAX].writes);
+    free(s);
+}
+
+static void start_run(subs *s, sub_query *q);
+
+static void notify(sub_query *q, bool changed)
+{
+    /* Listeners may unsubscribe while being told: work on a copy. */
+    int n = q->n_listeners;
+    if (n == 0) return;
+    sub_listener *copy = malloc((size_t)n * sizeof *copy);
+    if (!copy) return;
+    memcpy(copy, q->listeners, (size_t)n * sizeof *copy);
+    for (int i = 0; i < n; i++) copy[i].cb(copy[i].listener, q, changed);
+    free(copy);
+}
+
+/* True when a commit after `since` (up to processed_ts) wrote into what
+ * reads covered; also true when history no longer reaches back that far. */
+static bool missed_commit(const subs *s, uint64_t since, const read_set *reads)
+{
+    if (since >= s->processed_ts) return false;
+    if (since < s->history_floor_ts) return true;
+    uint32_t mask[8];
+    read_mask(reads, mask);
+    for (int i = 0; i < s->history_len; i++) {
+        const commit_rec *c = &s->history[(s->history_head + i) % SUBS_HISTORY_COMMITS_MAX];
+        if (c->ts <= since || !masks_overlap(mask, c->mask)) continue;
+        if (rwset_intersects(reads, &c->writes)) return true;
+    }
+    return false;
+}
+
+static bool same_result(const sub_query *q, const call *c)
+{
+    if (!q->has_result || q->rc != c->rc) return false;
+    if (c->rc) return strcmp(q->err.msg, c->err.msg) == 0;
+    return json_equal(q->value, c->result) && json_equal(q->log_lines, c->log_lines);
+}
+
+static void store_result(subs *s, sub_query *q, call *c)
+{
+    bool changed = !same_result(q, c);
+    q->has_result = true;
+    q->rc = c->rc;
+    json_decref(q->value);
+    q->value = c->rc ? NULL : json_incref(c->result);
+    err_clear(&q->err);
+    if (c->rc) err_move(&q->err, &c->err);
+    json_decref(q->log_lines);
+    q->log_lines = c->log_lines ? json_incref(c->log_lines) : json_array();
+    q->result_ts = c->ts ? c->ts : s->processed_ts;
+    read_set_free(&q->reads);
+    q->reads = c->reads;
+    read_set_init(&c->reads);
+    read_mask(&q->reads, q->table_mask);
+    if (!q->journal && c->journal_out) q->journal = strdup(c->journal_out);
+    if (changed) q->version++;
+}
+
+static void on_run_done(call *c)
+{
+    sub_query *q = c->data;
+    q->running = false;
+    if (q->owner == ORPHAN_MARK) {
+        call_free(c);
+        query_free(q);
+        return;
+    }
+    subs *s = q->owner;
+    /* A commit that landed while this run was in flight may have changed
+     * what it read after its snapshot: run again before anyone sees it. */
+    if (c->ts < q->invalidated_ts || (c->rc == 0 && missed_commit(s, c->ts, &c->reads))) {
+        if (q->invalidated_ts <= c->ts) q->invalidated_ts = c->ts + 1;
+        call_free(c);
+        start_run(s, q);
+        return;
+    }
+    bool first = !q->has_result;
+    uint64_t before = q->version;
+    store_result(s, q, c);
+    call_free(c);
+    notify(q, first || q->version != before);
+}
+
+static void start_run(subs *s, sub_query *q)
+{
+    assert(!q->running);
+    call *c = call_new();
+    c->fn = q->fn;
+    c->args = json_deep_copy(q->args);
+    c->identity = q->identity ? json_deep_copy(q->identity) : NULL;
+    c->admin = q->admin;
+    c->journal_in = q->journal ? strdup(q->journal) : NULL;
+    c->record_reads = true;
+    c->done = on_run_done;
+    c->data = q;
+    q->running = true;
+    s->runs_started++;
+    if (engine_submit(s->en, c) == 0) return;
+    /* Refused before running (arguments, permission, overload): that is the
+     * result, valid until the inputs change. */
+    q->running = false;
+    c->ts = s->processed_ts;
+    uint64_t before = q->version;
+    bool first = !q->has_result;
+    store_result(s, q, c);
+    call_free(c);
+    if (!first) notify(q, q->version != before);
+}
+
+sub_query *subs_subscribe(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
+                          bool admin, const char *journal, sub_result_cb cb, void *listener)
+{
+    char *key = make_key(fn, args, identity, admin, journal);
+    if (!key) return NULL;
+    uint64_t bucket = fnv1a(key) & (SUBS_BUCKETS - 1);
+    sub_query *q = s->buckets[bucket];
+    while (q && strcmp(q->key, key) != 0) q = q->hash_next;
+    bool created = false;
+    if (q) {
+        free(key);
+    } else {
+        q = calloc(1, sizeof *q);
+        if (!q) {
+            free(key);
+            return NULL;
+        }
+        q->key = key;
+        q->fn = fn;
+        q->args = json_deep_copy(args);
+        q->identity = identity ? json_deep_copy(identity) : NULL;
+        q->admin = admin;
+        q->journal = journal ? strdup(journal) : NULL;
+        q->owner = s;
+        err_init(&q->err);
+        read_set_init(&q->reads);
+        q->hash_next = s->buckets[bucket];
+        s->buckets[bucket] = q;
+        s->n_instances++;
+        created = true;
+    }
+    if (q->n_listeners == q->cap_listeners) {
+        int cap = q->cap_listeners ? q->cap_listeners * 2 : 2;
+        sub_listener *grown = realloc(q->listeners, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            if (created) {
+                unlink_query(s, q);
+                query_free(q);
+            }
+            return NULL;
+        }
+        q->listeners = grown;
+        q->cap_listeners = cap;
+    }
+    q->listeners[q->n_listeners++] = (sub_listener){cb, listener};
+    if (created) start_run(s, q);
+    return q;
+}
+
+void subs_unsubscribe(subs *s, sub_query *q, void *listener)
+{
+    for (int i = 0; i < q->n_listeners; i++) {
+        if (q->listeners[i].listener != listener) continue;
+        q->listeners[i] = q->listeners[--q->n_listeners];
+        break;
+    }
+    if (q->n_listeners > 0) return;
+    unlink_query(s, q);
+    if (q->running) q->owner = ORPHAN_MARK;
+    else query_free(q);
+}
+
+bool sub_query_fresh(const subs *s, const sub_query *q)
+{
+    return q->has_result && q->result_ts >= q->invalidated_ts && q->result_ts <= s->processed_ts;
+}
+
+uint64_t subs_processed_ts(const subs *s)
+{
+    return s->processed_ts;
+}
+
+void subs_on_advance(subs *s, void (*cb)(void *data), void *data)
+{
+    s->advance_cb = cb;
+    s->advance_data = data;
+}
+
+int subs_instance_count(const subs *s)
+{
+    return s->n_instances;
+}
+
+uint64_t subs_runs_started(const subs *s)
+{
+    return s->runs_started;
+}
+
+static void remember_commit(subs *s, uint64_t ts, const write_set *writes)
+{
+    if (s->history_len == SUBS_HISTORY_COMMITS_MAX) {
+        commit_rec *old = &s->history[s->history_head];
+        s->history_floor_ts = old->ts;
+        write_set_free(&old->writes);
+        s->history_head = (s->history_head + 1) % SUBS_HISTORY_COMMITS_MAX;
+        s->history_len--;
+    }
+    commit_rec *c = &s->history[(s->history_head + s->history_len) % SUBS_HISTORY_COMMITS_MAX];
+    c->ts = ts;
+    write_set_init(&c->writes);
+    write_set_copy(&c->writes, writes);
+    write_mask(&c->writes, c->mask);
+    s->history_len++;
+}
+
+/* engine_on_commit listener: invalidate what the commit changed. */
+void subs_commit(void *data, uint64_t ts, const write_set *writes)
+{
+    subs *s = data;
+    uint32_t mask[8];
+    write_mask(writes, mask);
+    for (int b = 0; b < SUBS_BUCKETS; b++) {
+        for (sub_query *q = s->buckets[b]; q; q = q->hash_next) {
+            if (!q->has_result || q->result_ts >= ts) continue;
+            if (!masks_overlap(mask, q->table_mask) || !rwset_intersects(&q->reads, writes))
+                continue;
+            if (q->invalidated_ts < ts) q->invalidated_ts = ts;
+            if (!q->running) start_run(s, q);
+        }
+    }
+    remember_commit(s, ts, writes);
+    if (ts > s->processed_ts) s->processed_ts = ts;
+    if (s->advance_cb) s->advance_cb(s->advance_data);
+}

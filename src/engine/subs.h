@@ -1,0 +1,98 @@
+/*
+ * subs.h — subscriptions: shared, reactive query instances.
+ *
+ * A subscribed query is one instance per (function, arguments, identity,
+ * pinned page end): identical subscriptions share one execution and one
+ * result. Each result remembers the snapshot timestamp it was computed at and
+ * the index ranges it read. When a commit is reported (engine_on_commit), an
+ * instance whose result predates the commit and whose read set intersects
+ * the commit's write set is invalidated and re-run; every other instance
+ * stays valid. A result computed at snapshot S is valid at every timestamp
+ * from S up to the next commit that invalidates it, so once the manager has
+ * processed commits up to P ("processed_ts"), every fresh result is valid at
+ * P, and a client can be shown all of its queries at P as one consistent
+ * state.
+ *
+ * Listeners (sync sessions) are told whenever an instance they hold gets a
+ * new result, and after each processed commit.
+ * Thread: the event-loop thread only.
+ */
+#ifndef DOJO_ENGINE_SUBS_H
+#define DOJO_ENGINE_SUBS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+
+typedef struct subs subs;
+typedef struct sub_query sub_query;
+
+/* Called when q has a new result (changed = it differs from the previous
+ * one). */
+typedef void (*sub_result_cb)(void *listener, sub_query *q, bool changed);
+
+typedef struct sub_listener {
+    sub_result_cb cb;
+    void *listener;
+} sub_listener;
+
+struct sub_query {
+    /* Identity of the instance (immutable). */
+    char *key;
+    const fn_def *fn;
+    json_t *args, *identity;
+    bool admin;
+    char *journal;        /* pinned end of page; set by the first run of a paginated query */
+
+    /* The latest result (valid when has_result). */
+    bool has_result;
+    int rc;               /* 0, or the function's error code */
+    json_t *value;        /* result or NULL */
+    err_t err;
+    json_t *log_lines;
+    uint64_t result_ts;   /* snapshot the result was computed at */
+    uint64_t version;     /* increases whenever the result changes */
+    read_set reads;
+
+    /* Scheduling. */
+    uint64_t invalidated_ts; /* newest commit that changed what it read */
+    bool running;
+    uint32_t table_mask[8];  /* tables its read set touches (by table number) */
+
+    /* Holders. */
+    sub_listener *listeners;
+    int n_listeners, cap_listeners;
+    struct sub_query *hash_next;
+    subs *owner;
+};
+
+subs *subs_new(engine *en);
+/* Frees every instance; in-flight runs are discarded when they return. */
+void subs_free(subs *s);
+
+/* Finds or creates the instance for these inputs and adds the listener.
+ * References to args and identity are taken (not stolen). journal may be NULL.
+ * A new instance is run at once. */
+sub_query *subs_subscribe(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
+                          bool admin, const char *journal, sub_result_cb cb, void *listener);
+/* Removes the listener; the instance is freed when it has none left. */
+void subs_unsubscribe(subs *s, sub_query *q, void *listener);
+
+/* True when q's result is valid at subs_processed_ts(). */
+bool sub_query_fresh(const subs *s, const sub_query *q);
+uint64_t subs_processed_ts(const subs *s);
+
+/* Called after every processed commit (after invalidation was scheduled). */
+void subs_on_advance(subs *s, void (*cb)(void *data), void *data);
+
+/* The engine_on_commit listener; register it with
+ * engine_on_commit(en, subs_commit, s). */
+void subs_commit(void *data, uint64_t ts, const write_set *writes);
+
+int subs_instance_count(const subs *s);
+/* Runs started since the manager was created (tests and metrics). */
+uint64_t subs_runs_started(const subs *s);
+
+#endif

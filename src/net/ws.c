@@ -1,0 +1,331 @@
+/*
+ * ws.c — WebSocket connections over libuv with wslay's event API (see ws.h).
+ * Incoming bytes are appended to an input buffer and fed to wslay_event_recv
+ * through recv_cb; wslay's frames leave through send_cb as libuv writes whose
+ * bytes are counted until written (the send buffer bound).
+ * Thread: the event-loop thread only.
+ */
+#include "net/ws.h"
+
+#include <assert.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <wslay/wslay.h>
+
+#include "base/b64.h"
+#include "base/clock.h"
+#include "base/limits.h"
+#include "base/log.h"
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define WS_READ_CHUNK_BYTES (64 * 1024)
+#define WS_CLOSE_GRACE_MS 2000
+
+struct ws_conn {
+    uv_tcp_t *tcp;
+    uv_timer_t close_timer;
+    wslay_event_context_ptr ctx;
+    ws_callbacks cb;
+    void *data;
+    char *in;            /* received, not yet consumed by wslay */
+    size_t in_len, in_off, in_cap;
+    size_t pending_write_bytes;
+    uint64_t last_receive_ms;
+    bool closing;        /* socket close started */
+    bool notified;       /* on_close called */
+    int handles_open;
+    uint16_t close_code;
+};
+
+typedef struct ws_write {
+    uv_write_t req;
+    ws_conn *conn;
+    size_t len;
+    char bytes[];
+} ws_write;
+
+bool ws_is_upgrade(const http_request *req)
+{
+    const char *upgrade = http_request_header(req, "upgrade");
+    return strcmp(req->method, "GET") == 0 && upgrade && strcasecmp(upgrade, "websocket") == 0;
+}
+
+static void maybe_free(ws_conn *c)
+{
+    if (c->handles_open > 0) return;
+    if (c->ctx) wslay_event_context_free(c->ctx);
+    free(c->in);
+    free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    ws_conn *c = h->data;
+    if ((uv_tcp_t *)h == c->tcp) free(c->tcp);
+    c->handles_open--;
+    maybe_free(c);
+}
+
+/* Closes the socket and tells the owner, once. */
+static void shut(ws_conn *c, int code)
+{
+    if (c->closing) return;
+    c->closing = true;
+    uv_read_stop((uv_stream_t *)c->tcp);
+    uv_timer_stop(&c->close_timer);
+    uv_close((uv_handle_t *)c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->close_timer, on_handle_closed);
+    if (!c->notified) {
+        c->notified = true;
+        if (c->cb.on_close) c->cb.on_close(c->data, code);
+    }
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    ws_write *w = (ws_write *)req;
+    ws_conn *c = w->conn;
+    c->pending_write_bytes -= w->len;
+    free(w);
+    if (status < 0) {
+        shut(c, 1006);
+        return;
+    }
+    /* Everything out and wslay is done with the connection: close it. */
+    if (!c->closing && c->pending_write_bytes == 0 && !wslay_event_want_read(c->ctx) &&
+        !wslay_event_want_write(c->ctx))
+        shut(c, c->close_code ? c->close_code : 1000);
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *user)
+{
+    (void)flags;
+    ws_conn *c = user;
+    if (c->closing) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    ws_write *w = malloc(sizeof *w + len);
+    if (!w) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    w->conn = c;
+    w->len = len;
+    memcpy(w->bytes, data, len);
+    uv_buf_t buf = uv_buf_init(w->bytes, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)c->tcp, &buf, 1, on_written) != 0) {
+        free(w);
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    c->pending_write_bytes += len;
+    return (ssize_t)len;
+}
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                       void *user)
+{
+    (void)flags;
+    ws_conn *c = user;
+    size_t avail = c->in_len - c->in_off;
+    if (avail == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = avail < len ? avail : len;
+    memcpy(buf, c->in + c->in_off, n);
+    c->in_off += n;
+    return (ssize_t)n;
+}
+
+static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                   void *user)
+{
+    ws_conn *c = user;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
+        c->close_code = arg->status_code ? arg->status_code : 1005;
+        return;
+    }
+    if (arg->opcode == WSLAY_BINARY_FRAME) {
+        wslay_event_queue_close(ctx, WSLAY_CODE_UNSUPPORTED_DATA,
+                                (const uint8_t *)"binary messages are not supported", 33);
+        return;
+    }
+    if (arg->opcode == WSLAY_TEXT_FRAME && c->cb.on_message && !c->closing)
+        c->cb.on_message(c->data, (const char *)arg->msg, arg->msg_length);
+}
+
+/* Lets wslay send what is queued; closes when it has nothing more to do. */
+static void pump(ws_conn *c)
+{
+    if (c->closing) return;
+    if (wslay_event_send(c->ctx) != 0) {
+        shut(c, 1006);
+        return;
+    }
+    if (c->pending_write_bytes > LIMIT_WS_SEND_BUFFER_BYTES_MAX) {
+        log_warn("websocket: peer is not reading (%zu bytes queued); disconnecting",
+                 c->pending_write_bytes);
+        shut(c, 1013);
+        return;
+    }
+    if (!wslay_event_want_read(c->ctx) && !wslay_event_want_write(c->ctx) &&
+        c->pending_write_bytes == 0)
+        shut(c, c->close_code ? c->close_code : 1000);
+}
+
+static void feed(ws_conn *c, const char *bytes, size_t n)
+{
+    if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
+    if (c->in_len + n > c->in_cap) {
+        size_t cap = c->in_cap ? c->in_cap : WS_READ_CHUNK_BYTES;
+        while (cap < c->in_len + n) cap *= 2;
+        char *grown = realloc(c->in, cap);
+        if (!grown) {
+            shut(c, 1011);
+            return;
+        }
+        c->in = grown;
+        c->in_cap = cap;
+    }
+    memcpy(c->in + c->in_len, bytes, n);
+    c->in_len += n;
+    c->last_receive_ms = clock_mono_ms();
+    if (wslay_event_recv(c->ctx) != 0) {
+        shut(c, 1002);
+        return;
+    }
+    pump(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    buf->base = malloc(WS_READ_CHUNK_BYTES);
+    buf->len = buf->base ? WS_READ_CHUNK_BYTES : 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    ws_conn *c = s->data;
+    if (n > 0) feed(c, buf->base, (size_t)n);
+    free(buf->base);
+    if (n < 0) shut(c, c->close_code ? c->close_code : 1006);
+}
+
+static void on_close_timeout(uv_timer_t *t)
+{
+    ws_conn *c = t->data;
+    shut(c, c->close_code ? c->close_code : 1000);
+}
+
+static int handshake_response(const http_request *req, char *out, size_t out_bytes, err_t *e)
+{
+    const char *key = http_request_header(req, "sec-websocket-key");
+    const char *version = http_request_header(req, "sec-websocket-version");
+    if (!key || strlen(key) != 24)
+        return err_set(e, ERR_INVALID_ARGUMENT, "WebSocket upgrade without a valid Sec-WebSocket-Key");
+    if (!version || strcmp(version, "13") != 0)
+        return err_set(e, ERR_INVALID_ARGUMENT, "WebSocket upgrade needs Sec-WebSocket-Version: 13");
+    char material[128];
+    snprintf(material, sizeof material, "%s%s", key, WS_GUID);
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)material, strlen(material), digest);
+    char accept[64];
+    b64_encode(digest, sizeof digest, accept);
+    snprintf(out, out_bytes,
+             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Accept: %s\r\n\r\n",
+             accept);
+    return 0;
+}
+
+int ws_accept(http_request *req, const ws_callbacks *cb, void *data, ws_conn **out, err_t *e)
+{
+    char head[512];
+    if (handshake_response(req, head, sizeof head, e) != 0) {
+        http_respond_error(req, 400, "BadWebSocketUpgrade", e->msg);
+        return e->code;
+    }
+    ws_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        http_respond_error(req, 503, "Overloaded", "out of memory");
+        return err_set(e, ERR_NOMEM, "out of memory");
+    }
+    static const struct wslay_event_callbacks callbacks = {
+        .recv_callback = recv_cb, .send_callback = send_cb, .on_msg_recv_callback = on_msg};
+    if (wslay_event_context_server_init(&c->ctx, &callbacks, c) != 0) {
+        free(c);
+        http_respond_error(req, 503, "Overloaded", "out of memory");
+        return err_set(e, ERR_NOMEM, "out of memory");
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ctx, LIMIT_WS_MESSAGE_BYTES_MAX);
+    uv_loop_t *loop = NULL;
+    char *leftover = NULL;
+    size_t leftover_len = 0;
+    uv_tcp_t *tcp = NULL;
+    if (http_take_over(req, head, &tcp, &leftover, &leftover_len) != 0) {
+        wslay_event_context_free(c->ctx);
+        free(c);
+        return err_set(e, ERR_IO, "the client went away during the upgrade");
+    }
+    loop = tcp->loop;
+    c->tcp = tcp;
+    c->cb = *cb;
+    c->data = data;
+    c->last_receive_ms = clock_mono_ms();
+    tcp->data = c;
+    uv_timer_init(loop, &c->close_timer);
+    c->close_timer.data = c;
+    c->handles_open = 2;
+    *out = c;
+    uv_read_start((uv_stream_t *)tcp, on_alloc, on_read);
+    if (leftover_len) feed(c, leftover, leftover_len);
+    free(leftover);
+    return 0;
+}
+
+int ws_send_text(ws_conn *c, const char *text, size_t len)
+{
+    if (c->closing) return ERR_IO;
+    struct wslay_event_msg msg = {.opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)text,
+                                  .msg_length = len};
+    if (wslay_event_queue_msg(c->ctx, &msg) != 0) return ERR_IO;
+    pump(c);
+    return c->closing ? ERR_LIMIT : 0;
+}
+
+void ws_send_ping(ws_conn *c)
+{
+    if (c->closing) return;
+    struct wslay_event_msg msg = {.opcode = WSLAY_PING, .msg = NULL, .msg_length = 0};
+    wslay_event_queue_msg(c->ctx, &msg);
+    pump(c);
+}
+
+void ws_close(ws_conn *c, uint16_t code, const char *reason)
+{
+    if (c->closing) return;
+    size_t len = reason ? strlen(reason) : 0;
+    if (len > 122) len = 122;
+    wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason, len);
+    wslay_event_shutdown_read(c->ctx);
+    if (!c->close_code) c->close_code = code ? code : 1005;
+    uv_timer_start(&c->close_timer, on_close_timeout, WS_CLOSE_GRACE_MS, 0);
+    pump(c);
+}
+
+size_t ws_buffered_bytes(const ws_conn *c)
+{
+    return c->pending_write_bytes;
+}
+
+uint64_t ws_last_receive_ms(const ws_conn *c)
+{
+    return c->last_receive_ms;
+}

@@ -1,0 +1,125 @@
+/*
+ * sync_internal.h — the state of the sync protocol shared by its files:
+ * sync.c (the hub: upgrade, sessions list, heartbeat tick, shutdown),
+ * sync_session.c (client messages: Connect, ModifyQuerySet, Authenticate,
+ * Mutation, Action, Event) and sync_push.c (Transitions and responses).
+ * Thread: the event-loop thread only.
+ */
+#ifndef DOJO_PROTO_SYNC_INTERNAL_H
+#define DOJO_PROTO_SYNC_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/subs.h"
+#include "net/ws.h"
+#include "proto/server.h"
+#include "proto/sync.h"
+
+#define SYNC_TICK_MS 5000
+#define SYNC_WS_PING_AFTER_SILENCE_MS 30000
+#define SYNC_SESSION_ID_BYTES_MAX 128
+#define SYNC_INBOX_MAX 4096 /* messages waiting behind an Authenticate */
+
+/* One entry of a session's query set. */
+typedef struct sess_query {
+    uint32_t id;
+    sub_query *q;          /* NULL when the query could not be subscribed */
+    err_t static_err;      /* why, when q is NULL */
+    char *path;
+    json_t *args;          /* decoded argument object */
+    char *journal;         /* from Add.journal */
+    bool sent;             /* a result was pushed at least once */
+    uint64_t sent_version; /* q->version last pushed */
+} sess_query;
+
+/* A mutation waiting to run on this session (they run one at a time). */
+typedef struct sess_mutation {
+    int64_t request_id;
+    char *path;
+    json_t *args;          /* decoded, or NULL when decoding failed (err says why) */
+    err_t err;
+    json_t *identity;
+    bool admin;
+    struct sess_mutation *next;
+} sess_mutation;
+
+typedef struct session {
+    sync_hub *hub;
+    ws_conn *ws;
+    struct session *prev, *next; /* hub's list of open sessions */
+    int refs;                    /* the socket + each callback in flight */
+    bool closed;
+
+    char session_id[SYNC_SESSION_ID_BYTES_MAX];
+    bool has_skew;
+    double clock_skew_ms;
+
+    /* What the client has sent. */
+    uint32_t qs_received, identity_received;
+    /* The endVersion of the last Transition sent. */
+    uint32_t qs_sent, identity_sent;
+    uint64_t ts_sent;
+
+    json_t *identity;            /* NULL = anonymous */
+    bool admin;
+    int64_t identity_exp_s;
+
+    sess_query *queries;
+    int n_queries, cap_queries;
+    uint32_t *removed;           /* QueryRemoved still to send */
+    int n_removed, cap_removed;
+
+    uint64_t need_ts;            /* a Transition must reach this ts (mutations) */
+
+    json_t **inbox;              /* messages waiting while an Authenticate is verified */
+    int inbox_len;
+    bool auth_pending;
+
+    sess_mutation *mut_head, *mut_tail;
+    int mut_len;
+    bool mut_in_flight;
+
+    uint64_t last_send_ms;
+    bool waiting;                /* on the hub's list of sessions to flush */
+    struct session *wait_next;
+} session;
+
+struct sync_hub {
+    server *srv;
+    subs *subs;
+    session *sessions;
+    int n_sessions;
+    session *wait_head;
+    uv_timer_t tick;
+    bool closing;
+    void (*done)(void *data);
+    void *done_data;
+};
+
+/* sync.c: a session's socket closed; takes it off the list. */
+void sync_hub_session_gone(sync_hub *hub, session *s);
+
+/* sync_session.c */
+void session_on_message(void *data, const char *text, size_t len);
+void session_on_close(void *data, int code);
+void session_ref(session *s);
+void session_unref(session *s);
+/* Drops every subscription (the socket is gone or the server stops). */
+void session_drop_queries(session *s);
+
+/* sync_push.c */
+/* Sends a message object (reference stolen); closes the session on overflow. */
+void session_send(session *s, json_t *msg);
+/* Sends a Transition when there is something to say and every query is fresh;
+ * otherwise puts the session on the hub's wait list. */
+void session_flush(session *s);
+void session_fatal(session *s, const char *message);
+void session_auth_error(session *s, const char *message, uint32_t base_version, bool attempted);
+/* The hub's list of sessions waiting to flush, retried after every commit. */
+void hub_flush_waiting(sync_hub *hub);
+/* sub_result_cb for every subscription of a session. */
+void session_on_query_result(void *listener, sub_query *q, bool changed);
+
+#endif
