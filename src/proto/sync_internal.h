@@ -16,6 +16,7 @@
 #include "net/ws.h"
 #include "proto/server.h"
 #include "proto/sync.h"
+#include "proto/sync_version.h"
 
 #define SYNC_TICK_MS 5000
 #define SYNC_WS_PING_AFTER_SILENCE_MS 30000
@@ -56,11 +57,9 @@ typedef struct session {
     bool has_skew;
     double clock_skew_ms;
 
-    /* What the client has sent. */
-    uint32_t qs_received, identity_received;
-    /* The endVersion of the last Transition sent. */
-    uint32_t qs_sent, identity_sent;
-    uint64_t ts_sent;
+    /* What the client has sent, the last endVersion sent, the ts that
+     * answered mutations need covered. */
+    sync_versions v;
 
     json_t *identity;            /* NULL = anonymous */
     bool admin;
@@ -70,8 +69,6 @@ typedef struct session {
     int n_queries, cap_queries;
     uint32_t *removed;           /* QueryRemoved still to send */
     int n_removed, cap_removed;
-
-    uint64_t need_ts;            /* a Transition must reach this ts (mutations) */
 
     json_t **inbox;              /* messages waiting while an Authenticate is verified */
     int inbox_len;

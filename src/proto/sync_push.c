@@ -64,29 +64,26 @@ static bool query_needs_push(const sess_query *sq)
     return !sq->sent || sq->q->version != sq->sent_version;
 }
 
-/* Returns 1 when there is something to send and it can be sent now, 0 when
- * there is nothing to send, -1 when it must wait. */
-static int readiness(const session *s)
+/* Whether every query is valid at the processed timestamp, and whether any
+ * has something the client has not seen. */
+static void query_state(const session *s, bool *all_fresh, bool *pending)
 {
     const subs *sm = s->hub->subs;
-    uint64_t p = subs_processed_ts(sm);
-    bool something = s->qs_received != s->qs_sent || s->identity_received != s->identity_sent ||
-                     s->n_removed > 0 || s->need_ts > s->ts_sent;
+    *all_fresh = !s->auth_pending;
+    *pending = s->n_removed > 0;
     for (int i = 0; i < s->n_queries; i++) {
         const sess_query *sq = &s->queries[i];
-        if (sq->q && !sub_query_fresh(sm, sq->q)) return -1;
-        if (query_needs_push(sq)) something = true;
+        if (sq->q && !sub_query_fresh(sm, sq->q)) *all_fresh = false;
+        if (query_needs_push(sq)) *pending = true;
     }
-    if (!something) return 0;
-    if (s->need_ts > p || s->auth_pending) return -1;
-    return 1;
 }
 
-static json_t *state_version(uint32_t qs, uint32_t identity, uint64_t ts)
+static json_t *state_version_json(const state_version *v)
 {
     char text[13];
-    b64_u64le_encode(ts, text);
-    return json_pack("{s:i, s:i, s:s}", "querySet", (int)qs, "identity", (int)identity, "ts", text);
+    b64_u64le_encode(v->ts, text);
+    return json_pack("{s:i, s:i, s:s}", "querySet", (int)v->query_set, "identity",
+                     (int)v->identity, "ts", text);
 }
 
 static json_t *journal_value(const sess_query *sq)
@@ -112,10 +109,8 @@ static json_t *query_modification(const sess_query *sq)
     return mod;
 }
 
-static void send_transition(session *s)
+static void send_transition(session *s, const state_version *start, const state_version *end)
 {
-    uint64_t ts = subs_processed_ts(s->hub->subs);
-    if (ts < s->ts_sent) ts = s->ts_sent;
     json_t *mods = json_array();
     for (int i = 0; i < s->n_removed; i++)
         json_array_append_new(mods, json_pack("{s:s, s:i}", "type", "QueryRemoved", "queryId",
@@ -129,13 +124,9 @@ static void send_transition(session *s)
         sq->sent_version = sq->q ? sq->q->version : 0;
     }
     json_t *msg = json_pack("{s:s, s:o, s:o, s:o, s:I}", "type", "Transition", "startVersion",
-                            state_version(s->qs_sent, s->identity_sent, s->ts_sent), "endVersion",
-                            state_version(s->qs_received, s->identity_received, ts),
+                            state_version_json(start), "endVersion", state_version_json(end),
                             "modifications", mods, "serverTs", (json_int_t)clock_now_ns());
     if (s->has_skew) json_object_set_new(msg, "clientClockSkew", json_real(s->clock_skew_ms));
-    s->qs_sent = s->qs_received;
-    s->identity_sent = s->identity_received;
-    s->ts_sent = ts;
     session_send(s, msg);
 }
 
@@ -158,18 +149,21 @@ static void wait_list_add(session *s)
 void session_flush(session *s)
 {
     if (s->closed) return;
-    int ready = readiness(s);
-    if (ready < 0) {
-        wait_list_add(s);
-        return;
-    }
-    if (ready == 0) return;
+    bool all_fresh, pending;
+    query_state(s, &all_fresh, &pending);
+    sync_versions probe = s->v;
+    state_version start, end;
+    sync_decision d =
+        sync_versions_next(&probe, subs_processed_ts(s->hub->subs), all_fresh, pending, &start, &end);
+    if (d == SYNC_WAIT) wait_list_add(s);
+    if (d != SYNC_SEND) return;
     if (identity_expired(s)) {
         session_auth_error(s, "The token expired: the client should fetch a fresh token",
-                           s->identity_received, false);
+                           s->v.identity_received, false);
         return;
     }
-    send_transition(s);
+    s->v = probe;
+    send_transition(s, &start, &end);
 }
 
 void hub_flush_waiting(sync_hub *hub)

@@ -217,7 +217,7 @@ static void on_modify_query_set(session *s, const json_t *msg)
                          "and modifications");
         return;
     }
-    if ((uint32_t)json_integer_value(base) != s->qs_received ||
+    if ((uint32_t)json_integer_value(base) != s->v.qs_received ||
         json_integer_value(next) <= json_integer_value(base)) {
         session_fatal(s, "BaseVersionMismatch: the query set's base version does not match");
         return;
@@ -235,7 +235,7 @@ static void on_modify_query_set(session *s, const json_t *msg)
             return;
         }
     }
-    s->qs_received = (uint32_t)json_integer_value(next);
+    s->v.qs_received = (uint32_t)json_integer_value(next);
     session_flush(s);
 }
 
@@ -247,7 +247,7 @@ static void set_identity(session *s, json_t *identity, bool admin, int64_t exp_s
     s->identity = identity;
     s->admin = admin;
     s->identity_exp_s = exp_s;
-    s->identity_received++;
+    s->v.identity_received++;
     for (int i = 0; i < s->n_queries; i++) subscribe_entry(s, &s->queries[i]);
 }
 
@@ -266,7 +266,7 @@ static void on_token_verified(void *data, int rc, json_t *identity, int64_t exp_
     }
     if (rc) {
         log_info("sync: session %s: token refused: %s", s->session_id, e->msg);
-        session_auth_error(s, e->msg, s->identity_received, true);
+        session_auth_error(s, e->msg, s->v.identity_received, true);
     } else {
         set_identity(s, identity, false, exp_s);
         session_flush(s);
@@ -284,7 +284,7 @@ static void on_authenticate(session *s, const json_t *msg)
         session_fatal(s, "InvalidMessage: Authenticate needs baseVersion and tokenType");
         return;
     }
-    if ((uint32_t)json_integer_value(base) != s->identity_received) {
+    if ((uint32_t)json_integer_value(base) != s->v.identity_received) {
         session_fatal(s, "IdentityVersionMismatch: the identity's base version does not match");
         return;
     }
@@ -295,7 +295,7 @@ static void on_authenticate(session *s, const json_t *msg)
         const char *key = s->hub->srv->cfg.admin_key;
         if (!value || !key || !admin_key_matches(value, key)) {
             session_auth_error(s, "The admin key is not valid for this deployment",
-                               s->identity_received, true);
+                               s->v.identity_received, true);
             return;
         }
         json_t *acting = json_object_get(msg, "impersonating");
@@ -347,7 +347,7 @@ static void on_mutation_done(call *c)
                                       "MutationResponse", "requestId", (json_int_t)c->request_id,
                                       "success", 1, "result", wire_encode(c->result, WIRE_ENCODED),
                                       "ts", ts, "logLines", c->log_lines));
-            if (c->ts > s->need_ts) s->need_ts = c->ts;
+            if (c->ts > s->v.need_ts) s->v.need_ts = c->ts;
             session_flush(s);
         }
         dispatch_mutation(s);

@@ -1,0 +1,20 @@
+/*
+ * sync_version.c — the Transition version rules (see sync_version.h).
+ * Thread: any; pure.
+ */
+#include "proto/sync_version.h"
+
+sync_decision sync_versions_next(sync_versions *v, uint64_t processed_ts, bool all_fresh,
+                                 bool results_pending, state_version *start, state_version *end)
+{
+    bool moved = v->qs_received != v->sent.query_set || v->identity_received != v->sent.identity;
+    bool uncovered = v->need_ts > v->sent.ts;
+    if (!moved && !uncovered && !results_pending) return SYNC_NOTHING;
+    if (!all_fresh || v->need_ts > processed_ts) return SYNC_WAIT;
+    *start = v->sent;
+    end->query_set = v->qs_received;
+    end->identity = v->identity_received;
+    end->ts = processed_ts > v->sent.ts ? processed_ts : v->sent.ts;
+    v->sent = *end;
+    return SYNC_SEND;
+}

@@ -1,0 +1,392 @@
+/*
+ * test_engine.c — the engine against a real SQLite file: mutations commit in
+ * groups with a savepoint each (a failing one writes nothing, the others
+ * commit), a storage fault rolls the group back and the innocent mutations
+ * run again, exactly-once records answer a resent mutation without running
+ * it, commit timestamps strictly increase also across a restart, documents
+ * are validated and bounded before they are written, and queries read a
+ * committed snapshot whose timestamp they report.
+ * Thread: the test's main thread runs the loop; the engine its own threads.
+ */
+#include "support.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/limits.h"
+#include "engine/ctx.h"
+#include "engine/engine.h"
+#include "engine/system_tables.h"
+
+/* --- a small app ------------------------------------------------------------------ */
+
+static const validator name_text = V_STRING_LEN_INIT(1, 100);
+static const validator blob_text = V_STRING_INIT;
+static const v_field note_fields[] = {
+    {"name", &name_text, false},
+    {"blob", &blob_text, true},
+};
+static const validator note_doc = V_OBJECT_INIT(note_fields);
+static const schema_index note_indexes[] = {
+    {.name = "by_name", .fields = {"name"}, .n_fields = 1},
+};
+static const schema_table tables[] = {
+    {.name = "notes", .number = 1, .doc = &note_doc, .indexes = note_indexes, .n_indexes = 1},
+    SYSTEM_TABLES,
+};
+static const schema test_schema = {.version = 1, .tables = tables, .n_tables = V_COUNT(tables)};
+
+/* add {name, blob?, fail?}: inserts a note, then fails when asked. */
+static int add_note(ctx *c, const json_t *args, json_t **result)
+{
+    json_t *doc = json_pack("{s:O}", "name", json_object_get(args, "name"));
+    if (json_object_get(args, "blob")) json_object_set(doc, "blob", json_object_get(args, "blob"));
+    char id[ID_BYTES_MAX];
+    int rc = db_insert(c, "notes", doc, id);
+    json_decref(doc);
+    if (rc) return rc;
+    if (json_is_true(json_object_get(args, "fail")))
+        return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL, "asked to fail");
+    *result = json_string(id);
+    return 0;
+}
+
+static int count_notes(ctx *c, const json_t *args, json_t **result)
+{
+    (void)args;
+    db_query q = {.table = "notes"};
+    json_t *rows = NULL;
+    int rc = db_query_rows(c, &q, &rows);
+    if (rc == 0) *result = json_integer((json_int_t)json_array_size(rows));
+    json_decref(rows);
+    return rc;
+}
+
+static const v_field add_fields[] = {
+    {"name", &name_text, false},
+    {"blob", &blob_text, true},
+    {"fail", &v_boolean, true},
+};
+static const validator add_args = V_OBJECT_INIT(add_fields);
+static const fn_def fns[] = {
+    {.path = "notes:add", .kind = FN_MUTATION, .args = &add_args, .impl = add_note},
+    {.path = "notes:count", .kind = FN_QUERY, .args = &v_no_args, .impl = count_notes},
+};
+
+/* --- harness ------------------------------------------------------------------------ */
+
+typedef struct fixture {
+    char *dir;
+    char url[600];
+    uv_loop_t loop;
+    registry reg;
+    engine *en;
+    int pending;
+    int commits;
+    uint64_t last_commit_ts;
+    bool ts_increasing;
+} fixture;
+
+static void on_commit(void *data, uint64_t ts, const write_set *writes)
+{
+    fixture *f = data;
+    (void)writes;
+    if (ts <= f->last_commit_ts) f->ts_increasing = false;
+    f->last_commit_ts = ts;
+    f->commits++;
+}
+
+static void open_engine(fixture *f)
+{
+    engine_config cfg = {.loop = &f->loop, .db_url = f->url, .schema = &test_schema,
+                         .registry = &f->reg};
+    char report[STORE_REPORT_BYTES_MAX];
+    err_t e;
+    err_init(&e);
+    int rc = engine_open(&cfg, &f->en, report, &e);
+    if (rc) fail_msg("engine_open: %s", e.msg);
+    engine_on_commit(f->en, on_commit, f);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = test_mkdtemp();
+    snprintf(f->url, sizeof f->url, "sqlite:%s/engine.db", f->dir);
+    uv_loop_init(&f->loop);
+    registry_init(&f->reg);
+    registry_add(&f->reg, fns, V_COUNT(fns));
+    f->ts_increasing = true;
+    open_engine(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (f->en) engine_close(f->en);
+    store_inject_fault_after(0);
+    uv_loop_close(&f->loop);
+    test_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static void on_done(call *c)
+{
+    fixture *f = *(fixture **)c->data;
+    f->pending--;
+}
+
+typedef struct slot {
+    fixture *f; /* must be first: on_done reads it */
+    call *c;
+} slot;
+
+static call *submit(fixture *f, slot *s, const char *path, json_t *args, const char *session,
+                    int64_t request_id)
+{
+    call *c = call_new();
+    c->fn = registry_find(&f->reg, path);
+    c->args = args;
+    c->admin = true;
+    c->done = on_done;
+    s->f = f;
+    s->c = c;
+    c->data = s;
+    if (session) {
+        c->session_id = strdup(session);
+        c->request_id = request_id;
+    }
+    int rc = engine_submit(f->en, c);
+    if (rc == 0) f->pending++;
+    return c;
+}
+
+static void wait_all(fixture *f)
+{
+    while (f->pending > 0) uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+static int64_t count(fixture *f)
+{
+    slot s;
+    call *c = submit(f, &s, "notes:count", json_object(), NULL, -1);
+    wait_all(f);
+    assert_int_equal(c->rc, 0);
+    int64_t n = json_integer_value(c->result);
+    call_free(c);
+    return n;
+}
+
+/* --- tests ---------------------------------------------------------------------------- */
+
+static void failing_mutation_rolls_back_alone(void **state)
+{
+    fixture *f = *state;
+    slot s[3];
+    call *a = submit(f, &s[0], "notes:add", json_pack("{s:s}", "name", "a"), NULL, -1);
+    call *b = submit(f, &s[1], "notes:add", json_pack("{s:s, s:b}", "name", "b", "fail", 1), NULL,
+                     -1);
+    call *c = submit(f, &s[2], "notes:add", json_pack("{s:s}", "name", "c"), NULL, -1);
+    wait_all(f);
+    assert_int_equal(a->rc, 0);
+    assert_int_equal(b->rc, ERR_INVALID_ARGUMENT);
+    assert_string_equal(b->err.msg, "asked to fail");
+    assert_int_equal(c->rc, 0);
+    assert_int_equal(count(f), 2);
+    call_free(a);
+    call_free(b);
+    call_free(c);
+}
+
+static void many_mutations_all_commit_with_increasing_timestamps(void **state)
+{
+    fixture *f = *state;
+    enum { N = 200 };
+    slot s[N];
+    call *calls[N];
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "n%d", i);
+        calls[i] = submit(f, &s[i], "notes:add", json_pack("{s:s}", "name", name), NULL, -1);
+    }
+    wait_all(f);
+    uint64_t prev = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(calls[i]->rc, 0);
+        assert_true(calls[i]->ts >= prev); /* answered in order, same or later commit */
+        prev = calls[i]->ts;
+        call_free(calls[i]);
+    }
+    assert_int_equal(count(f), N);
+    assert_true(f->commits >= 1 && f->commits <= N);
+    assert_true(f->ts_increasing);
+}
+
+static void storage_fault_writes_nothing_and_others_run_again(void **state)
+{
+    fixture *f = *state;
+    /* Statement budget: the fault hits the first mutation's insert. */
+    store_inject_fault_after(3);
+    slot s[3];
+    call *calls[3];
+    for (int i = 0; i < 3; i++)
+        calls[i] = submit(f, &s[i], "notes:add", json_pack("{s:s}", "name", "x"), NULL, -1);
+    wait_all(f);
+    store_inject_fault_after(0);
+    int failed = 0, ok = 0;
+    for (int i = 0; i < 3; i++) {
+        if (calls[i]->rc == 0) ok++;
+        else {
+            assert_int_equal(calls[i]->rc, ERR_STORAGE);
+            failed++;
+        }
+        call_free(calls[i]);
+    }
+    assert_int_equal(failed, 1);
+    assert_int_equal(ok, 2);
+    assert_int_equal(count(f), 2);
+}
+
+static void resent_mutation_is_answered_from_its_record(void **state)
+{
+    fixture *f = *state;
+    slot s1, s2;
+    call *first = submit(f, &s1, "notes:add", json_pack("{s:s}", "name", "once"), "session-1", 7);
+    wait_all(f);
+    call *again = submit(f, &s2, "notes:add", json_pack("{s:s}", "name", "once"), "session-1", 7);
+    wait_all(f);
+    assert_int_equal(first->rc, 0);
+    assert_int_equal(again->rc, 0);
+    assert_true(again->replayed);
+    assert_true(json_equal(first->result, again->result));
+    assert_true(first->ts == again->ts);
+    assert_int_equal(count(f), 1);
+    call_free(first);
+    call_free(again);
+}
+
+static void failed_mutation_is_not_recorded(void **state)
+{
+    fixture *f = *state;
+    slot s1, s2;
+    call *first = submit(f, &s1, "notes:add", json_pack("{s:s, s:b}", "name", "x", "fail", 1),
+                         "session-2", 1);
+    wait_all(f);
+    call *again = submit(f, &s2, "notes:add", json_pack("{s:s}", "name", "x"), "session-2", 1);
+    wait_all(f);
+    assert_int_equal(first->rc, ERR_INVALID_ARGUMENT);
+    assert_int_equal(again->rc, 0);
+    assert_false(again->replayed);
+    call_free(first);
+    call_free(again);
+}
+
+static void timestamps_keep_increasing_across_a_restart(void **state)
+{
+    fixture *f = *state;
+    slot s;
+    call *a = submit(f, &s, "notes:add", json_pack("{s:s}", "name", "a"), NULL, -1);
+    wait_all(f);
+    uint64_t before = a->ts;
+    call_free(a);
+    engine_close(f->en);
+    f->en = NULL;
+    open_engine(f);
+    assert_true(engine_last_ts(f->en) == before);
+    engine_bump_ts(f->en, before + 1000000000000ull); /* a client saw a far later ts */
+    call *b = submit(f, &s, "notes:add", json_pack("{s:s}", "name", "b"), NULL, -1);
+    wait_all(f);
+    assert_true(b->ts > before + 1000000000000ull);
+    call_free(b);
+}
+
+static void query_reports_the_snapshot_of_the_last_commit(void **state)
+{
+    fixture *f = *state;
+    slot s;
+    call *a = submit(f, &s, "notes:add", json_pack("{s:s}", "name", "a"), NULL, -1);
+    wait_all(f);
+    call *q = submit(f, &s, "notes:count", json_object(), NULL, -1);
+    wait_all(f);
+    assert_true(q->ts == a->ts);
+    assert_int_equal(json_integer_value(q->result), 1);
+    call_free(a);
+    call_free(q);
+}
+
+static void arguments_are_checked_before_running(void **state)
+{
+    fixture *f = *state;
+    slot s;
+    call *c = submit(f, &s, "notes:add", json_pack("{s:s, s:i}", "name", "a", "color", 3), NULL,
+                     -1);
+    assert_int_equal(c->rc, ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(c->err.msg, "`color`"));
+    assert_non_null(c->err.data);
+    call_free(c);
+    c = submit(f, &s, "notes:add", json_pack("{s:i}", "name", 5), NULL, -1);
+    assert_int_equal(c->rc, ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(c->err.msg, "`name`"));
+    call_free(c);
+    assert_int_equal(count(f), 0);
+}
+
+static void document_over_one_mebibyte_is_refused_and_nothing_written(void **state)
+{
+    fixture *f = *state;
+    size_t n = LIMIT_DOC_BYTES_MAX + 10;
+    char *big = malloc(n + 1);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    slot s;
+    call *c = submit(f, &s, "notes:add", json_pack("{s:s, s:s}", "name", "big", "blob", big), NULL,
+                     -1);
+    free(big);
+    wait_all(f);
+    assert_int_equal(c->rc, ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(c->err.msg, "1 MiB"));
+    call_free(c);
+    assert_int_equal(count(f), 0);
+}
+
+static void internal_function_needs_the_admin_key(void **state)
+{
+    fixture *f = *state;
+    static const fn_def internal = {.path = "notes:secret", .kind = FN_QUERY,
+                                    .visibility = FN_INTERNAL, .args = &v_no_args,
+                                    .impl = count_notes};
+    call *c = call_new();
+    c->fn = &internal;
+    c->done = on_done;
+    assert_int_equal(engine_submit(f->en, c), ERR_FORBIDDEN);
+    assert_string_equal(json_string_value(json_object_get(c->err.data, "code")), "FORBIDDEN");
+    call_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(failing_mutation_rolls_back_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(many_mutations_all_commit_with_increasing_timestamps,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(storage_fault_writes_nothing_and_others_run_again, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(resent_mutation_is_answered_from_its_record, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(failed_mutation_is_not_recorded, setup, teardown),
+        cmocka_unit_test_setup_teardown(timestamps_keep_increasing_across_a_restart, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(query_reports_the_snapshot_of_the_last_commit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(arguments_are_checked_before_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(document_over_one_mebibyte_is_refused_and_nothing_written,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(internal_function_needs_the_admin_key, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
