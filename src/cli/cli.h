@@ -52,6 +52,7 @@ int cmd_dev(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_env(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_codegen(int argc, char **argv);
 
 /* Shared by serve and dev: runs a server until SIGINT/SIGTERM. */
 struct server_config;

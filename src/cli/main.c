@@ -19,6 +19,7 @@ static const command commands[] = {
     {"run", cmd_run, "run a function as admin: dojo run PATH [JSON]"},
     {"env", cmd_env, "deployment variables: dojo env set|get|list|remove"},
     {"verify", cmd_verify, "check every invariant of the data and report each violation"},
+    {"codegen", cmd_codegen, "write the TypeScript bindings to ./convex/_generated"},
 };
 
 static void usage(FILE *out)
