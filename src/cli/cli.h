@@ -17,6 +17,8 @@
 #define CLI_STATE_DIR ".dojo"
 #define CLI_ADMIN_KEY_FILE ".dojo/admin_key"
 #define CLI_DEFAULT_DB "sqlite:.dojo/dojo.db"
+#define CLI_DEV_AUTH_KEY_FILE ".dojo/dev_auth_key.pem"
+#define CLI_DEV_AUTH_ISSUER_FILE ".dojo/dev_auth_issuer"
 #define CLI_HTTP_TIMEOUT_MS 30000
 
 typedef struct cli_target {
@@ -43,6 +45,16 @@ int cli_http_get(const char *url, long timeout_ms, long *status_out, char **body
 /* Reads a whole small file (≤ 1 MiB) into a malloc'd, NUL-terminated buffer. */
 char *cli_read_file(const char *path, size_t *len_out);
 
+/* The offline commands' database (dbfile.c): --db, else $DOJO_DB, else
+ * ./.dojo/dojo.db; the file of a SQLite URL (NULL for PostgreSQL); and
+ * whether another process has that SQLite file open (1 and its pid; 0 when
+ * not, or when there is no file; -1 when it cannot tell). Call
+ * cli_sqlite_in_use before this process opens the database. */
+const char *cli_db_resolve(const char *db_opt);
+const char *cli_sqlite_path(const char *db_url);
+bool cli_file_exists(const char *path);
+int cli_sqlite_in_use(const char *path, long *pid_out);
+
 /* Prints "dojo <command>: <message>" to stderr. */
 void cli_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -53,11 +65,36 @@ int cmd_run(int argc, char **argv);
 int cmd_env(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_codegen(int argc, char **argv);
+int cmd_token(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
-/* Shared by serve and dev: runs a server until SIGINT/SIGTERM. */
+/* Shared by serve and dev: runs a server until SIGINT/SIGTERM. hooks may be
+ * NULL; hooks->started runs once the server listens (after the dev banner),
+ * before the loop runs. */
 struct server_config;
+struct server;
+typedef struct cli_server_hooks {
+    void (*started)(void *data, struct server *srv);
+    void *data;
+} cli_server_hooks;
 int cli_run_server(struct server_config *cfg, const char *command, bool print_banner_dev,
-                   const char *admin_key_source);
+                   const char *admin_key_source, const cli_server_hooks *hooks);
+
+/* `dojo dev --dev-auth` (devauth.c): the built-in OpenID issuer. prepare
+ * loads or makes ./.dojo/dev_auth_key.pem, fixes *port (a free one when 0),
+ * writes ./.dojo/dev_auth_issuer and sets CLERK_ISSUER_URL in this process
+ * (call it before any thread starts); attach installs its routes in cfg;
+ * cli_devauth_started is its cli_server_hooks.started. forget removes the
+ * issuer file when dev runs without --dev-auth. */
+typedef struct cli_devauth cli_devauth;
+int cli_devauth_prepare(const char *host, int *port, cli_devauth **out, err_t *e);
+void cli_devauth_attach(cli_devauth *da, struct server_config *cfg);
+void cli_devauth_print_setup(const cli_devauth *da);
+void cli_devauth_started(void *data, struct server *srv);
+void cli_devauth_free(cli_devauth *da);
+void cli_devauth_forget(void);
 
 /* "HOST:PORT" → host, port; -1 when malformed. */
 int cli_parse_listen(const char *text, char *host, size_t host_bytes, int *port);

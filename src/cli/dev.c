@@ -4,7 +4,8 @@
  * owner), applies the schema (the store says what changed), checks the auth
  * setup and says exactly what is still missing, then serves on
  * http://127.0.0.1:3210 with one readable log line per call. Running it again
- * keeps the data and the key.
+ * keeps the data and the key. With --dev-auth it is also its own OpenID
+ * issuer (devauth.c), for signing in without Clerk through `dojo token`.
  * Thread: the main thread.
  */
 #include <errno.h>
@@ -81,10 +82,16 @@ static void dev_check_auth(void)
 
 static void dev_usage(FILE *out)
 {
-    fprintf(out, "Usage: dojo dev [--listen HOST:PORT] [--log-level LEVEL]\n\n"
+    fprintf(out, "Usage: dojo dev [--listen HOST:PORT] [--log-level LEVEL] [--dev-auth]\n\n"
                  "Sets up ./.dojo (database, admin key) in the current folder and serves a\n"
                  "local deployment on http://127.0.0.1:3210. Safe to run again: the data and\n"
-                 "the key are kept.\n");
+                 "the key are kept.\n\n"
+                 "  --dev-auth   sign in without Clerk: dojo becomes its own OpenID issuer on\n"
+                 "               the same port (GET /.well-known/openid-configuration and\n"
+                 "               /.well-known/jwks.json, key in ./" CLI_DEV_AUTH_KEY_FILE "),\n"
+                 "               and `dojo token --sub user_1` prints a token it accepts.\n"
+                 "               A CLERK_ISSUER_URL stored with `dojo env set` still wins\n"
+                 "               (you are warned); `dojo serve` never does this.\n");
 }
 
 int cmd_dev(int argc, char **argv)
@@ -92,11 +99,13 @@ int cmd_dev(int argc, char **argv)
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"log-level", required_argument, NULL, 'L'},
+        {"dev-auth", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char host[256] = "127.0.0.1";
     int port = 3210, c;
+    bool dev_auth = false;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
@@ -112,9 +121,14 @@ int cmd_dev(int argc, char **argv)
             }
             log_init(cli_parse_log_level(optarg));
             break;
+        case 'A': dev_auth = true; break;
         case 'h': dev_usage(stdout); return 0;
         default: dev_usage(stderr); return 2;
         }
+    }
+    if (optind < argc) {
+        cli_error("dev", "unexpected argument \"%s\"", argv[optind]);
+        return 2;
     }
     if (mkdir(CLI_STATE_DIR, 0700) != 0 && errno != EEXIST) {
         cli_error("dev", "cannot create ./%s: %s", CLI_STATE_DIR, strerror(errno));
@@ -128,11 +142,29 @@ int cmd_dev(int argc, char **argv)
     }
     printf("  Project state in ./%s (%s)\n", CLI_STATE_DIR,
            created ? "created a new admin key" : "reusing the admin key and data");
-    dev_check_auth();
+    cli_devauth *da = NULL;
+    if (dev_auth) {
+        err_t e;
+        err_init(&e);
+        if (cli_devauth_prepare(host, &port, &da, &e) != 0) {
+            cli_error("dev", "--dev-auth: %s", e.msg);
+            err_clear(&e);
+            return 1;
+        }
+        cli_devauth_print_setup(da);
+    } else {
+        cli_devauth_forget();
+        dev_check_auth();
+    }
     server_config cfg = {.db_url = "sqlite:" DEV_DB_PATH,
                          .host = host,
                          .port = port,
                          .admin_key = key,
                          .dev_logs = true};
-    return cli_run_server(&cfg, "dev", true, "from ./" CLI_ADMIN_KEY_FILE);
+    cli_server_hooks hooks = {.started = cli_devauth_started, .data = da};
+    if (da) cli_devauth_attach(da, &cfg);
+    int status = cli_run_server(&cfg, "dev", true, "from ./" CLI_ADMIN_KEY_FILE,
+                                da ? &hooks : NULL);
+    cli_devauth_free(da);
+    return status;
 }

@@ -20,6 +20,10 @@ static const command commands[] = {
     {"env", cmd_env, "deployment variables: dojo env set|get|list|remove"},
     {"verify", cmd_verify, "check every invariant of the data and report each violation"},
     {"codegen", cmd_codegen, "write the TypeScript bindings to ./convex/_generated"},
+    {"token", cmd_token, "print a token of `dojo dev --dev-auth`'s issuer: dojo token --sub ID"},
+    {"doctor", cmd_doctor, "check the server and the auth setup, and a token with --token"},
+    {"export", cmd_export, "write a consistent snapshot of every table to a file"},
+    {"import", cmd_import, "restore a snapshot into an empty (or --replace'd) database"},
 };
 
 static void usage(FILE *out)

@@ -41,7 +41,7 @@ static void on_signal(uv_signal_t *h, int signum)
 static registry app_registry;
 
 int cli_run_server(server_config *cfg, const char *command, bool dev_banner,
-                   const char *admin_key_source)
+                   const char *admin_key_source, const cli_server_hooks *hooks)
 {
     uv_loop_t *loop = uv_default_loop();
     signal(SIGPIPE, SIG_IGN);
@@ -74,6 +74,7 @@ int cli_run_server(server_config *cfg, const char *command, bool dev_banner,
                rs.srv->store_report);
         fflush(stdout);
     }
+    if (hooks && hooks->started) hooks->started(hooks->data, rs.srv);
     log_info("listening on http://%s%s%s:%d (store %s: %s; admin key %s)", v6 ? "[" : "", host,
              v6 ? "]" : "", port, cfg->db_url, rs.srv->store_report, admin_key_source);
     uv_signal_init(loop, &rs.sigint);
@@ -182,5 +183,6 @@ int cmd_serve(int argc, char **argv)
                          .admin_key = key,
                          .body_bytes_max = (size_t)body_max,
                          .reader_threads = readers};
-    return cli_run_server(&cfg, "serve", false, key && *key ? "from DOJO_ADMIN_KEY" : "none");
+    return cli_run_server(&cfg, "serve", false, key && *key ? "from DOJO_ADMIN_KEY" : "none",
+                          NULL);
 }

@@ -1,0 +1,229 @@
+/*
+ * export_format.c — building, parsing and checking the lines of a dojo
+ * export file (see export_format.h), and the bounded line reader.
+ * Callers: export.c (dojo export / dojo import); tests/unit/test_export.c.
+ * Thread: the command line's main thread.
+ */
+#include "cli/export_format.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/ids.h"
+#include "base/limits.h"
+#include "engine/validator.h"
+
+#define READER_START_BYTES (64u * 1024)
+#define WHAT_BYTES_MAX 96
+
+/* ---- the header ------------------------------------------------------------------- */
+
+json_t *export_header_build(const schema *s, const int64_t *counts, double exported_at_ms)
+{
+    json_t *tables = json_object();
+    for (int i = 0; tables && i < s->n_tables; i++)
+        json_object_set_new(tables, s->tables[i].name, json_integer((json_int_t)counts[i]));
+    if (!tables) return NULL;
+    return json_pack("{s:s, s:i, s:i, s:f, s:o}", "format", EXPORT_FORMAT_NAME, "version",
+                     EXPORT_FORMAT_VERSION, "schemaVersion", s->version, "exportedAt",
+                     exported_at_ms, "tables", tables);
+}
+
+static int table_index(const schema *s, const char *name)
+{
+    for (int i = 0; i < s->n_tables; i++)
+        if (strcmp(s->tables[i].name, name) == 0) return i;
+    return -1;
+}
+
+int export_header_parse(const char *line, size_t len, const schema *s, export_header *out, err_t *e)
+{
+    assert(s->n_tables <= EXPORT_TABLES_MAX);
+    memset(out, 0, sizeof *out);
+    json_t *h = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *format = json_string_value(json_object_get(h, "format"));
+    json_t *version = json_object_get(h, "version");
+    json_t *schema_version = json_object_get(h, "schemaVersion");
+    json_t *tables = json_object_get(h, "tables");
+    int rc = 0;
+    if (!json_is_object(h) || !format || strcmp(format, EXPORT_FORMAT_NAME) != 0) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT,
+                     "the first line is not a dojo export header ({\"format\":\"%s\",…}): is "
+                     "this a file written by `dojo export`?",
+                     EXPORT_FORMAT_NAME);
+    } else if (!json_is_integer(version) || json_integer_value(version) < 1) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT, "the header has no format version");
+    } else if (json_integer_value(version) > EXPORT_FORMAT_VERSION) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT,
+                     "the file is format version %lld, written by a newer dojo; this one reads "
+                     "version %d",
+                     (long long)json_integer_value(version), EXPORT_FORMAT_VERSION);
+    } else if (!json_is_integer(schema_version)) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT, "the header has no schemaVersion");
+    } else if (json_integer_value(schema_version) != s->version) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT,
+                     "the file holds schema version %lld and this dojo's schema is version %d: "
+                     "import it with the dojo version that exported it, then upgrade",
+                     (long long)json_integer_value(schema_version), s->version);
+    } else if (!json_is_object(tables)) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT, "the header has no \"tables\" object of counts");
+    }
+    const char *name;
+    json_t *count;
+    if (rc == 0) {
+        json_object_foreach(tables, name, count)
+        {
+            int i = table_index(s, name);
+            if (i < 0) {
+                rc = err_set(e, ERR_INVALID_ARGUMENT,
+                             "the header names table \"%.64s\", which this dojo does not have",
+                             name);
+                break;
+            }
+            if (!json_is_integer(count) || json_integer_value(count) < 0) {
+                rc = err_set(e, ERR_INVALID_ARGUMENT,
+                             "the header's count for table %s is not a non-negative integer", name);
+                break;
+            }
+            out->counts[i] = json_integer_value(count);
+        }
+    }
+    if (rc == 0) {
+        out->version = (int)json_integer_value(version);
+        out->schema_version = (int)json_integer_value(schema_version);
+        out->exported_at_ms = json_number_value(json_object_get(h, "exportedAt"));
+    }
+    json_decref(h);
+    return rc;
+}
+
+/* ---- document lines ------------------------------------------------------------------- */
+
+char *export_line_build(const schema_table *t, const json_t *doc)
+{
+    json_t *line = json_pack("{s:s, s:O}", "table", t->name, "doc", doc);
+    char *text = line ? json_dumps(line, EXPORT_DUMP_FLAGS) : NULL;
+    json_decref(line);
+    return text;
+}
+
+/* The checks of one document of table t (whose ids carry t->number). */
+static int check_doc(const schema *s, const schema_table *t, json_t *doc, err_t *e)
+{
+    const char *id = json_string_value(json_object_get(doc, "_id"));
+    json_t *ct = json_object_get(doc, "_creationTime");
+    if (!id) return err_set(e, ERR_INVALID_ARGUMENT, "a %s document without an _id", t->name);
+    int number = id_table_number(id);
+    if (number < 0)
+        return err_set(e, ERR_INVALID_ARGUMENT, "_id \"%.64s\" is not a dojo document id", id);
+    if (number != t->number) {
+        const schema_table *other = schema_table_by_number(s, number);
+        return err_set(e, ERR_INVALID_ARGUMENT, "_id %s is an id of table %s, not of %s", id,
+                       other ? other->name : "(unknown)", t->name);
+    }
+    if (!json_is_number(ct) || !isfinite(json_number_value(ct)) || json_number_value(ct) <= 0)
+        return err_set(e, ERR_INVALID_ARGUMENT,
+                       "document %s: _creationTime must be a positive number of milliseconds", id);
+    json_t *user = json_copy(doc);
+    if (!user) return err_set(e, ERR_NOMEM, "out of memory");
+    json_object_del(user, "_id");
+    json_object_del(user, "_creationTime");
+    char what[WHAT_BYTES_MAX];
+    snprintf(what, sizeof what, "field of %s", t->name);
+    err_t v;
+    err_init(&v);
+    int rc = validate(t->doc, user, what, s, &v);
+    json_decref(user);
+    if (rc) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT, "document %s: %s", id, v.msg);
+        err_clear(&v);
+        return rc;
+    }
+    size_t bytes = json_dumpb(doc, NULL, 0, EXPORT_DUMP_FLAGS);
+    if (bytes > LIMIT_DOC_BYTES_MAX)
+        return err_set(e, ERR_INVALID_ARGUMENT,
+                       "document %s is %zu bytes; a document is at most %u bytes (1 MiB)", id,
+                       bytes, LIMIT_DOC_BYTES_MAX);
+    return 0;
+}
+
+int export_line_parse(const char *line, size_t len, const schema *s, int *table_index_out,
+                      json_t **doc_out, err_t *e)
+{
+    *doc_out = NULL;
+    json_error_t jerr;
+    json_t *obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!obj)
+        return err_set(e, ERR_INVALID_ARGUMENT, "not JSON (%s at column %d)", jerr.text,
+                       jerr.column);
+    const char *table = json_string_value(json_object_get(obj, "table"));
+    json_t *doc = json_object_get(obj, "doc");
+    int rc = 0, i = -1;
+    if (!json_is_object(obj) || json_object_size(obj) != 2 || !table || !json_is_object(doc))
+        rc = err_set(e, ERR_INVALID_ARGUMENT,
+                     "expected {\"table\": \"<name>\", \"doc\": {…}} and nothing else");
+    else if ((i = table_index(s, table)) < 0)
+        rc = err_set(e, ERR_INVALID_ARGUMENT, "unknown table \"%.64s\"", table);
+    else
+        rc = check_doc(s, &s->tables[i], doc, e);
+    if (rc == 0) {
+        *doc_out = json_incref(doc);
+        *table_index_out = i;
+    }
+    json_decref(obj);
+    return rc;
+}
+
+/* ---- the bounded reader ------------------------------------------------------------------ */
+
+void export_reader_init(export_reader *r, FILE *f)
+{
+    *r = (export_reader){.f = f};
+}
+
+void export_reader_free(export_reader *r)
+{
+    free(r->buf);
+    r->buf = NULL;
+    r->cap = 0;
+}
+
+int export_read_line(export_reader *r, const char **line, size_t *len, err_t *e)
+{
+    const size_t cap_max = (size_t)EXPORT_LINE_BYTES_MAX + 3; /* "\r\n" and the NUL */
+    size_t n = 0;
+    for (;;) {
+        if (r->cap - n < 2) {
+            if (r->cap >= cap_max) {
+                r->line_no++;
+                return err_set(e, ERR_LIMIT, "line %lld is longer than %u bytes (16 MiB)",
+                               (long long)r->line_no, EXPORT_LINE_BYTES_MAX);
+            }
+            size_t cap = r->cap ? r->cap * 2 : READER_START_BYTES;
+            if (cap > cap_max) cap = cap_max;
+            char *grown = realloc(r->buf, cap);
+            if (!grown) return err_set(e, ERR_NOMEM, "out of memory reading a line");
+            r->buf = grown;
+            r->cap = cap;
+        }
+        if (!fgets(r->buf + n, (int)(r->cap - n), r->f)) {
+            if (ferror(r->f)) return err_set(e, ERR_IO, "cannot read the file");
+            break; /* end of file */
+        }
+        n += strlen(r->buf + n);
+        if (n > 0 && r->buf[n - 1] == '\n') break;
+    }
+    if (n == 0) return 0;
+    r->line_no++;
+    if (r->buf[n - 1] == '\n') n--;
+    if (n > 0 && r->buf[n - 1] == '\r') n--;
+    if (n > EXPORT_LINE_BYTES_MAX)
+        return err_set(e, ERR_LIMIT, "line %lld is longer than %u bytes (16 MiB)",
+                       (long long)r->line_no, EXPORT_LINE_BYTES_MAX);
+    r->buf[n] = '\0';
+    *line = r->buf;
+    *len = n;
+    return 1;
+}
