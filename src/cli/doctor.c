@@ -305,7 +305,12 @@ static void check_issuer_set(doctor *d)
     }
     if (effective == 0) {
         d->issuer[0] = '\0';
-        fail(d, "issuer", fix, "the server has no usable CLERK_ISSUER_URL: %s", detail);
+        if (strstr(detail, "No issuer configured"))
+            fail(d, "issuer", fix,
+                 "CLERK_ISSUER_URL is not set on the server: it refuses every "
+                 "token");
+        else
+            fail(d, "issuer", fix, "the server's CLERK_ISSUER_URL is unusable: %s", detail);
         return;
     }
     const char *shell = getenv("CLERK_ISSUER_URL");
@@ -429,6 +434,27 @@ static void audience_policy(doctor *d)
     snprintf(d->audience, sizeof d->audience, "%s", env && *env ? env : "convex");
 }
 
+/* The check a failure names, as a person reads it. */
+static const char *check_name(jwt_failure f)
+{
+    switch (f) {
+    case JWT_UNKNOWN_KID:
+        return "unknown key id (kid)";
+    case JWT_UNSUPPORTED_ALG:
+        return "algorithm";
+    case JWT_NOT_YET_VALID:
+        return "not-before (nbf)";
+    case JWT_ISSUED_IN_FUTURE:
+        return "issued-at (iat)";
+    case JWT_NO_SUBJECT:
+        return "subject (sub)";
+    case JWT_NO_ISSUER_CONFIGURED:
+        return "issuer configured";
+    default:
+        return jwt_failure_name(f);
+    }
+}
+
 /* The fix for a failed token check. */
 static void token_fix(const doctor *d, jwt_failure f, const jwt *t, char *out, size_t n)
 {
@@ -509,7 +535,7 @@ static void check_token(doctor *d, const char *token)
     char fix[DOCTOR_TEXT_BYTES_MAX];
     if (jwt_decode(token, &t, &f, &e) != 0) {
         token_fix(d, f, NULL, fix, sizeof fix);
-        fail(d, "token", fix, "%s (%s)", e.msg, jwt_failure_name(f));
+        fail(d, "token", fix, "%s check fails: %s", check_name(f), e.msg);
         err_clear(&e);
         return;
     }
@@ -529,7 +555,7 @@ static void check_token(doctor *d, const char *token)
              "the issuer's keys");
     } else {
         token_fix(d, f, t, fix, sizeof fix);
-        fail(d, "token", fix, "%s check fails: %s", jwt_failure_name(f), e.msg);
+        fail(d, "token", fix, "%s check fails: %s", check_name(f), e.msg);
     }
     err_clear(&e);
     jwt_free(t);
