@@ -44,7 +44,7 @@ int app_require_identity(ctx *c, const char **token_identifier_out)
 int app_find_user(ctx *c, json_t **user_out)
 {
     *user_out = NULL;
-    const char *tid;
+    const char *tid = NULL;
     int rc = app_require_identity(c, &tid);
     if (rc) return rc;
     json_t *eq = json_pack("[s]", tid);

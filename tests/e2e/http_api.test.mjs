@@ -1,0 +1,337 @@
+// http_api.test.mjs — the HTTP API of convex-protocol.md §1 and the meta
+// routes of api.md §8, spoken to over plain HTTP the way curl users and
+// ConvexHttpClient do: function endpoints, argument shapes, formats, the 4xx
+// answers to requests that are not function calls (and that the server keeps
+// serving after them), CORS, request ids, /version, /health, /metrics,
+// keep-alive and unknown routes.
+
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, test } from 'node:test';
+import { checkAfterEach, startDojo } from './lib/dojo.mjs';
+import { startIssuer } from './lib/issuer.mjs';
+
+let issuer;
+let dojo;
+
+before(async () => {
+  issuer = await startIssuer();
+  dojo = await startDojo({ issuer });
+});
+checkAfterEach(() => dojo);
+after(() => issuer?.close());
+
+const post = (path, body, headers = {}) => dojo.http('POST', path, { body, headers });
+const bearer = (token) => ({ Authorization: `Bearer ${token}` });
+
+async function newUserToken() {
+  const token = await issuer.token({ email: `u${Date.now()}@example.com`, name: 'Test User' });
+  const res = await post('/api/mutation', { path: 'users:getOrCreate', args: {} }, bearer(token));
+  assert.equal(res.json.status, 'success', res.text);
+  return token;
+}
+
+/** A following query succeeds: the server survived what came before. */
+async function assertStillServing() {
+  const res = await post('/api/query', { path: 'users:me', args: {} });
+  assert.equal(res.status, 200, res.text);
+  assert.deepEqual(res.json, { status: 'success', value: null });
+}
+
+function assertRequestError(res, status, code) {
+  assert.equal(res.status, status, res.text);
+  assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+  assert.equal(typeof res.json?.code, 'string', `a JSON {code, message} body, got ${res.text}`);
+  assert.equal(typeof res.json.message, 'string');
+  assert.ok(res.json.message.length > 0);
+  if (code) assert.equal(res.json.code, code);
+}
+
+// --- function endpoints -------------------------------------------------------------
+
+test('POST /api/query runs a query', async () => {
+  const res = await post('/api/query', { path: 'users:me', args: {} });
+  assert.equal(res.status, 200);
+  assert.deepEqual(res.json, { status: 'success', value: null });
+});
+
+test('POST /api/mutation runs a mutation with the bearer identity', async () => {
+  const token = await issuer.token({ sub: 'user_http_mutation', email: 'm@example.com' });
+  const res = await post('/api/mutation', { path: 'users:getOrCreate', args: {} }, bearer(token));
+  assert.equal(res.status, 200);
+  assert.equal(res.json.status, 'success', res.text);
+  assert.equal(res.json.value.tokenIdentifier, `${issuer.url}|user_http_mutation`);
+  assert.equal(res.json.value.email, 'm@example.com');
+});
+
+test('POST /api/action answers a function error: no actions are registered', async () => {
+  for (const path of ['users:me', 'jobs:generate']) {
+    const res = await post('/api/action', { path, args: {} });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json.status, 'error', res.text);
+    assert.equal(res.json.errorData.code, 'INVALID_ARGUMENT');
+  }
+});
+
+test('POST /api/function runs a query and a mutation by path', async () => {
+  const token = await issuer.token({ email: 'f@example.com' });
+  const created = await post('/api/function', { path: 'users:getOrCreate', args: {} }, bearer(token));
+  assert.equal(created.json.status, 'success', created.text);
+  const me = await post('/api/function', { path: 'users:me', args: {} }, bearer(token));
+  assert.equal(me.json.status, 'success', me.text);
+  assert.equal(me.json.value._id, created.json.value._id);
+});
+
+test('POST /api/run/users/me runs users:me', async () => {
+  const token = await newUserToken();
+  const anonymous = await post('/api/run/users/me', { args: {} });
+  assert.equal(anonymous.status, 200, anonymous.text);
+  assert.deepEqual(anonymous.json, { status: 'success', value: null });
+  const signedIn = await post('/api/run/users/me', { args: {} }, bearer(token));
+  assert.equal(signedIn.json.status, 'success', signedIn.text);
+  assert.equal(signedIn.json.value.name, 'Test User');
+});
+
+test('GET /api/query?path=…&args=… runs a query', async () => {
+  const token = await newUserToken();
+  const qs = new URLSearchParams({ path: 'users:me', args: JSON.stringify({}), format: 'json' });
+  const res = await dojo.http('GET', `/api/query?${qs}`, { headers: bearer(token) });
+  assert.equal(res.status, 200, res.text);
+  assert.equal(res.json.status, 'success', res.text);
+  assert.equal(res.json.value.name, 'Test User');
+});
+
+test('args are accepted as an object and as a one-element array', async () => {
+  const token = await newUserToken();
+  const asObject = await post('/api/query', { path: 'users:me', args: {} }, bearer(token));
+  const asArray = await post('/api/query', { path: 'users:me', args: [{}] }, bearer(token));
+  assert.equal(asObject.json.status, 'success', asObject.text);
+  assert.deepEqual(asArray.json, asObject.json);
+});
+
+test('format json and convex_encoded_json are accepted', async () => {
+  for (const format of ['json', 'convex_encoded_json']) {
+    const res = await post('/api/query', { path: 'users:me', args: {}, format });
+    assert.equal(res.status, 200, `${format}: ${res.text}`);
+    assert.deepEqual(res.json, { status: 'success', value: null });
+  }
+});
+
+test('an unknown format is refused with 400 BadFormat', async () => {
+  const res = await post('/api/query', { path: 'users:me', args: {}, format: 'yaml' });
+  assertRequestError(res, 400, 'BadFormat');
+  await assertStillServing();
+});
+
+test('an unknown function is a function error with code INVALID_ARGUMENT', async () => {
+  const res = await post('/api/query', { path: 'users:nope', args: {} });
+  assert.equal(res.status, 200, res.text);
+  assert.equal(res.json.status, 'error');
+  assert.equal(res.json.errorData.code, 'INVALID_ARGUMENT');
+  assert.match(res.json.errorMessage, /users:nope/);
+});
+
+test('calling a mutation through /api/query is a function error', async () => {
+  const token = await issuer.token({ sub: 'user_wrong_endpoint' });
+  const res = await post('/api/query', { path: 'users:getOrCreate', args: {} }, bearer(token));
+  assert.equal(res.status, 200, res.text);
+  assert.equal(res.json.status, 'error');
+  assert.equal(res.json.errorData.code, 'INVALID_ARGUMENT');
+  const me = await post('/api/query', { path: 'users:me', args: {} }, bearer(token));
+  assert.equal(me.json.value, null, 'the mutation did not run');
+});
+
+// --- requests that are not function calls -----------------------------------------
+
+test('a malformed JSON body gets 400 with a JSON {code, message}', async () => {
+  const res = await post('/api/query', '{"path": "users:me", "args": {', {
+    'Content-Type': 'application/json',
+  });
+  assertRequestError(res, 400);
+  await assertStillServing();
+});
+
+test('a wrong Content-Type gets a 4xx with a JSON {code, message}', async () => {
+  const res = await post('/api/query', JSON.stringify({ path: 'users:me', args: {} }), {
+    'Content-Type': 'text/plain',
+  });
+  assert.ok(res.status >= 400 && res.status < 500, `status ${res.status}`);
+  assertRequestError(res, res.status);
+  await assertStillServing();
+});
+
+/** POSTs bytes with node:http, so a server that answers before reading the
+ *  whole body (413) still gets its answer read. */
+function postLarge(path, bytes) {
+  return new Promise((resolve, reject) => {
+    const url = new URL(path, dojo.url);
+    const req = http.request(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Content-Length': bytes.length },
+    });
+    req.on('response', (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => {
+        let json;
+        try {
+          json = JSON.parse(text);
+        } catch {}
+        resolve({ status: res.statusCode, headers: new Headers(res.headers), text, json });
+      });
+    });
+    req.on('error', (e) => {
+      // The server may close its side after answering; only an error before
+      // any answer is a failure.
+      if (!req.res) reject(e);
+    });
+    req.end(bytes);
+  });
+}
+
+test('a body over 8 MiB gets 413 with a JSON {code, message}', async () => {
+  const filler = 'x'.repeat(8 * 1024 * 1024 + 1024);
+  const body = Buffer.from(JSON.stringify({ path: 'users:me', args: { filler } }));
+  const res = await postLarge('/api/query', body);
+  assertRequestError(res, 413);
+  await assertStillServing();
+});
+
+test('a document over 1 MiB inside a smaller body is INVALID_ARGUMENT and writes nothing', async () => {
+  const token = await newUserToken();
+  const list = () => post('/api/query', { path: 'workflows:list', args: {} }, bearer(token));
+  const small = await post(
+    '/api/mutation',
+    { path: 'workflows:create', args: { title: 'small', nodes: [{ id: 'n1' }] } },
+    bearer(token),
+  );
+  assert.equal(small.json.status, 'success', small.text);
+  const before = await list();
+  assert.equal(before.json.value.length, 1);
+
+  const blob = 'n'.repeat(300 * 1024);
+  const nodes = [0, 1, 2, 3].map((i) => ({ id: `n${i}`, type: 'prompt', data: { text: blob } }));
+  const body = { path: 'workflows:create', args: { title: 'huge', nodes, edges: [] } };
+  assert.ok(JSON.stringify(body).length > 1024 * 1024 && JSON.stringify(body).length < 8 * 1024 * 1024);
+  const res = await post('/api/mutation', body, bearer(token));
+  assert.equal(res.status, 200, res.text.slice(0, 300));
+  assert.equal(res.json.status, 'error', res.text.slice(0, 300));
+  assert.equal(res.json.errorData.code, 'INVALID_ARGUMENT');
+
+  const after = await list();
+  assert.deepEqual(after.json, before.json);
+  await assertStillServing();
+});
+
+// --- CORS, request ids, meta routes ------------------------------------------------
+
+test('a CORS preflight mirrors the Origin and the requested headers', async () => {
+  const origin = 'https://app.karate.example';
+  const res = await dojo.http('OPTIONS', '/api/query', {
+    headers: {
+      Origin: origin,
+      'Access-Control-Request-Method': 'POST',
+      'Access-Control-Request-Headers': 'content-type,authorization,convex-client',
+    },
+  });
+  assert.ok(res.status === 200 || res.status === 204, `status ${res.status}`);
+  assert.equal(res.headers.get('access-control-allow-origin'), origin);
+  assert.equal(res.headers.get('access-control-allow-headers'), 'content-type,authorization,convex-client');
+  assert.equal(res.headers.get('access-control-allow-credentials'), 'true');
+  const methods = (res.headers.get('access-control-allow-methods') ?? '').split(/,\s*/);
+  for (const m of ['GET', 'POST', 'OPTIONS', 'PATCH', 'DELETE', 'PUT']) assert.ok(methods.includes(m), m);
+  assert.equal(res.headers.get('access-control-max-age'), '86400');
+});
+
+test('a normal response mirrors the Origin and allows credentials', async () => {
+  const origin = 'http://localhost:5173';
+  const res = await post('/api/query', { path: 'users:me', args: {} }, { Origin: origin });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('access-control-allow-origin'), origin);
+  assert.equal(res.headers.get('access-control-allow-credentials'), 'true');
+});
+
+test('every response carries an X-Request-Id', async () => {
+  const responses = [
+    await post('/api/query', { path: 'users:me', args: {} }),
+    await post('/api/query', { path: 'users:nope', args: {} }),
+    await post('/api/query', 'not json', { 'Content-Type': 'application/json' }),
+    await dojo.http('GET', '/health'),
+    await dojo.http('GET', '/version'),
+    await dojo.http('GET', '/no/such/route'),
+    await dojo.http('OPTIONS', '/api/query', { headers: { Origin: 'http://x.example' } }),
+  ];
+  const ids = responses.map((r) => r.headers.get('x-request-id'));
+  for (const id of ids) assert.match(id ?? '', /^[0-9a-zA-Z-]{6,}$/);
+  assert.equal(new Set(ids).size, ids.length, 'request ids are distinct');
+});
+
+test('GET /version answers 200 with the version as text', async () => {
+  const res = await dojo.http('GET', '/version');
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+  assert.match(res.text.trim(), /^\d+\.\d+\.\d+/);
+});
+
+test('GET /health answers 200 {"status":"ok"} while the store answers', async () => {
+  const res = await dojo.http('GET', '/health');
+  assert.equal(res.status, 200, res.text);
+  assert.equal(res.json.status, 'ok');
+});
+
+test('GET /metrics counts requests by route and status and has a latency histogram', async () => {
+  await post('/api/query', { path: 'users:me', args: {} });
+  await dojo.http('GET', '/no/such/route');
+  const res = await dojo.http('GET', '/metrics');
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+  const count = (route, status) => {
+    const re = new RegExp(
+      `^dojo_http_requests_total\\{(?=[^}]*route="${route.replace(/\//g, '\\/')}")(?=[^}]*status="${status}")[^}]*\\} (\\d+)`,
+      'm',
+    );
+    const m = res.text.match(re);
+    return m ? Number(m[1]) : 0;
+  };
+  assert.ok(count('/api/query', 200) >= 1, res.text);
+  assert.ok(count('other', 404) >= 1, res.text);
+  assert.match(res.text, /^# TYPE dojo_\S+ histogram$/m);
+  assert.match(res.text, /^dojo_\S+_bucket\{(?=[^}]*route="\/api\/query")(?=[^}]*le="\+Inf")[^}]*\} [1-9]\d*$/m);
+  assert.match(res.text, /^dojo_\S+_count\{[^}]*route="\/api\/query"[^}]*\} [1-9]\d*$/m);
+});
+
+test('several requests share one keep-alive connection', async () => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const sockets = new Set();
+  const reused = [];
+  try {
+    for (let i = 0; i < 5; i++) {
+      const status = await new Promise((resolve, reject) => {
+        const body = JSON.stringify({ path: 'users:me', args: {} });
+        const req = http.request(new URL('/api/query', dojo.url), {
+          method: 'POST',
+          agent,
+          headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+        });
+        req.on('socket', (s) => sockets.add(s));
+        req.on('response', (res) => {
+          reused.push(req.reusedSocket);
+          res.resume();
+          res.on('end', () => resolve(res.statusCode));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+      assert.equal(status, 200);
+    }
+  } finally {
+    agent.destroy();
+  }
+  assert.equal(sockets.size, 1, 'one connection carried every request');
+  assert.deepEqual(reused, [false, true, true, true, true]);
+});
+
+test('an unknown route gets 404 with a JSON {code, message}', async () => {
+  const res = await dojo.http('GET', '/no/such/route');
+  assertRequestError(res, 404);
+});
