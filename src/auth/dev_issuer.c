@@ -25,6 +25,7 @@
 #define TMP_PATH_BYTES_MAX 1024
 #define THUMBPRINT_INPUT_BYTES_MAX 2048 /* {"e","kty","n"} of a key up to 8192 bits */
 #define CLAIM_KEY_BYTES_MAX 128
+#define JWKS_URI_BYTES_MAX 1024
 
 /* ---- the key file ------------------------------------------------------------ */
 
@@ -135,7 +136,7 @@ int dev_issuer_kid(EVP_PKEY *key, char kid[DEV_ISSUER_KID_BYTES], err_t *e)
 
 json_t *dev_issuer_discovery(const char *issuer)
 {
-    char jwks_uri[1024];
+    char jwks_uri[JWKS_URI_BYTES_MAX];
     snprintf(jwks_uri, sizeof jwks_uri, "%s%s", issuer, DEV_ISSUER_JWKS_PATH);
     return json_pack("{s:s, s:s, s:[s], s:[s], s:[s], s:[s], s:[s,s,s,s,s,s,s,s,s,s,s]}", "issuer",
                      issuer, "jwks_uri", jwks_uri, "response_types_supported", "id_token",

@@ -35,6 +35,7 @@
 #include "proto/server.h"
 
 #define DEVAUTH_ISSUER_BYTES_MAX 128
+#define DEVAUTH_HOST_BYTES_MAX 80 /* an IPv6 literal in brackets fits */
 
 struct cli_devauth {
     char issuer[DEVAUTH_ISSUER_BYTES_MAX]; /* http://127.0.0.1:<port>, no trailing slash */
@@ -134,7 +135,7 @@ int cli_devauth_prepare(const char *host, int *port, cli_devauth **out, err_t *e
     *out = NULL;
     cli_devauth *da = calloc(1, sizeof *da);
     if (!da) return err_set(e, ERR_NOMEM, "out of memory");
-    char ihost[80];
+    char ihost[DEVAUTH_HOST_BYTES_MAX];
     EVP_PKEY *key = NULL;
     int rc = issuer_host(host, ihost, sizeof ihost, e);
     if (rc == 0 && *port == 0) rc = pick_free_port(host, port, e);

@@ -38,6 +38,7 @@
 #define DOCTOR_RESPONSE_BYTES_MAX (64u * 1024)
 #define DOCTOR_PROBE_ISSUER "https://dojo-doctor-probe.invalid"
 #define DOCTOR_PROBE_MARK "CLERK_ISSUER_URL is \""
+#define DOCTOR_PROBE_CLAIMS_BYTES_MAX 256
 
 typedef struct doctor {
     cli_target target;
@@ -220,7 +221,7 @@ static int stored_variable(doctor *d, const char *name, char *out, size_t out_by
 static char *probe_token(void)
 {
     char header[] = "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"dojo-doctor-probe\"}";
-    char claims[256];
+    char claims[DOCTOR_PROBE_CLAIMS_BYTES_MAX];
     long long now = (long long)time(NULL);
     snprintf(claims, sizeof claims,
              "{\"iss\":\"" DOCTOR_PROBE_ISSUER "\",\"aud\":\"convex\",\"sub\":\"dojo-doctor\","
@@ -287,6 +288,8 @@ static void check_issuer_set(doctor *d)
     char why[DOCTOR_TEXT_BYTES_MAX] = "", detail[DOCTOR_TEXT_BYTES_MAX] = "";
     int stored =
         stored_variable(d, "CLERK_ISSUER_URL", d->issuer, sizeof d->issuer, why, sizeof why);
+    if (stored < 0 && d->server_up && d->target.admin_key[0])
+        printf("  note        %s: stored deployment variables are not read\n", why);
     if (stored == 1) {
         pass("issuer",
              "CLERK_ISSUER_URL is %s (stored in the deployment, asked with the admin "
