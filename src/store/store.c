@@ -100,8 +100,7 @@ int store_open(const char *url, const schema *s, store **out, char report[STORE_
     int rc = check_schema(s, e);
     if (rc) return rc;
     if (has_prefix(url, "postgres://") || has_prefix(url, "postgresql://"))
-        return err_set(e, ERR_STORAGE,
-                       "this dojo has no PostgreSQL engine yet; use --db sqlite:PATH");
+        return store_pg_open(url, s, out, report, e);
     const char *path = has_prefix(url, "sqlite:") ? url + strlen("sqlite:") : url;
     if (!path[0]) return err_set(e, ERR_STORAGE, "no database path in '%s'", url);
     return store_sqlite_open(path, s, out, report, e);

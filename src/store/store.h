@@ -5,7 +5,8 @@
  *
  * Data layout: per table `T` a SQL table T(id TEXT PRIMARY KEY,
  * creation_time REAL NOT NULL, doc TEXT NOT NULL) where doc is the whole
- * document as JSON, _id and _creationTime included. Per declared index an
+ * document as JSON, _id and _creationTime included (PostgreSQL: DOUBLE
+ * PRECISION and JSONB, id COLLATE "C"). Per declared index an
  * expression index on the extracted fields followed by (creation_time, id).
  * A table `_dojo_meta(key TEXT PRIMARY KEY, value TEXT)` holds the schema
  * version and the commit timestamp high-water mark.
@@ -25,6 +26,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/err.h"
@@ -62,6 +64,10 @@ typedef struct store_range {
 int store_open(const char *url, const schema *s, store **out, char report[STORE_REPORT_BYTES_MAX],
                err_t *e);
 void store_close(store *st);
+/* Writes url into out (at most out_bytes, NUL included) with its password
+ * shown as "***" (postgres://user:***@host/db, ?password=***), for logs and
+ * messages. Other URLs are copied as they are. */
+void store_redact_url(const char *url, char *out, size_t out_bytes);
 const schema *store_schema(const store *st);
 /* "sqlite" or "postgres". */
 const char *store_engine_name(const store *st);
@@ -71,7 +77,13 @@ int store_connect(store *st, bool writer, store_conn **out, err_t *e);
 void store_disconnect(store_conn *c);
 
 /* Transactions. A write transaction (write=true, only on the writer) takes the
- * write lock at once (SQLite BEGIN IMMEDIATE). */
+ * write lock at once (SQLite BEGIN IMMEDIATE; PostgreSQL SERIALIZABLE plus a
+ * lock that writers of every process sharing the database queue on). A read
+ * transaction sees the snapshot fixed by its first statement.
+ * On PostgreSQL a statement that fails inside a transaction fails the
+ * transaction: further statements fail (ERR_STORAGE) until
+ * store_savepoint_rollback or store_rollback. Conflicts a database reports
+ * (serialization failure, deadlock, lock wait timeout) are ERR_BUSY: retry. */
 int store_begin(store_conn *c, bool write, err_t *e);
 int store_commit(store_conn *c, err_t *e);   /* durable when it returns 0 */
 void store_rollback(store_conn *c);          /* ends any transaction; safe to call twice */

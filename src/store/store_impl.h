@@ -3,13 +3,13 @@
  *
  * store.c holds the public functions of store.h; each one checks what the
  * contract promises and forwards to the engine through a small table of
- * functions (store_ops). An engine (sqlite.c; later postgres.c) embeds
+ * functions (store_ops). An engine (sqlite.c, postgres.c) embeds
  * `struct store` as the first member of its own store and `struct store_conn`
  * as the first member of its own connection, so that it can cast back.
  *
  * Also here: the process-wide fault-injection countdown every engine consults
  * before running a statement, the schema checks every engine relies on, and
- * test hooks of the SQLite engine.
+ * test hooks of both engines.
  * Thread: as store.h.
  */
 #ifndef DOJO_STORE_STORE_IMPL_H
@@ -61,9 +61,13 @@ struct store_conn {
 /* Names of the schema objects the store derives, "<table>_<index>"… */
 #define STORE_SQL_NAME_BYTES_MAX (2 * STORE_NAME_BYTES_MAX + 16)
 
-/* Engines. `path`/`url` is what follows the scheme. */
+/* Engines. SQLite's `path` is what follows "sqlite:"; PostgreSQL's `url` is
+ * the whole postgres:// or postgresql:// URL, handed to libpq as it is. */
 int store_sqlite_open(const char *path, const schema *s, store **out,
                       char report[STORE_REPORT_BYTES_MAX], err_t *e);
+
+int store_pg_open(const char *url, const schema *s, store **out,
+                  char report[STORE_REPORT_BYTES_MAX], err_t *e);
 
 /* True when the statement about to run must fail with an injected fault
  * (store_inject_fault_after). Consumes one count per call. */
@@ -78,5 +82,17 @@ int store_sqlite_scan_plan(store_conn *c, const store_range *r, char *out, size_
                            err_t *e);
 /* How many statements the connection has prepared into its cache so far. */
 uint64_t store_sqlite_prepare_count(store_conn *c);
+
+/* Test hooks of the PostgreSQL engine (tests/unit/test_store_pg.c). */
+/* The first column of the first row of sql, run on c's connection as it is
+ * (no fault injection, no statement cache), as text; "" when no row. */
+int store_pg_query_text(store_conn *c, const char *sql, char *out, size_t out_bytes, err_t *e);
+/* The EXPLAIN (COSTS OFF) of the statement store_scan runs for r, one line
+ * per plan line: the plan for r's parameters, or (generic) the plan a cached
+ * statement may switch to, which cannot look at them. */
+int store_pg_scan_plan(store_conn *c, const store_range *r, bool generic, char *out,
+                       size_t out_bytes, err_t *e);
+/* How many statements the connection has prepared into its cache so far. */
+uint64_t store_pg_prepare_count(store_conn *c);
 
 #endif
