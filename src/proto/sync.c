@@ -88,6 +88,8 @@ void sync_hub_close(sync_hub *hub, void (*done)(void *data), void *data)
 
 void sync_hub_free(sync_hub *hub)
 {
+    /* Sessions still on the wait list hold a reference: let them go. */
+    hub_flush_waiting(hub);
     if (hub->subs) subs_free(hub->subs);
     free(hub);
 }

@@ -132,8 +132,12 @@ static void subscribe_entry(session *s, sess_query *sq)
         if (!sq->q) err_set(&sq->static_err, ERR_NOMEM, "out of memory subscribing");
     }
     if (old) subs_unsubscribe(s->hub->subs, old, s);
-    sq->sent_version = 0;
-    sq->sent = false;
+    if (sq->q != old || !old) {
+        /* A different instance: its result must reach the client. The same
+         * instance (a refreshed token with the same identity) has nothing new. */
+        sq->sent_version = 0;
+        sq->sent = false;
+    }
 }
 
 static int add_query(session *s, const json_t *mod)
@@ -348,6 +352,7 @@ static void on_mutation_done(call *c)
                                       "success", 1, "result", wire_encode(c->result, WIRE_ENCODED),
                                       "ts", ts, "logLines", c->log_lines));
             if (c->ts > s->v.need_ts) s->v.need_ts = c->ts;
+            s->v.owe_transition = true;
             session_flush(s);
         }
         dispatch_mutation(s);
@@ -482,6 +487,7 @@ static void process_inbox(session *s)
 {
     int i = 0;
     while (i < s->inbox_len && !s->auth_pending && !s->closed) handle(s, s->inbox[i++]);
+    if (i == 0) return;
     for (int k = 0; k < i; k++) json_decref(s->inbox[k]);
     memmove(s->inbox, s->inbox + i, (size_t)(s->inbox_len - i) * sizeof *s->inbox);
     s->inbox_len -= i;

@@ -8,7 +8,7 @@ sync_decision sync_versions_next(sync_versions *v, uint64_t processed_ts, bool a
                                  bool results_pending, state_version *start, state_version *end)
 {
     bool moved = v->qs_received != v->sent.query_set || v->identity_received != v->sent.identity;
-    bool uncovered = v->need_ts > v->sent.ts;
+    bool uncovered = v->need_ts > v->sent.ts || v->owe_transition;
     if (!moved && !uncovered && !results_pending) return SYNC_NOTHING;
     if (!all_fresh || v->need_ts > processed_ts) return SYNC_WAIT;
     *start = v->sent;
@@ -16,5 +16,6 @@ sync_decision sync_versions_next(sync_versions *v, uint64_t processed_ts, bool a
     end->identity = v->identity_received;
     end->ts = processed_ts > v->sent.ts ? processed_ts : v->sent.ts;
     v->sent = *end;
+    v->owe_transition = false;
     return SYNC_SEND;
 }

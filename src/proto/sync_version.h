@@ -10,7 +10,10 @@
  *   - is only sent when every query is valid at that timestamp and the
  *     timestamp covers every mutation already answered (need_ts);
  *   - is sent whenever a version moved, even if no result changed (an
- *     Authenticate must always be confirmed).
+ *     Authenticate must always be confirmed), and after every successful
+ *     MutationResponse, even when its timestamp was already covered (a
+ *     replayed mutation's): the client resolves a mutation only while
+ *     handling a later Transition.
  * Thread: any; pure.
  */
 #ifndef DOJO_PROTO_SYNC_VERSION_H
@@ -29,6 +32,7 @@ typedef struct sync_versions {
     uint32_t qs_received, identity_received;
     state_version sent;  /* endVersion of the last Transition */
     uint64_t need_ts;    /* a Transition must reach this (answered mutations) */
+    bool owe_transition; /* a MutationResponse went out: a Transition must follow it */
 } sync_versions;
 
 typedef enum {

@@ -90,6 +90,21 @@ static void answered_mutation_waits_until_its_commit_is_processed(void **state)
     assert_int_equal(sync_versions_next(&v, 150, true, false, &start, &end), SYNC_NOTHING);
 }
 
+static void replayed_mutation_still_gets_a_following_transition(void **state)
+{
+    (void)state;
+    /* A resent mutation is answered with its original, already covered ts;
+     * the client resolves it only on a later Transition. */
+    sync_versions v = {.qs_received = 1};
+    state_version start, end;
+    sync_versions_next(&v, 500, true, true, &start, &end);
+    v.need_ts = 300;
+    v.owe_transition = true;
+    assert_int_equal(sync_versions_next(&v, 500, true, false, &start, &end), SYNC_SEND);
+    assert_true(end.ts >= 300);
+    assert_false(v.owe_transition);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -100,6 +115,7 @@ int main(void)
         cmocka_unit_test(nothing_new_sends_nothing),
         cmocka_unit_test(stale_queries_make_it_wait),
         cmocka_unit_test(answered_mutation_waits_until_its_commit_is_processed),
+        cmocka_unit_test(replayed_mutation_still_gets_a_following_transition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

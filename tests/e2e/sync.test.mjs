@@ -1,0 +1,266 @@
+// sync.test.mjs — the WebSocket sync protocol with the real ConvexClient
+// (and a bare protocol client where every push must be counted):
+// subscriptions follow a run through its lifecycle, a resolved mutation is
+// already visible, users see nothing of each other, tokens refresh, an
+// expired token ends authenticated state, a mutation resent after a dropped
+// socket is not run twice, and a thousand sessions all hear one change.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { ConvexClient } from 'convex/browser';
+import WebSocket from 'ws';
+
+import { checkAfterEach, makeFunctionReference as ref, startDojo, waitFor } from './lib/dojo.mjs';
+import { newSubject, startIssuer } from './lib/issuer.mjs';
+import { startProxy } from './lib/proxy.mjs';
+import { RawSyncClient, tsToBigInt } from './lib/sync_raw.mjs';
+
+let issuer;
+let dojo;
+checkAfterEach(() => dojo);
+
+before(async () => {
+  issuer = await startIssuer();
+  dojo = await startDojo({ issuer, env: { SIGNUP_CREDITS: '10' } });
+});
+after(async () => {
+  await issuer?.close();
+});
+
+const api = {
+  me: ref('users:me'),
+  getOrCreate: ref('users:getOrCreate'),
+  createRun: ref('runs:create'),
+  getRun: ref('runs:get'),
+  listRuns: ref('runs:list'),
+  claim: ref('runs:claim'),
+  complete: ref('runs:complete'),
+};
+
+function client(url = dojo.url) {
+  return new ConvexClient(url, { webSocketConstructor: WebSocket, logger: false, unsavedChangesWarning: false });
+}
+
+/** A ConvexClient signed in as a new user (created), and that user's token factory. */
+async function signedIn({ sub = newSubject(), url } = {}) {
+  const c = client(url);
+  const fresh = () => issuer.token({ sub });
+  const authed = new Promise((resolve) => c.setAuth(fresh, (ok) => ok && resolve()));
+  await authed;
+  const user = await c.mutation(api.getOrCreate, {});
+  return { c, sub, user, fresh };
+}
+
+/** Collects every value a subscription delivers. */
+function watch(c, fn, args) {
+  const values = [];
+  const unsubscribe = c.onUpdate(fn, args, (v) => values.push(v));
+  return { values, unsubscribe, latest: () => values[values.length - 1] };
+}
+
+describe('subscriptions follow the data', () => {
+  test('a run is pushed queued, processing, completed, in order, to runs:get and runs:list', async () => {
+    const { c } = await signedIn();
+    const runId = await c.mutation(api.createRun, { input: { model: 'flux', prompt: 'a fox' } });
+    const one = watch(c, api.getRun, { id: runId });
+    const list = watch(c, api.listRuns, { paginationOpts: { numItems: 10, cursor: null } });
+    await waitFor(() => one.latest()?.status === 'queued', { what: 'queued' });
+    const claimed = await dojo.adminCall('runs:claim', { workerId: 'w1' });
+    assert.equal(claimed._id, runId);
+    await waitFor(() => one.latest()?.status === 'processing', { what: 'processing' });
+    await dojo.adminCall('runs:complete', { id: runId, workerId: 'w1', output: 'https://cdn.example/fox.png' });
+    await waitFor(() => one.latest()?.status === 'completed', { what: 'completed' });
+    await waitFor(() => list.latest()?.page?.[0]?.status === 'completed', { what: 'list completed' });
+    const statuses = one.values.map((v) => v.status).filter((s, i, a) => s !== a[i - 1]);
+    assert.deepEqual(statuses, ['queued', 'processing', 'completed']);
+    const listStatuses = list.values.map((v) => v.page[0]?.status).filter((s, i, a) => s !== a[i - 1]);
+    assert.deepEqual(listStatuses, ['queued', 'processing', 'completed']);
+    assert.equal(one.latest().output, 'https://cdn.example/fox.png');
+    await c.close();
+  });
+
+  test('users:me shows a grant without polling', async () => {
+    const { c, user } = await signedIn();
+    const me = watch(c, api.me, {});
+    await waitFor(() => me.latest()?.credits === 10, { what: 'signup credits' });
+    await dojo.adminCall('admin:grantCredits', { userId: user._id, amount: 25 });
+    await waitFor(() => me.latest()?.credits === 35, { what: 'granted balance' });
+    await c.close();
+  });
+
+  test('a resolved mutation is already visible in the same client\'s subscriptions', async () => {
+    const { c } = await signedIn();
+    const me = watch(c, api.me, {});
+    const runs = watch(c, api.listRuns, { paginationOpts: { numItems: 10, cursor: null } });
+    await waitFor(() => me.latest() && runs.latest(), { what: 'first results' });
+    for (let i = 0; i < 3; i++) {
+      const before = me.latest().credits;
+      const id = await c.mutation(api.createRun, { input: { model: 'flux', prompt: `p${i}` } });
+      // At the instant the promise resolves, the client's state holds the write.
+      assert.equal(me.latest().credits, before - 1);
+      assert.equal(runs.latest().page[0]._id, id);
+    }
+    await c.close();
+  });
+
+  test('a subscription hears nothing of another user\'s writes', async () => {
+    const a = await signedIn();
+    const b = await signedIn();
+    const raw = await RawSyncClient.connect(dojo.url);
+    raw.authenticate(await a.fresh());
+    raw.add(0, 'users:me', {});
+    raw.add(1, 'runs:list', { paginationOpts: { numItems: 5, cursor: null } });
+    await raw.waitFor(() => raw.valueOf(0) !== undefined && raw.valueOf(1) !== undefined, {
+      what: 'both first results',
+    });
+    const pushesBefore = raw.updatesFor(0).length + raw.updatesFor(1).length;
+    for (let i = 0; i < 5; i++) await b.c.mutation(api.createRun, { input: { model: 'flux', prompt: 'b' } });
+    await dojo.adminCall('admin:grantCredits', { userId: b.user._id, amount: 5 });
+    // Now a write of a's own: it must arrive, and be the only push since.
+    await a.c.mutation(api.createRun, { input: { model: 'flux', prompt: 'a' } });
+    await waitFor(() => raw.valueOf(1)?.page?.length === 1, { what: "a's own run" });
+    const pushesAfter = raw.updatesFor(0).length + raw.updatesFor(1).length;
+    assert.equal(pushesAfter - pushesBefore, 2, 'exactly one push per query, for a\'s own write');
+    raw.close();
+    await a.c.close();
+    await b.c.close();
+  });
+});
+
+describe('versions and identity', () => {
+  test('every Transition starts at the previous endVersion and Authenticate is confirmed', async () => {
+    const sub = newSubject();
+    const raw = await RawSyncClient.connect(dojo.url);
+    raw.authenticate(await issuer.token({ sub }));
+    raw.add(0, 'users:me', {});
+    // The server may confirm the Authenticate and answer the query in one
+    // Transition or in two; either way the first starts at zero.
+    await raw.waitFor(() => raw.transitions.find((t) => t.endVersion.querySet === 1), { what: 'query set 1' });
+    const first = raw.transitions[0];
+    assert.deepEqual(first.startVersion, { querySet: 0, identity: 0, ts: 'AAAAAAAAAAA=' });
+    assert.equal(first.endVersion.identity, 1);
+    const upTo = raw.transitions.length;
+    assert.deepEqual(
+      raw.transitions.flatMap((t) => t.modifications),
+      [{ type: 'QueryUpdated', queryId: 0, value: null, logLines: [], journal: null }],
+    );
+    // A refreshed token with nothing changed still gets a Transition.
+    raw.authenticate(await issuer.token({ sub }));
+    const second = await raw.nextTransition({ after: upTo });
+    assert.equal(second.endVersion.identity, 2);
+    assert.deepEqual(second.modifications, []);
+    raw.remove(0);
+    const third = await raw.nextTransition({ after: upTo + 1 });
+    assert.deepEqual(third.modifications, [{ type: 'QueryRemoved', queryId: 0 }]);
+    raw.close();
+  });
+
+  test('MutationResponse comes before the Transition that covers it', async () => {
+    const sub = newSubject();
+    const raw = await RawSyncClient.connect(dojo.url);
+    raw.authenticate(await issuer.token({ sub }));
+    raw.add(0, 'users:me', {});
+    await raw.nextTransition({ after: 0 });
+    const resp = await raw.mutation('users:getOrCreate', {});
+    assert.equal(resp.success, true);
+    const idx = raw.messages.indexOf(resp);
+    const covering = await raw.waitFor(
+      (ms) => ms.slice(idx + 1).find((m) => m.type === 'Transition' && tsToBigInt(m.endVersion.ts) >= tsToBigInt(resp.ts)),
+      { what: 'covering transition' },
+    );
+    assert.equal(covering.modifications[0].value.tokenIdentifier, `${issuer.url}|${sub}`);
+    assert.ok(!raw.messages.slice(0, idx).some((m) => m.type === 'Transition' && tsToBigInt(m.endVersion.ts) >= tsToBigInt(resp.ts)));
+    raw.close();
+  });
+
+  test('a failed mutation answers with the message and error data, and writes nothing', async () => {
+    const raw = await RawSyncClient.connect(dojo.url);
+    const resp = await raw.mutation('runs:create', { input: { model: 'flux', prompt: 'x' } });
+    assert.equal(resp.success, false);
+    assert.equal(resp.result, 'No identity found');
+    assert.equal(resp.ts, null);
+    assert.deepEqual(resp.errorData, { code: 'UNAUTHENTICATED' });
+    raw.close();
+  });
+
+  test('token refresh re-runs the session\'s queries under the new identity', async () => {
+    const a = newSubject();
+    const b = newSubject();
+    await dojo.httpClient(await issuer.token({ sub: b })).mutation(api.getOrCreate, {});
+    const c = client();
+    let token = await issuer.token({ sub: a });
+    const changes = [];
+    await new Promise((resolve) =>
+      c.setAuth(async () => token, (ok) => {
+        changes.push(ok);
+        if (ok) resolve();
+      }),
+    );
+    const me = watch(c, api.me, {});
+    await waitFor(() => me.values.length > 0, { what: 'first users:me' });
+    assert.equal(me.latest(), null); // a has no user yet
+    // The next token names another subject: the same subscription now answers for b.
+    token = await issuer.token({ sub: b });
+    c.setAuth(async () => token, (ok) => changes.push(ok));
+    await waitFor(() => me.latest()?.tokenIdentifier === `${issuer.url}|${b}`, { what: "b's user" });
+    assert.ok(!changes.includes(false));
+    await c.close();
+  });
+
+  test('an expired token leaves the client unauthenticated', async () => {
+    const c = client();
+    const sub = newSubject();
+    const expired = async () => issuer.token({ sub, expiresIn: -600 });
+    const change = new Promise((resolve) => c.setAuth(expired, (ok) => resolve(ok)));
+    assert.equal(await change, false);
+    // The client falls back to anonymous and keeps working.
+    assert.equal(await c.query(api.me, {}), null);
+    await c.close();
+  });
+});
+
+describe('exactly once', () => {
+  test('a mutation resent after the socket dropped is not run twice', async () => {
+    const proxy = await startProxy(dojo.url);
+    const { c, user } = await signedIn({ url: proxy.url });
+    const me = watch(c, api.me, {});
+    await waitFor(() => me.latest()?.credits === 10, { what: 'balance' });
+    proxy.cutAfterNextClientWrite();
+    const runId = await c.mutation(api.createRun, { input: { model: 'flux', prompt: 'once' } });
+    assert.equal(proxy.cuts, 1);
+    await waitFor(() => me.latest()?.credits === 9, { what: 'one charge' });
+    const page = await dojo.adminCall('admin:verifyLedger', {});
+    assert.equal(page.ok, true);
+    const runs = await c.query(api.listRuns, { paginationOpts: { numItems: 10, cursor: null } });
+    assert.deepEqual(runs.page.map((r) => r._id), [runId]);
+    const fresh = await dojo.httpClient(await issuer.token({ sub: user.tokenIdentifier.split('|')[1] })).query(api.me, {});
+    assert.equal(fresh.credits, 9);
+    await c.close();
+    await proxy.close();
+  });
+});
+
+describe('fan-out', () => {
+  test('1,000 subscribing sessions all receive one change', { timeout: 240_000 }, async () => {
+    const N = 1000;
+    const sub = newSubject();
+    const token = await issuer.token({ sub, expiresIn: 600 });
+    const user = await dojo.httpClient(token).mutation(api.getOrCreate, {});
+    const clients = [];
+    for (let i = 0; i < N; i += 50) {
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(50, N - i) }, async () => {
+          const raw = await RawSyncClient.connect(dojo.url);
+          raw.authenticate(token);
+          raw.add(0, 'users:me', {});
+          return raw;
+        }),
+      );
+      clients.push(...batch);
+    }
+    await Promise.all(clients.map((r) => r.waitFor(() => r.valueOf(0)?.credits === 10, { timeoutMs: 60_000, what: 'first' })));
+    await dojo.adminCall('admin:grantCredits', { userId: user._id, amount: 7 });
+    await Promise.all(clients.map((r) => r.waitFor(() => r.valueOf(0)?.credits === 17, { timeoutMs: 60_000, what: 'grant' })));
+    for (const r of clients) r.close();
+  });
+});
