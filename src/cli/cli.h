@@ -76,8 +76,9 @@ int cmd_import(int argc, char **argv);
 struct server_config;
 struct server;
 typedef struct cli_server_hooks {
-    void (*started)(void *data, struct server *srv);
+    void (*started)(void *data, struct server *srv); /* may be NULL */
     void *data;
+    const char *codegen_dir; /* write the TypeScript bindings here first (dojo dev); NULL = no */
 } cli_server_hooks;
 int cli_run_server(struct server_config *cfg, const char *command, bool print_banner_dev,
                    const char *admin_key_source, const cli_server_hooks *hooks);

@@ -20,6 +20,7 @@
 #include "auth/auth.h"
 #include "base/log.h"
 #include "cli/cli.h"
+#include "codegen/codegen.h"
 #include "proto/server.h"
 
 #define DEV_DB_PATH ".dojo/dojo.db"
@@ -47,18 +48,21 @@ static int dev_admin_key(char key[ADMIN_KEY_BYTES_MAX], bool *created)
     return ok ? 0 : -1;
 }
 
-/* What the auth setup still needs, printed for a person. The issuer comes
- * from the process environment here; a value stored with `dojo env set`
- * is checked by the server when it starts. */
-static void dev_check_auth(void)
+/* What the auth setup still needs, printed for a person once the server is
+ * up (so a value stored with `dojo env set` counts as much as the shell's):
+ * is CLERK_ISSUER_URL set, is it an acceptable URL, do its discovery
+ * document and JWKS answer. Runs before the loop starts serving. */
+static void dev_check_auth(void *data, server *srv)
 {
-    const char *issuer = getenv("CLERK_ISSUER_URL");
+    (void)data;
+    const char *issuer = engine_env(srv->en, "CLERK_ISSUER_URL");
     printf("  Auth setup\n");
     if (!issuer || !*issuer) {
-        printf("    CLERK_ISSUER_URL is not set in this shell. Unless it was stored before with\n"
-               "    `dojo env set`, every token is refused until you run:\n"
+        printf("    Still to configure: CLERK_ISSUER_URL is not set, so every token is refused.\n"
                "      dojo env set CLERK_ISSUER_URL https://<your-clerk-frontend-api>\n"
-               "    and create a JWT template named \"convex\" in Clerk.\n\n");
+               "    and create a JWT template named \"convex\" in Clerk. To try dojo without\n"
+               "    Clerk, run `dojo dev --dev-auth` and sign tokens with `dojo token`.\n\n");
+        fflush(stdout);
         return;
     }
     err_t e;
@@ -66,32 +70,44 @@ static void dev_check_auth(void)
     if (auth_check_issuer_url(issuer, &e) != 0) {
         printf("    CLERK_ISSUER_URL problem: %s\n\n", e.msg);
         err_clear(&e);
+        fflush(stdout);
         return;
     }
     jwk_set *keys = NULL;
     if (auth_fetch_jwks(issuer, &keys, &e) != 0) {
-        printf("    CLERK_ISSUER_URL is %s, but its keys cannot be fetched: %s\n\n", issuer,
-               e.msg);
+        printf("    CLERK_ISSUER_URL is %s, but its keys cannot be fetched: %s\n"
+               "    Check the URL (your Clerk Frontend API URL) and the network; `dojo doctor`\n"
+               "    walks through it.\n\n",
+               issuer, e.msg);
         err_clear(&e);
+        fflush(stdout);
         return;
     }
-    printf("    CLERK_ISSUER_URL %s: discovery and JWKS answer (%d usable key%s)\n\n", issuer,
-           keys->n_keys, keys->n_keys == 1 ? "" : "s");
+    printf("    CLERK_ISSUER_URL %s: discovery and JWKS answer (%d usable key%s).\n"
+           "    Tokens must come from the Clerk JWT template named \"%s\".\n\n",
+           issuer, keys->n_keys, keys->n_keys == 1 ? "" : "s",
+           engine_env(srv->en, "AUTH_APPLICATION_ID") ? engine_env(srv->en, "AUTH_APPLICATION_ID")
+                                                       : "convex");
     jwks_free(keys);
+    fflush(stdout);
 }
 
 static void dev_usage(FILE *out)
 {
-    fprintf(out, "Usage: dojo dev [--listen HOST:PORT] [--log-level LEVEL] [--dev-auth]\n\n"
-                 "Sets up ./.dojo (database, admin key) in the current folder and serves a\n"
-                 "local deployment on http://127.0.0.1:3210. Safe to run again: the data and\n"
-                 "the key are kept.\n\n"
+    fprintf(out, "Usage: dojo dev [--listen HOST:PORT] [--log-level LEVEL] [--dev-auth]\n"
+                 "                [--codegen-dir DIR]\n\n"
+                 "Sets up ./.dojo (database, admin key) in the current folder, applies the\n"
+                 "schema, checks the auth setup, writes the TypeScript bindings to\n"
+                 "./" CODEGEN_DEFAULT_DIR " (or --codegen-dir) and serves a local deployment on\n"
+                 "http://127.0.0.1:3210. Safe to run again: the data and the key are kept.\n\n"
                  "  --dev-auth   sign in without Clerk: dojo becomes its own OpenID issuer on\n"
                  "               the same port (GET /.well-known/openid-configuration and\n"
                  "               /.well-known/jwks.json, key in ./" CLI_DEV_AUTH_KEY_FILE "),\n"
                  "               and `dojo token --sub user_1` prints a token it accepts.\n"
                  "               A CLERK_ISSUER_URL stored with `dojo env set` still wins\n"
-                 "               (you are warned); `dojo serve` never does this.\n");
+                 "               (you are warned); `dojo serve` never does this.\n"
+                 "  --codegen-dir DIR  where to write the TypeScript bindings\n"
+                 "               (default ./" CODEGEN_DEFAULT_DIR ")\n");
 }
 
 int cmd_dev(int argc, char **argv)
@@ -100,12 +116,14 @@ int cmd_dev(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},
         {"log-level", required_argument, NULL, 'L'},
         {"dev-auth", no_argument, NULL, 'A'},
+        {"codegen-dir", required_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char host[256] = "127.0.0.1";
     int port = 3210, c;
     bool dev_auth = false;
+    const char *codegen_dir = CODEGEN_DEFAULT_DIR;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
@@ -122,6 +140,7 @@ int cmd_dev(int argc, char **argv)
             log_init(cli_parse_log_level(optarg));
             break;
         case 'A': dev_auth = true; break;
+        case 'G': codegen_dir = optarg; break;
         case 'h': dev_usage(stdout); return 0;
         default: dev_usage(stderr); return 2;
         }
@@ -154,17 +173,17 @@ int cmd_dev(int argc, char **argv)
         cli_devauth_print_setup(da);
     } else {
         cli_devauth_forget();
-        dev_check_auth();
     }
     server_config cfg = {.db_url = "sqlite:" DEV_DB_PATH,
                          .host = host,
                          .port = port,
                          .admin_key = key,
                          .dev_logs = true};
-    cli_server_hooks hooks = {.started = cli_devauth_started, .data = da};
+    cli_server_hooks hooks = {.started = da ? cli_devauth_started : dev_check_auth,
+                              .data = da,
+                              .codegen_dir = codegen_dir};
     if (da) cli_devauth_attach(da, &cfg);
-    int status = cli_run_server(&cfg, "dev", true, "from ./" CLI_ADMIN_KEY_FILE,
-                                da ? &hooks : NULL);
+    int status = cli_run_server(&cfg, "dev", true, "from ./" CLI_ADMIN_KEY_FILE, &hooks);
     cli_devauth_free(da);
     return status;
 }

@@ -15,6 +15,7 @@
 #include "base/limits.h"
 #include "base/log.h"
 #include "cli/cli.h"
+#include "codegen/codegen.h"
 #include "proto/server.h"
 
 typedef struct run_state {
@@ -40,6 +41,21 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static registry app_registry;
 
+/* dojo dev: the TypeScript bindings, from the same declarations as the
+ * schema and validators. A failure is reported but does not stop serving. */
+static void write_bindings(const char *dir)
+{
+    char report[CODEGEN_REPORT_BYTES_MAX];
+    err_t e;
+    err_init(&e);
+    if (codegen_write(app_schema(), &app_registry, dir, report, sizeof report, &e) == 0) {
+        printf("  TypeScript bindings: %s\n", report);
+    } else {
+        printf("  TypeScript bindings NOT written: %s\n", e.msg);
+        err_clear(&e);
+    }
+}
+
 int cli_run_server(server_config *cfg, const char *command, bool dev_banner,
                    const char *admin_key_source, const cli_server_hooks *hooks)
 {
@@ -57,6 +73,7 @@ int cli_run_server(server_config *cfg, const char *command, bool dev_banner,
     run_state rs = {0};
     err_t e;
     err_init(&e);
+    if (hooks && hooks->codegen_dir) write_bindings(hooks->codegen_dir);
     if (server_start(loop, cfg, &rs.srv, &e) != 0) {
         cli_error(command, "%s", e.msg);
         err_clear(&e);
@@ -64,19 +81,21 @@ int cli_run_server(server_config *cfg, const char *command, bool dev_banner,
     }
     int port = http_server_port(rs.srv->http);
     const char *host = cfg->host ? cfg->host : "127.0.0.1";
+    char db_shown[1024];
+    store_redact_url(cfg->db_url, db_shown, sizeof db_shown); /* never print a password */
     bool v6 = strchr(host, ':') != NULL;
     if (dev_banner) {
         printf("\n  dojo dev is running\n\n"
                "  URL        http://%s%s%s:%d\n"
                "  Admin key  %s\n"
                "  Database   %s — %s\n\n",
-               v6 ? "[" : "", host, v6 ? "]" : "", port, cfg->admin_key, cfg->db_url,
+               v6 ? "[" : "", host, v6 ? "]" : "", port, cfg->admin_key, db_shown,
                rs.srv->store_report);
         fflush(stdout);
     }
     if (hooks && hooks->started) hooks->started(hooks->data, rs.srv);
     log_info("listening on http://%s%s%s:%d (store %s: %s; admin key %s)", v6 ? "[" : "", host,
-             v6 ? "]" : "", port, cfg->db_url, rs.srv->store_report, admin_key_source);
+             v6 ? "]" : "", port, db_shown, rs.srv->store_report, admin_key_source);
     uv_signal_init(loop, &rs.sigint);
     uv_signal_init(loop, &rs.sigterm);
     rs.sigint.data = rs.sigterm.data = &rs;

@@ -59,9 +59,27 @@ static uint64_t next_ts(engine *en)
     return t;
 }
 
+/* Failures that poison the group transaction (ERR_BUSY: a serialization
+ * failure or lock timeout on PostgreSQL) — the group is rolled back and its
+ * innocent mutations run again. */
 static bool is_storage_failure(int rc)
 {
-    return rc == ERR_STORAGE || rc == ERR_NOMEM || rc == ERR_IO || rc == ERR_INTERNAL;
+    return rc == ERR_STORAGE || rc == ERR_NOMEM || rc == ERR_IO || rc == ERR_INTERNAL ||
+           rc == ERR_BUSY;
+}
+
+/* Other processes may share the database (PostgreSQL): with the write lock
+ * held, continue from the newest clocks any of them committed. */
+static int catch_up_clocks(engine *en, err_t *e)
+{
+    uint64_t ts = 0, ct_us = 0;
+    int rc = meta_u64(en->writer_conn, "ts", &ts, e);
+    if (rc == 0) rc = meta_u64(en->writer_conn, "creation_time_us", &ct_us, e);
+    if (rc) return rc;
+    if (ts > en->last_ts_writer) en->last_ts_writer = ts;
+    double ct = (double)ct_us / 1000.0;
+    if (ct > en->creation_clock) en->creation_clock = ct;
+    return 0;
 }
 
 /* Answers c from its exactly-once record when there is one. */
@@ -175,7 +193,8 @@ static void run_group(engine *en, call_queue *group)
     err_init(&e);
     call_queue ran = {0}, retry = {0};
     call *c;
-    if (store_begin(en->writer_conn, true, &e) != 0) {
+    if (store_begin(en->writer_conn, true, &e) != 0 || catch_up_clocks(en, &e) != 0) {
+        store_rollback(en->writer_conn);
         log_error("storage: cannot begin a write transaction: %s", e.msg);
         while ((c = call_queue_pop(group))) {
             fail_call(c, ERR_STORAGE, e.msg);

@@ -819,7 +819,7 @@ int http_server_start(uv_loop_t *loop, const http_server_config *cfg, http_reque
         uv_close((uv_handle_t *)&s->listener, on_listener_freed);
         return rc;
     }
-    log_info("http: listening on %s port %d", s->cfg.host, s->port);
+    log_debug("http: listening on %s port %d", s->cfg.host, s->port);
     *out = s;
     return ERR_OK;
 }
