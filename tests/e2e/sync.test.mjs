@@ -219,6 +219,51 @@ describe('versions and identity', () => {
   });
 });
 
+describe('paginated subscriptions', () => {
+  test('a subscribed page keeps its end as rows arrive (gapless), also after a reconnect', async () => {
+    const { c, fresh } = await signedIn();
+    for (let i = 0; i < 5; i++) await c.mutation(api.createRun, { input: { model: 'flux', prompt: `r${i}` } });
+    const raw = await RawSyncClient.connect(dojo.url);
+    raw.authenticate(await fresh());
+    raw.add(0, 'runs:list', { paginationOpts: { numItems: 2, cursor: null, id: 1 } });
+    const first = await raw.waitFor(() => raw.updatesFor(0).find((m) => m.type === 'QueryUpdated'), { what: 'page 1' });
+    assert.equal(first.value.page.length, 2);
+    assert.equal(first.value.isDone, false);
+    assert.equal(first.journal, first.value.continueCursor, 'the journal pins the page end');
+    raw.add(1, 'runs:list', { paginationOpts: { numItems: 2, cursor: first.value.continueCursor, id: 1 } });
+    const second = await raw.waitFor(() => raw.updatesFor(1).find((m) => m.type === 'QueryUpdated'), { what: 'page 2' });
+    const pageTwoIds = second.value.page.map((r) => r._id);
+    const pushesToPageTwo = raw.updatesFor(1).length;
+    const newest = await c.mutation(api.createRun, { input: { model: 'flux', prompt: 'new' } });
+    await raw.waitFor(() => raw.valueOf(0)?.page.length === 3, { what: 'page 1 grows' });
+    const grown = raw.valueOf(0);
+    assert.equal(grown.page[0]._id, newest, 'the new row joins the first page');
+    assert.deepEqual(grown.page.slice(1), first.value.page, 'the old rows stay on the first page');
+    assert.equal(grown.continueCursor, first.value.continueCursor, 'the page end did not move');
+    assert.equal(raw.updatesFor(1).length, pushesToPageTwo, 'the next page heard nothing');
+    assert.deepEqual(raw.valueOf(1).page.map((r) => r._id), pageTwoIds);
+    // After a reconnect the client sends the journal back: the same page.
+    const again = await RawSyncClient.connect(dojo.url, { sessionId: raw.sessionId, connectionCount: 1 });
+    again.authenticate(await fresh());
+    again.add(0, 'runs:list', { paginationOpts: { numItems: 2, cursor: null, id: 1 } }, { journal: first.journal });
+    await again.waitFor(() => again.valueOf(0), { what: 'page 1 after reconnect' });
+    assert.deepEqual(again.valueOf(0).page.map((r) => r._id), grown.page.map((r) => r._id));
+    raw.close();
+    again.close();
+    await c.close();
+  });
+
+  test('a cursor that cannot be decoded fails with InvalidCursor', async () => {
+    const { fresh } = await signedIn();
+    const raw = await RawSyncClient.connect(dojo.url);
+    raw.authenticate(await fresh());
+    raw.add(0, 'runs:list', { paginationOpts: { numItems: 2, cursor: 'garbage!' } });
+    const failed = await raw.waitFor(() => raw.updatesFor(0).find((m) => m.type === 'QueryFailed'), { what: 'failure' });
+    assert.match(failed.errorMessage, /InvalidCursor/);
+    raw.close();
+  });
+});
+
 describe('exactly once', () => {
   test('a mutation resent after the socket dropped is not run twice', async () => {
     const proxy = await startProxy(dojo.url);
