@@ -11,6 +11,7 @@ packages=(
   libcmocka-dev sqlite3
   postgresql postgresql-contrib
   nodejs npm
+  chromium
   curl ca-certificates
 )
 

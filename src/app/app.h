@@ -26,5 +26,6 @@ void runs_register(registry *r);
 void transactions_register(registry *r);
 void admin_register(registry *r);
 void env_register(registry *r);
+void dashboard_register(registry *r);
 
 #endif

@@ -14,5 +14,6 @@ void app_register(registry *r)
     transactions_register(r);
     admin_register(r);
     env_register(r);
+    dashboard_register(r);
     system_functions_register(r);
 }

@@ -17,6 +17,7 @@
 #include "base/ids.h"
 #include "base/limits.h"
 #include "base/log.h"
+#include "proto/dashboard.h"
 #include "proto/server.h"
 #include "proto/sync.h"
 #include "proto/wire.h"
@@ -559,6 +560,12 @@ static void route(api_req *r)
         metrics_record_request(&s->metrics, r->route, 101, 0);
         api_req_free(r);
         sync_handle_upgrade(s->sync, req);
+        return;
+    }
+    if (dashboard_owns_path(path)) { /* answers at once, with its own headers and metrics */
+        http_request *req = r->http;
+        api_req_free(r);
+        dashboard_handle(s, req);
         return;
     }
     bool get = is_method(r, "GET") || is_method(r, "HEAD");
