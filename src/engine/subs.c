@@ -30,6 +30,7 @@ struct subs {
     int n_instances;
     uint64_t processed_ts;
     uint64_t runs_started;
+    int n_retry;             /* instances whose re-run the engine refused */
     void (*advance_cb)(void *data);
     void *advance_data;
     /* Ring of the most recent commits; commits at or before history_floor_ts
@@ -115,6 +116,10 @@ static void query_free(sub_query *q)
 
 static void unlink_query(subs *s, sub_query *q)
 {
+    if (q->retry) {
+        q->retry = false;
+        s->n_retry--;
+    }
     sub_query **p = &s->buckets[fnv1a(q->key) & (SUBS_BUCKETS - 1)];
     while (*p && *p != q) p = &(*p)->hash_next;
     if (*p) {
@@ -141,17 +146,31 @@ void subs_free(subs *s)
 }
 
 static void start_run(subs *s, sub_query *q);
+static void retry_refused(subs *s);
 
+static bool still_listening(const sub_query *q, const sub_listener *l)
+{
+    for (int i = 0; i < q->n_listeners; i++)
+        if (q->listeners[i].listener == l->listener && q->listeners[i].cb == l->cb) return true;
+    return false;
+}
+
+/* Tells every listener. A listener may unsubscribe (itself or, by closing,
+ * others) while being told: work on a copy, skip whoever left, and keep q
+ * alive until the round is over. */
 static void notify(sub_query *q, bool changed)
 {
-    /* Listeners may unsubscribe while being told: work on a copy. */
     int n = q->n_listeners;
     if (n == 0) return;
     sub_listener *copy = malloc((size_t)n * sizeof *copy);
     if (!copy) return;
     memcpy(copy, q->listeners, (size_t)n * sizeof *copy);
-    for (int i = 0; i < n; i++) copy[i].cb(copy[i].listener, q, changed);
+    q->notifying++;
+    for (int i = 0; i < n; i++)
+        if (still_listening(q, &copy[i])) copy[i].cb(copy[i].listener, q, changed);
+    q->notifying--;
     free(copy);
+    if (q->owner == ORPHAN_MARK && !q->running && !q->notifying) query_free(q);
 }
 
 /* True when a commit after `since` (up to processed_ts) wrote into what
@@ -219,6 +238,7 @@ static void on_run_done(call *c)
     uint64_t before = q->version;
     store_result(s, q, c);
     call_free(c);
+    if (s->n_retry > 0) retry_refused(s);
     notify(q, first || q->version != before);
 }
 
@@ -237,15 +257,36 @@ static void start_run(subs *s, sub_query *q)
     q->running = true;
     s->runs_started++;
     if (engine_submit(s->en, c) == 0) return;
-    /* Refused before running (arguments, permission, overload): that is the
-     * result, valid until the inputs change. */
     q->running = false;
+    if (q->has_result) {
+        /* A re-run refused because the engine is overloaded: the instance
+         * stays stale (its sessions wait) and is tried again when a run
+         * finishes. Nobody is told anything here, so callers may be in the
+         * middle of walking the instances. */
+        log_warn("subscription re-run of %s postponed: %s", q->fn->path, c->err.msg);
+        call_free(c);
+        if (!q->retry) s->n_retry++;
+        q->retry = true;
+        return;
+    }
+    /* The first run was refused before running (arguments, permission,
+     * overload): that is the result, valid until the inputs change. The
+     * subscriber reads it when subs_subscribe returns. */
     c->ts = s->processed_ts;
-    uint64_t before = q->version;
-    bool first = !q->has_result;
     store_result(s, q, c);
     call_free(c);
-    if (!first) notify(q, q->version != before);
+}
+
+/* Starts the re-runs the engine refused earlier (see start_run). */
+static void retry_refused(subs *s)
+{
+    for (int b = 0; b < SUBS_BUCKETS && s->n_retry > 0; b++)
+        for (sub_query *q = s->buckets[b]; q; q = q->hash_next) {
+            if (!q->retry) continue;
+            q->retry = false;
+            s->n_retry--;
+            if (!q->running) start_run(s, q);
+        }
 }
 
 sub_query *subs_subscribe(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
@@ -306,7 +347,7 @@ void subs_unsubscribe(subs *s, sub_query *q, void *listener)
     }
     if (q->n_listeners > 0) return;
     unlink_query(s, q);
-    if (q->running) q->owner = ORPHAN_MARK;
+    if (q->running || q->notifying) q->owner = ORPHAN_MARK;
     else query_free(q);
 }
 

@@ -59,6 +59,8 @@ struct sub_query {
     /* Scheduling. */
     uint64_t invalidated_ts; /* newest commit that changed what it read */
     bool running;
+    int notifying;           /* listeners are being told: freeing waits */
+    bool retry;              /* a re-run was refused (engine overloaded): try again */
     uint32_t table_mask[8];  /* tables its read set touches (by table number) */
 
     /* Holders. */

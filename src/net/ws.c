@@ -34,7 +34,9 @@ struct ws_conn {
     size_t pending_write_bytes;
     uint64_t last_receive_ms;
     bool closing;        /* socket close started */
+    bool draining;       /* close frame out: half-closed, discarding input until EOF */
     bool notified;       /* on_close called */
+    uv_shutdown_t shutdown_req;
     int handles_open;
     uint16_t close_code;
 };
@@ -83,6 +85,28 @@ static void shut(ws_conn *c, int code)
     }
 }
 
+static void on_close_timeout(uv_timer_t *t);
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status; /* an error or cancel ends in EOF or the timer anyway */
+}
+
+/* The close handshake is done on our side: half-close the socket so the
+ * peer reads our close frame before the connection goes away (closing with
+ * unread input would reset it), and wait for its EOF or the grace timer. */
+static void finish(ws_conn *c)
+{
+    if (c->closing || c->draining) return;
+    c->draining = true;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)c->tcp, on_shutdown) != 0) {
+        shut(c, c->close_code ? c->close_code : 1000);
+        return;
+    }
+    uv_timer_start(&c->close_timer, on_close_timeout, WS_CLOSE_GRACE_MS, 0);
+}
+
 static void on_written(uv_write_t *req, int status)
 {
     ws_write *w = (ws_write *)req;
@@ -96,7 +120,7 @@ static void on_written(uv_write_t *req, int status)
     /* Everything out and wslay is done with the connection: close it. */
     if (!c->closing && c->pending_write_bytes == 0 && !wslay_event_want_read(c->ctx) &&
         !wslay_event_want_write(c->ctx))
-        shut(c, c->close_code ? c->close_code : 1000);
+        finish(c);
 }
 
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
@@ -175,11 +199,14 @@ static void pump(ws_conn *c)
     }
     if (!wslay_event_want_read(c->ctx) && !wslay_event_want_write(c->ctx) &&
         c->pending_write_bytes == 0)
-        shut(c, c->close_code ? c->close_code : 1000);
+        finish(c);
 }
 
 static void feed(ws_conn *c, const char *bytes, size_t n)
 {
+    c->last_receive_ms = clock_mono_ms();
+    /* After a close frame (ours or a refused message) the rest is discarded. */
+    if (c->draining || !wslay_event_get_read_enabled(c->ctx)) return;
     if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
     if (c->in_len + n > c->in_cap) {
         size_t cap = c->in_cap ? c->in_cap : WS_READ_CHUNK_BYTES;
@@ -194,11 +221,11 @@ static void feed(ws_conn *c, const char *bytes, size_t n)
     }
     memcpy(c->in + c->in_len, bytes, n);
     c->in_len += n;
-    c->last_receive_ms = clock_mono_ms();
-    if (wslay_event_recv(c->ctx) != 0) {
-        shut(c, 1002);
+    if (wslay_event_recv(c->ctx) != 0 && !wslay_event_want_write(c->ctx)) {
+        shut(c, 1002); /* a protocol error with nothing left to say */
         return;
     }
+    /* A refused frame (too big, bad) has a close frame queued: send it. */
     pump(c);
 }
 

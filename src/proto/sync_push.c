@@ -34,28 +34,36 @@ void session_send(session *s, json_t *msg)
     char *text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(msg);
     if (!text) return;
+    /* A send can close the socket (a peer that does not read), which ends the
+     * session: hold it until this function is done with it. */
+    session_ref(s);
     int rc = ws_send_text(s->ws, text, strlen(text));
     free(text);
     if (rc == ERR_LIMIT)
         log_warn("sync: session %s does not read its messages; disconnected", s->session_id);
     s->last_send_ms = clock_mono_ms();
+    session_unref(s);
 }
 
 void session_fatal(session *s, const char *message)
 {
     if (s->closed) return;
     log_info("sync: session %s: fatal error: %s", s->session_id, message);
+    session_ref(s);
     session_send(s, json_pack("{s:s, s:s}", "type", "FatalError", "error", message));
     if (s->ws) ws_close(s->ws, 1008, "InvalidMessage");
+    session_unref(s);
 }
 
 void session_auth_error(session *s, const char *message, uint32_t base_version, bool attempted)
 {
     if (s->closed) return;
+    session_ref(s);
     session_send(s, json_pack("{s:s, s:s, s:i, s:b}", "type", "AuthError", "error", message,
                               "baseVersion", (int)base_version, "authUpdateAttempted", attempted));
     /* A close frame without a status: the client sees 1005 and reconnects. */
     if (s->ws) ws_close(s->ws, 0, NULL);
+    session_unref(s);
 }
 
 static bool query_needs_push(const sess_query *sq)

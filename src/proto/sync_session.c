@@ -503,20 +503,19 @@ void session_on_message(void *data, const char *text, size_t len)
         session_fatal(s, "WSMessageInvalidJson: a message must be a JSON object");
         return;
     }
+    session_ref(s); /* handling may close the socket, which ends the session */
     if (s->auth_pending || s->inbox_len > 0) {
         if (s->inbox_len >= SYNC_INBOX_MAX) {
             json_decref(msg);
             session_fatal(s, "TooManyMessages: too many messages while authenticating");
-            return;
-        }
-        if (!s->inbox) s->inbox = malloc(SYNC_INBOX_MAX * sizeof *s->inbox);
-        if (!s->inbox) {
+        } else if (!s->inbox && !(s->inbox = malloc(SYNC_INBOX_MAX * sizeof *s->inbox))) {
             json_decref(msg);
-            return;
+        } else {
+            s->inbox[s->inbox_len++] = msg;
         }
-        s->inbox[s->inbox_len++] = msg;
-        return;
+    } else {
+        handle(s, msg);
+        json_decref(msg);
     }
-    handle(s, msg);
-    json_decref(msg);
+    session_unref(s);
 }

@@ -254,13 +254,14 @@ describe('paginated subscriptions', () => {
   });
 
   test('a cursor that cannot be decoded fails with InvalidCursor', async () => {
-    const { fresh } = await signedIn();
+    const { c, fresh } = await signedIn();
     const raw = await RawSyncClient.connect(dojo.url);
     raw.authenticate(await fresh());
     raw.add(0, 'runs:list', { paginationOpts: { numItems: 2, cursor: 'garbage!' } });
     const failed = await raw.waitFor(() => raw.updatesFor(0).find((m) => m.type === 'QueryFailed'), { what: 'failure' });
     assert.match(failed.errorMessage, /InvalidCursor/);
     raw.close();
+    await c.close();
   });
 });
 
@@ -284,6 +285,66 @@ describe('exactly once', () => {
     await proxy.close();
   });
 });
+
+describe('bounds', () => {
+  test('a session may hold 1,000 subscriptions; the next one fails and names the bound', async () => {
+    const raw = await RawSyncClient.connect(dojo.url);
+    const adds = Array.from({ length: 1001 }, (_, i) => ({ type: 'Add', queryId: i, udfPath: 'users:me', args: [{}] }));
+    raw.modify(adds);
+    await raw.waitFor(() => raw.transitions.find((t) => t.endVersion.querySet === 1), { what: 'query set 1' });
+    const mods = raw.transitions.flatMap((t) => t.modifications);
+    assert.equal(mods.filter((m) => m.type === 'QueryUpdated').length, 1000);
+    const failed = mods.filter((m) => m.type === 'QueryFailed');
+    assert.equal(failed.length, 1);
+    assert.equal(failed[0].queryId, 1000);
+    assert.match(failed[0].errorMessage, /at most 1000/);
+    raw.close();
+  });
+
+  test('a message over 16 MiB closes the socket with 1009 and the server keeps serving', async () => {
+    const raw = await RawSyncClient.connect(dojo.url);
+    raw.ws.send('x'.repeat(16 * 1024 * 1024 + 1));
+    await waitFor(() => raw.closed, { what: 'close' });
+    assert.equal(raw.closed.code, 1009);
+    const other = await RawSyncClient.connect(dojo.url);
+    other.add(0, 'users:me', {});
+    await other.waitFor(() => other.valueOf(0) === null, { what: 'a fresh session works' });
+    other.close();
+  });
+
+  test('a malformed message ends the session with FatalError', async () => {
+    const raw = await RawSyncClient.connect(dojo.url);
+    raw.ws.send('{not json');
+    const fatal = await raw.waitFor((ms) => ms.find((m) => m.type === 'FatalError'), { what: 'FatalError' });
+    assert.match(fatal.error, /InvalidJson/);
+    await waitFor(() => raw.closed, { what: 'close' });
+  });
+
+  test('a client that stops reading its pushes is disconnected', { timeout: 120_000 }, async () => {
+    const { c } = await signedIn();
+    const wf = await c.mutation(ref('workflows:create'), { title: 'big' });
+    const slow = await RawSyncClient.connect(dojo.url);
+    slow.authenticate(await issuer.token({ sub: (await c.query(api.me, {})).tokenIdentifier.split('|')[1], expiresIn: 600 }));
+    slow.add(0, 'workflows:get', { id: wf });
+    await slow.waitFor(() => slow.valueOf(0), { what: 'first value' });
+    slow.ws._socket.pause(); // reads nothing from now on
+    const node = 'n'.repeat(900 * 1024);
+    const sessionsBefore = await metric('dojo_sync_sessions');
+    for (let i = 0; i < 120 && (await metric('dojo_sync_sessions')) >= sessionsBefore; i++) {
+      await c.mutation(ref('workflows:update'), { id: wf, nodes: [`${i}${node}`] });
+    }
+    await waitFor(async () => (await metric('dojo_sync_sessions')) < sessionsBefore, { timeoutMs: 30_000, what: 'disconnect' });
+    assert.match(dojo.stderr, /does not read its messages|not reading/);
+    slow.terminate();
+    await c.close();
+  });
+});
+
+async function metric(name) {
+  const res = await dojo.http('GET', '/metrics');
+  const line = res.text.split('\n').find((l) => l.startsWith(`${name} `));
+  return Number(line.split(' ')[1]);
+}
 
 describe('fan-out', () => {
   test('1,000 subscribing sessions all receive one change', { timeout: 240_000 }, async () => {
