@@ -13,7 +13,7 @@
 #   callgrind  f. instructions per HTTP query; query re-executions per write
 #
 # Usage: bash bench/run.sh [query|mutation|sync|fanout|precision|callgrind ...]
-#        (no names: all of them, about 4 minutes on 2 cores)
+#        (no names: all of them, about 2 minutes on 2 cores; 2.5 with PostgreSQL)
 # Each figure is printed as one line with its units and the command that
 # reruns it; all lines also go to bench/results/latest.txt. With
 # DOJO_BENCH_PG_URL=postgres://... (an empty database it may fill), or
