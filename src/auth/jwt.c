@@ -23,6 +23,7 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/rsa.h>
+#include <openssl/sha.h>
 
 #include "base/b64.h"
 
@@ -233,6 +234,7 @@ int jwt_decode(const char *token, jwt **out, jwt_failure *failure, err_t *e)
         jwt_free(t);
         return rc;
     }
+    SHA256((const unsigned char *)token, len, t->token_sha256);
     *out = t;
     return 0;
 }

@@ -71,6 +71,7 @@ typedef struct jwt {
     size_t sig_len;
     const char *alg;       /* borrowed from header */
     const char *kid;       /* borrowed from header, NULL when absent */
+    unsigned char token_sha256[32]; /* of the whole token text (the verified-token cache key) */
 } jwt;
 
 /* Splits and decodes. On failure: ERR_AUTH, *failure = JWT_MALFORMED or
