@@ -110,6 +110,7 @@ static void query_free(sub_query *q)
     err_clear(&q->err);
     json_decref(q->log_lines);
     read_set_free(&q->reads);
+    free(q->wire_text);
     free(q->listeners);
     free(q);
 }

@@ -55,6 +55,11 @@ struct sub_query {
     uint64_t result_ts;   /* snapshot the result was computed at */
     uint64_t version;     /* increases whenever the result changes */
     read_set reads;
+    /* The result as the sync layer sends it, serialized once per version and
+     * shared by every session pushing it (owned by the sync layer; freed with
+     * the instance). */
+    char *wire_text;
+    uint64_t wire_text_version;
 
     /* Scheduling. */
     uint64_t invalidated_ts; /* newest commit that changed what it read */

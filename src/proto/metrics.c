@@ -13,6 +13,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/sbuf.h"
 
 static const double bucket_bounds_s[METRICS_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                         0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
@@ -69,56 +70,29 @@ void metrics_record_call(metrics *m, const char *fn_path, int rc)
     else f->internal_error++;
 }
 
-typedef struct sbuf {
-    char *data;
-    size_t len, cap;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) return;
-        if (b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap + (size_t)n + 1) * 2;
-        char *grown = realloc(b->data, cap);
-        if (!grown) return;
-        b->data = grown;
-        b->cap = cap;
-    }
-}
-
 char *metrics_render(const metrics *m, int open_connections, int ws_sessions, uint64_t last_ts)
 {
-    sbuf b = {.data = malloc(4096), .cap = 4096};
-    if (!b.data) return NULL;
-    b.data[0] = '\0';
-    sb_printf(&b, "# HELP dojo_http_requests_total HTTP requests by route and status.\n"
+    sbuf b;
+    sbuf_init(&b, 4096);
+    sbuf_printf(&b, "# HELP dojo_http_requests_total HTTP requests by route and status.\n"
                   "# TYPE dojo_http_requests_total counter\n");
     for (int i = 0; i < m->n_routes; i++)
         for (int s = 0; s < m->routes[i].n_statuses; s++)
-            sb_printf(&b, "dojo_http_requests_total{route=\"%s\",status=\"%d\"} %" PRIu64 "\n",
+            sbuf_printf(&b, "dojo_http_requests_total{route=\"%s\",status=\"%d\"} %" PRIu64 "\n",
                       m->routes[i].route, m->routes[i].statuses[s], m->routes[i].counts[s]);
-    sb_printf(&b, "# HELP dojo_http_request_duration_seconds HTTP request latency.\n"
+    sbuf_printf(&b, "# HELP dojo_http_request_duration_seconds HTTP request latency.\n"
                   "# TYPE dojo_http_request_duration_seconds histogram\n");
     for (int i = 0; i < m->n_routes; i++) {
         const metrics_route *r = &m->routes[i];
         uint64_t cumulative = 0;
         for (int bkt = 0; bkt < METRICS_BUCKETS; bkt++) {
             cumulative += r->latency_buckets[bkt];
-            sb_printf(&b,
+            sbuf_printf(&b,
                       "dojo_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %" PRIu64
                       "\n",
                       r->route, bucket_bounds_s[bkt], cumulative);
         }
-        sb_printf(&b,
+        sbuf_printf(&b,
                   "dojo_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64
                   "\n"
                   "dojo_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
@@ -126,18 +100,18 @@ char *metrics_render(const metrics *m, int open_connections, int ws_sessions, ui
                   r->route, r->latency_count, r->route, r->latency_sum_s, r->route,
                   r->latency_count);
     }
-    sb_printf(&b, "# HELP dojo_function_calls_total Function calls by function and outcome.\n"
+    sbuf_printf(&b, "# HELP dojo_function_calls_total Function calls by function and outcome.\n"
                   "# TYPE dojo_function_calls_total counter\n");
     for (int i = 0; i < m->n_functions; i++) {
         const metrics_function *f = &m->functions[i];
-        sb_printf(&b,
+        sbuf_printf(&b,
                   "dojo_function_calls_total{function=\"%s\",outcome=\"ok\"} %" PRIu64 "\n"
                   "dojo_function_calls_total{function=\"%s\",outcome=\"error\"} %" PRIu64 "\n"
                   "dojo_function_calls_total{function=\"%s\",outcome=\"internal_error\"} %" PRIu64
                   "\n",
                   f->path, f->ok, f->path, f->app_error, f->path, f->internal_error);
     }
-    sb_printf(&b,
+    sbuf_printf(&b,
               "# HELP dojo_http_connections Open HTTP connections.\n"
               "# TYPE dojo_http_connections gauge\ndojo_http_connections %d\n"
               "# HELP dojo_sync_sessions Open WebSocket sync sessions.\n"
@@ -147,5 +121,5 @@ char *metrics_render(const metrics *m, int open_connections, int ws_sessions, ui
               "# HELP dojo_start_time_seconds Process start time.\n"
               "# TYPE dojo_start_time_seconds gauge\ndojo_start_time_seconds %" PRIu64 "\n",
               open_connections, ws_sessions, last_ts, m->started_at_ms / 1000);
-    return b.data;
+    return sbuf_take(&b);
 }

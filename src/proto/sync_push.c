@@ -22,8 +22,22 @@
 #include "base/clock.h"
 #include "base/limits.h"
 #include "base/log.h"
+#include "base/sbuf.h"
 #include "proto/sync_internal.h"
 #include "proto/wire.h"
+
+static void session_send_text(session *s, const char *text, size_t len)
+{
+    if (s->closed || !s->ws) return;
+    /* A send can close the socket (a peer that does not read), which ends the
+     * session: hold it until this function is done with it. */
+    session_ref(s);
+    int rc = ws_send_text(s->ws, text, len);
+    if (rc == ERR_LIMIT)
+        log_warn("sync: session %s does not read its messages; disconnected", s->session_id);
+    s->last_send_ms = clock_mono_ms();
+    session_unref(s);
+}
 
 void session_send(session *s, json_t *msg)
 {
@@ -34,15 +48,8 @@ void session_send(session *s, json_t *msg)
     char *text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(msg);
     if (!text) return;
-    /* A send can close the socket (a peer that does not read), which ends the
-     * session: hold it until this function is done with it. */
-    session_ref(s);
-    int rc = ws_send_text(s->ws, text, strlen(text));
+    session_send_text(s, text, strlen(text));
     free(text);
-    if (rc == ERR_LIMIT)
-        log_warn("sync: session %s does not read its messages; disconnected", s->session_id);
-    s->last_send_ms = clock_mono_ms();
-    session_unref(s);
 }
 
 void session_fatal(session *s, const char *message)
@@ -86,56 +93,105 @@ static void query_state(const session *s, bool *all_fresh, bool *pending)
     }
 }
 
-static json_t *state_version_json(const state_version *v)
+static void append_version(sbuf *b, const char *name, const state_version *v)
 {
-    char text[13];
-    b64_u64le_encode(v->ts, text);
-    return json_pack("{s:i, s:i, s:s}", "querySet", (int)v->query_set, "identity",
-                     (int)v->identity, "ts", text);
+    char ts[13];
+    b64_u64le_encode(v->ts, ts);
+    sbuf_printf(b, "\"%s\":{\"querySet\":%u,\"identity\":%u,\"ts\":\"%s\"}", name,
+                v->query_set, v->identity, ts);
 }
 
-static json_t *journal_value(const sess_query *sq)
+static void append_json(sbuf *b, const json_t *v)
 {
-    return sq->q && sq->q->journal ? json_string(sq->q->journal) : json_null();
+    char *text = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY);
+    if (!text) {
+        b->failed = true;
+        return;
+    }
+    sbuf_puts(b, text);
+    free(text);
 }
 
-static json_t *query_modification(const sess_query *sq)
+/* The encoded result of q, serialized once per version and shared by every
+ * session that pushes it: a change seen by a thousand sessions is encoded
+ * once, not a thousand times. */
+static const char *value_text(sub_query *q)
 {
-    const sub_query *q = sq->q;
-    if (q && q->rc == 0)
-        return json_pack("{s:s, s:i, s:o, s:O, s:o}", "type", "QueryUpdated", "queryId",
-                         (int)sq->id, "value", wire_encode(q->value, WIRE_ENCODED), "logLines",
-                         q->log_lines, "journal", journal_value(sq));
+    if (!q->wire_text || q->wire_text_version != q->version) {
+        free(q->wire_text);
+        q->wire_text = wire_dumps(q->value, WIRE_ENCODED);
+        q->wire_text_version = q->version;
+    }
+    return q->wire_text;
+}
+
+static void append_query(sbuf *b, const sess_query *sq)
+{
+    sub_query *q = sq->q;
+    if (q && q->rc == 0) {
+        const char *value = value_text(q);
+        if (!value) {
+            b->failed = true;
+            return;
+        }
+        sbuf_printf(b, "{\"type\":\"QueryUpdated\",\"queryId\":%u,\"value\":", sq->id);
+        sbuf_puts(b, value);
+        sbuf_puts(b, ",\"logLines\":");
+        append_json(b, q->log_lines);
+        sbuf_puts(b, ",\"journal\":");
+        json_t *journal = q->journal ? json_string(q->journal) : json_null();
+        append_json(b, journal);
+        json_decref(journal);
+        sbuf_puts(b, "}");
+        return;
+    }
     const err_t *e = q ? &q->err : &sq->static_err;
     bool app = err_is_application(e->code);
     json_t *mod = json_pack("{s:s, s:i, s:s, s:o, s:o}", "type", "QueryFailed", "queryId",
                             (int)sq->id, "errorMessage",
                             app ? e->msg : "Your request couldn't be completed. Try again later.",
                             "logLines", q && q->log_lines ? json_incref(q->log_lines) : json_array(),
-                            "journal", journal_value(sq));
+                            "journal", q && q->journal ? json_string(q->journal) : json_null());
     if (app && e->data) json_object_set_new(mod, "errorData", wire_encode(e->data, WIRE_ENCODED));
-    return mod;
+    append_json(b, mod);
+    json_decref(mod);
 }
 
+/* Builds the Transition as text: the query values come from the per-version
+ * cache above; the rest is small. */
 static void send_transition(session *s, const state_version *start, const state_version *end)
 {
-    json_t *mods = json_array();
-    for (int i = 0; i < s->n_removed; i++)
-        json_array_append_new(mods, json_pack("{s:s, s:i}", "type", "QueryRemoved", "queryId",
-                                              (int)s->removed[i]));
+    sbuf b;
+    sbuf_init(&b, 512);
+    sbuf_puts(&b, "{\"type\":\"Transition\",");
+    append_version(&b, "startVersion", start);
+    sbuf_puts(&b, ",");
+    append_version(&b, "endVersion", end);
+    sbuf_puts(&b, ",\"modifications\":[");
+    bool first = true;
+    for (int i = 0; i < s->n_removed; i++, first = false)
+        sbuf_printf(&b, "%s{\"type\":\"QueryRemoved\",\"queryId\":%u}", first ? "" : ",",
+                    s->removed[i]);
     s->n_removed = 0;
     for (int i = 0; i < s->n_queries; i++) {
         sess_query *sq = &s->queries[i];
         if (!query_needs_push(sq)) continue;
-        json_array_append_new(mods, query_modification(sq));
+        if (!first) sbuf_puts(&b, ",");
+        first = false;
+        append_query(&b, sq);
         sq->sent = true;
         sq->sent_version = sq->q ? sq->q->version : 0;
     }
-    json_t *msg = json_pack("{s:s, s:o, s:o, s:o, s:I}", "type", "Transition", "startVersion",
-                            state_version_json(start), "endVersion", state_version_json(end),
-                            "modifications", mods, "serverTs", (json_int_t)clock_now_ns());
-    if (s->has_skew) json_object_set_new(msg, "clientClockSkew", json_real(s->clock_skew_ms));
-    session_send(s, msg);
+    sbuf_printf(&b, "],\"serverTs\":%llu", (unsigned long long)clock_now_ns());
+    if (s->has_skew) sbuf_printf(&b, ",\"clientClockSkew\":%.17g", s->clock_skew_ms);
+    sbuf_puts(&b, "}");
+    if (sbuf_failed(&b)) {
+        log_error("sync: out of memory building a Transition for session %s", s->session_id);
+        if (s->ws) ws_close(s->ws, 1011, "InternalServerError");
+    } else {
+        session_send_text(s, b.data, b.len);
+    }
+    sbuf_free(&b);
 }
 
 static bool identity_expired(const session *s)
