@@ -4,6 +4,8 @@
  */
 #include "base/ids.h"
 
+#include "base/clock.h"
+
 #include <assert.h>
 #include <openssl/rand.h>
 #include <stdint.h>
@@ -64,7 +66,9 @@ int id_new(int table_number, char out[ID_BYTES_MAX])
     assert(table_number >= 1 && table_number <= 255);
     uint8_t raw[ID_RAW_BYTES];
     raw[0] = (uint8_t)table_number;
-    if (id_random_bytes(raw + 1, 14) != 0) return -1;
+    uint64_t ms = (uint64_t)clock_now_ms();
+    for (int i = 0; i < 6; i++) raw[1 + i] = (uint8_t)(ms >> (8 * (5 - i)));
+    if (id_random_bytes(raw + 7, 8) != 0) return -1;
     uint16_t sum = fletcher16(raw, 15);
     raw[15] = (uint8_t)(sum >> 8);
     raw[16] = (uint8_t)sum;

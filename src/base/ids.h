@@ -1,9 +1,13 @@
 /*
  * ids.h — document ids. An id is opaque to clients but names its table: it is
- * the lowercase base32 spelling of [table number (1 byte) | 14 random bytes |
+ * the lowercase base32 spelling of [table number (1 byte) | 14 bytes |
  * Fletcher-16 of those 15 bytes (2 bytes)], 28 characters. Ids of different
  * tables never collide, and an id of one table is recognised as such where
- * another table's id is expected.
+ * another table's id is expected. The 14 bytes are the creation time in
+ * milliseconds (6 bytes, big-endian) then 8 random bytes: ids of one table
+ * sort roughly by creation, so the primary-key B-tree grows at its end
+ * instead of taking random page writes (64 random bits per millisecond keep
+ * them unguessable and unique).
  * Thread: any (randomness from OpenSSL's thread-safe RAND_bytes).
  */
 #ifndef DOJO_BASE_IDS_H
