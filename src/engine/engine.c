@@ -2,7 +2,10 @@
  * engine.c — the engine object: opening, the queues between the event loop
  * and the worker threads, completions back to the loop, commit listeners,
  * the loop's copy of the deployment variables, periodic system calls.
- * The storage thread lives in writer.c, the reader threads in reader.c.
+ * The storage thread lives in writer.c, the reader threads in reader.c, the
+ * commits of other processes sharing the database in remote.c (which also
+ * puts this process's commits in the database's order before they reach the
+ * listeners).
  * Thread: the event loop (engine_submit, completions, listeners, timers);
  * engine_open/engine_close on the main thread.
  */
@@ -15,6 +18,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/ids.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "engine/system_tables.h"
@@ -122,13 +126,16 @@ static void env_apply_writes(engine *en, const write_set *ws)
     }
 }
 
-static void process_commit(engine *en, completion *item)
+void engine_process_commit(engine *en, uint64_t ts, write_set *writes, bool from_elsewhere)
 {
-    if (item->ts > en->last_ts_loop) en->last_ts_loop = item->ts;
-    env_apply_writes(en, &item->writes);
+    if (ts > en->last_ts_loop) en->last_ts_loop = ts;
+    if (from_elsewhere)
+        engine_bump_ts(en, ts);
+    else
+        env_apply_writes(en, writes);
     for (int i = 0; i < en->n_listeners; i++)
-        en->listeners[i].cb(en->listeners[i].data, item->ts, &item->writes);
-    write_set_free(&item->writes);
+        en->listeners[i].cb(en->listeners[i].data, ts, writes);
+    write_set_free(writes);
 }
 
 static void process_completions(engine *en)
@@ -139,8 +146,10 @@ static void process_completions(engine *en)
     uv_mutex_unlock(&en->cq_lock);
     while (item) {
         completion *next = item->next;
-        if (item->is_commit) {
-            process_commit(en, item);
+        if (item->is_commit && en->remote) {
+            remote_local_commit(en, item->ts, &item->writes); /* in the database's order */
+        } else if (item->is_commit) {
+            engine_process_commit(en, item->ts, &item->writes, false);
         } else {
             en->in_flight--;
             item->call->done(item->call);
@@ -279,23 +288,37 @@ int engine_every(engine *en, const char *path, uint64_t interval_ms)
 
 /* --- open and close ------------------------------------------------------------------ */
 
-static int load_env(engine *en, err_t *e)
+int engine_env_scan(store_conn *conn, const schema *s, json_t **env_out, err_t *e)
 {
-    const schema_table *t = schema_table_by_name(en->schema, SYSTEM_TABLE_ENV);
+    *env_out = NULL;
+    const schema_table *t = schema_table_by_name(s, SYSTEM_TABLE_ENV);
     assert(t);
     store_range r = {.table = t, .index = &schema_by_creation_time, .limit = LIMIT_QUERY_ROWS_MAX};
     json_t *rows = NULL;
-    int rc = store_begin(en->writer_conn, false, e);
-    if (rc == 0) rc = store_scan(en->writer_conn, &r, &rows, e);
-    store_rollback(en->writer_conn);
+    int rc = store_scan(conn, &r, &rows, e);
     if (rc) return rc;
+    json_t *env = json_object();
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row) {
-        json_object_set(en->env, json_string_value(json_object_get(row, "name")),
-                        json_object_get(row, "value"));
+        const char *name = json_string_value(json_object_get(row, "name"));
+        if (env && name) json_object_set(env, name, json_object_get(row, "value"));
     }
     json_decref(rows);
+    if (!env) return err_set(e, ERR_NOMEM, "read the deployment variables: out of memory");
+    *env_out = env;
+    return 0;
+}
+
+static int load_env(engine *en, err_t *e)
+{
+    json_t *env = NULL;
+    int rc = store_begin(en->writer_conn, false, e);
+    if (rc == 0) rc = engine_env_scan(en->writer_conn, en->schema, &env, e);
+    store_rollback(en->writer_conn);
+    if (rc) return rc;
+    json_decref(en->env);
+    en->env = env;
     return 0;
 }
 
@@ -309,7 +332,13 @@ int engine_open(const engine_config *cfg, engine **out, char report[STORE_REPORT
     en->registry = cfg->registry;
     en->env = json_object();
     int rc = store_open(cfg->db_url, cfg->schema, &en->st, report, e);
+    if (rc == 0 && id_random_hex(en->node_id, NOTICE_NODE_ID_HEX_CHARS / 2) != 0)
+        rc = err_set(e, ERR_INTERNAL, "no randomness for the process id");
     if (rc == 0) rc = store_connect(en->st, true, &en->writer_conn, e);
+    /* Listen before reading the clock and the variables: a commit after
+     * that read is notified, one before it is in what was read. */
+    if (rc == 0) rc = remote_open(en, e);
+    en->notifies = en->remote != NULL;
     if (rc == 0) rc = writer_load_clock(en, e);
     if (rc == 0) rc = load_env(en, e);
     en->n_readers = cfg->reader_threads > 0 ? cfg->reader_threads : 2;
@@ -319,6 +348,7 @@ int engine_open(const engine_config *cfg, engine **out, char report[STORE_REPORT
     if (rc) {
         for (int i = 0; i < en->n_readers; i++)
             if (en->reader_conns[i]) store_disconnect(en->reader_conns[i]);
+        remote_free(en);
         if (en->writer_conn) store_disconnect(en->writer_conn);
         if (en->st) store_close(en->st);
         json_decref(en->env);
@@ -334,6 +364,7 @@ int engine_open(const engine_config *cfg, engine **out, char report[STORE_REPORT
     uv_async_init(en->loop, &en->async, on_async);
     en->async.data = en;
     en->open_handles = 1;
+    remote_start(en);
     uv_thread_create(&en->writer_thread, writer_main, en);
     for (int i = 0; i < en->n_readers; i++) {
         en->reader_args[i].en = en;
@@ -357,6 +388,7 @@ void engine_close(engine *en)
         uv_timer_stop(&en->periodic[i].timer);
         uv_close((uv_handle_t *)&en->periodic[i].timer, on_handle_closed);
     }
+    remote_stop(en);
     /* Let every call already submitted finish and be answered. */
     while (en->in_flight > 0) uv_run(en->loop, UV_RUN_ONCE);
     uv_mutex_lock(&en->wq_lock);
@@ -372,6 +404,7 @@ void engine_close(engine *en)
     process_completions(en);
     uv_close((uv_handle_t *)&en->async, on_handle_closed);
     while (en->open_handles > 0) uv_run(en->loop, UV_RUN_ONCE);
+    remote_free(en);
     for (int i = 0; i < en->n_readers; i++) store_disconnect(en->reader_conns[i]);
     store_disconnect(en->writer_conn);
     store_close(en->st);

@@ -9,8 +9,10 @@
 
 #include <stdatomic.h>
 
+#include "engine/commit_order.h"
 #include "engine/ctx.h"
 #include "engine/engine.h"
+#include "engine/notice.h"
 
 #define ENGINE_READERS_MAX 16
 #define ENGINE_LISTENERS_MAX 4
@@ -41,6 +43,8 @@ typedef struct periodic {
     bool busy;
 } periodic;
 
+typedef struct remote remote; /* remote.c */
+
 typedef struct reader_arg {
     engine *en;
     store_conn *conn;
@@ -51,6 +55,9 @@ struct engine {
     const schema *schema;
     const registry *registry;
     store *st;
+    /* This process among those sharing the database: random, set at open. */
+    char node_id[NOTICE_NODE_ID_BYTES];
+    bool notifies; /* set at open: every commit sends a notice (engine/notice.h) */
 
     /* Storage thread. The queue is guarded by wq_lock. */
     uv_thread_t writer_thread;
@@ -83,6 +90,7 @@ struct engine {
     int open_handles;
     uint64_t last_ts_loop;
     json_t *env; /* stored deployment variables: name -> value */
+    remote *remote; /* other processes' commits; NULL when the store has none */
     struct {
         engine_commit_cb cb;
         void *data;
@@ -100,6 +108,24 @@ void reader_main(void *arg);
 /* engine.c: hand results to the loop (any thread). */
 void engine_complete_call(engine *en, call *c);
 void engine_complete_commit(engine *en, uint64_t ts, write_set *writes);
+/* engine.c, loop: tells the commit listeners about a commit (writes are
+ * consumed). from_elsewhere: another process's, whose write set is a summary
+ * (the deployment variables were read again instead of applied). */
+void engine_process_commit(engine *en, uint64_t ts, write_set *writes, bool from_elsewhere);
+/* engine.c: the stored deployment variables as one new object, read inside
+ * the caller's transaction on conn. */
+int engine_env_scan(store_conn *conn, const schema *s, json_t **env_out, err_t *e);
+/* remote.c. remote_open (main thread, before the clocks are read) starts
+ * listening when the store notifies; remote_start (main thread, loop set up)
+ * watches the listener on the loop; remote_local_commit (loop) takes this
+ * process's commits in their place in the order; remote_stop (loop, at
+ * close) reports what is queued and stops; remote_free after the loop
+ * closed the handles. */
+int remote_open(engine *en, err_t *e);
+void remote_start(engine *en);
+void remote_local_commit(engine *en, uint64_t ts, write_set *writes);
+void remote_stop(engine *en);
+void remote_free(engine *en);
 /* Runs c's function in x (shared by reader, writer and engine_run_local). */
 int engine_execute(ctx *x, call *c);
 

@@ -77,6 +77,7 @@ void write_set_free(write_set *ws)
 {
     for (int i = 0; i < ws->n_recs; i++) write_rec_free(&ws->recs[i]);
     free(ws->recs);
+    free(ws->whole_tables);
     write_set_init(ws);
 }
 
@@ -113,9 +114,42 @@ int write_set_add(write_set *ws, const schema_table *t, const char *id, json_t *
     return write_set_push(ws, t, id, old_doc, new_doc);
 }
 
+bool write_set_covers_table(const write_set *ws, const schema_table *t)
+{
+    if (ws->everything) return true;
+    for (int i = 0; i < ws->n_whole_tables; i++)
+        if (ws->whole_tables[i] == t) return true;
+    return false;
+}
+
+int write_set_add_table(write_set *ws, const schema_table *t)
+{
+    assert(t);
+    if (write_set_covers_table(ws, t)) return 0;
+    if (ws->n_whole_tables == ws->cap_whole_tables) {
+        int cap = ws->cap_whole_tables ? ws->cap_whole_tables * 2 : 4;
+        const schema_table **grown = realloc(ws->whole_tables, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            ws->everything = true;
+            return ERR_NOMEM;
+        }
+        ws->whole_tables = grown;
+        ws->cap_whole_tables = cap;
+    }
+    ws->whole_tables[ws->n_whole_tables++] = t;
+    return 0;
+}
+
+static void copy_whole_tables(write_set *dst, const write_set *src)
+{
+    for (int i = 0; i < src->n_whole_tables; i++)
+        write_set_add_table(dst, src->whole_tables[i]);
+}
+
 void write_set_append(write_set *dst, write_set *src)
 {
     dst->everything |= src->everything;
+    copy_whole_tables(dst, src);
     for (int i = 0; i < src->n_recs; i++) {
         write_rec *w = &src->recs[i];
         if (write_set_push(dst, w->table, w->id, w->old_doc, w->new_doc) != 0) dst->everything = true;
@@ -126,6 +160,7 @@ void write_set_append(write_set *dst, write_set *src)
 void write_set_copy(write_set *dst, const write_set *src)
 {
     dst->everything |= src->everything;
+    copy_whole_tables(dst, src);
     for (int i = 0; i < src->n_recs; i++) {
         const write_rec *w = &src->recs[i];
         if (write_set_push(dst, w->table, w->id, w->old_doc, w->new_doc) != 0) dst->everything = true;
@@ -142,6 +177,8 @@ void write_set_truncate(write_set *ws, int n)
 bool write_set_touches_table(const write_set *ws, const char *table_name)
 {
     if (ws->everything) return true;
+    for (int i = 0; i < ws->n_whole_tables; i++)
+        if (strcmp(ws->whole_tables[i]->name, table_name) == 0) return true;
     for (int i = 0; i < ws->n_recs; i++)
         if (strcmp(ws->recs[i].table->name, table_name) == 0) return true;
     return false;
@@ -178,8 +215,10 @@ static bool doc_in_range(const read_range *r, const json_t *doc)
 bool rwset_intersects(const read_set *rs, const write_set *ws)
 {
     if (ws->everything) return true;
-    if (ws->n_recs == 0) return false;
+    if (ws->n_recs == 0 && ws->n_whole_tables == 0) return false;
     if (rs->whole_database) return true;
+    for (int j = 0; j < rs->n_ranges && ws->n_whole_tables > 0; j++)
+        if (write_set_covers_table(ws, rs->ranges[j].table)) return true;
     for (int i = 0; i < ws->n_recs; i++) {
         const write_rec *w = &ws->recs[i];
         for (int j = 0; j < rs->n_ranges; j++) {

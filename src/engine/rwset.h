@@ -33,16 +33,24 @@ typedef struct read_set {
 
 #define READ_SET_RANGES_MAX 256
 
-/* One document written: old NULL for an insert, new NULL for a delete. */
+/* One document written: old NULL for an insert, new NULL for a delete. A
+ * write reported by another process (engine/notice.c) carries, instead of
+ * whole documents, their projections on the table's index fields (plus _id
+ * and _creationTime): the same keys, so the same intersections. */
 typedef struct write_rec {
     const schema_table *table;
     char id[ID_BYTES_MAX];
     json_t *old_doc, *new_doc; /* owned */
 } write_rec;
 
+/* A write set is the documents written (recs), the tables any document of
+ * which may have been written (whole_tables: a summary from another process
+ * too large to list its documents), or everything (nothing is known). */
 typedef struct write_set {
     write_rec *recs;
     int n_recs, cap_recs;
+    const schema_table **whole_tables; /* owned array of borrowed tables, no duplicates */
+    int n_whole_tables, cap_whole_tables;
     bool everything; /* the set could not be recorded in full: treat it as touching all */
 } write_set;
 
@@ -60,6 +68,9 @@ void write_set_free(write_set *ws);
  * LIMIT_WRITES_PER_MUTATION_MAX documents. */
 int write_set_add(write_set *ws, const schema_table *t, const char *id, json_t *old_doc,
                   json_t *new_doc);
+/* Records that any document of t may have been written. Returns 0, or
+ * ERR_NOMEM (the set then touches everything). */
+int write_set_add_table(write_set *ws, const schema_table *t);
 /* Moves the records of src to the end of dst (src is left empty). */
 void write_set_append(write_set *dst, write_set *src);
 /* Appends references to the records of src (src unchanged). */
@@ -67,10 +78,14 @@ void write_set_copy(write_set *dst, const write_set *src);
 /* Truncates back to n records (savepoint rollback). */
 void write_set_truncate(write_set *ws, int n);
 bool write_set_touches_table(const write_set *ws, const char *table_name);
+/* True when every document of t may have been written (everything, or t is
+ * one of whole_tables). */
+bool write_set_covers_table(const write_set *ws, const schema_table *t);
 
 /* True when a key lies within the range. */
 bool read_range_contains(const read_range *r, const json_t *key);
-/* True when any write of ws has an old or new document inside any range of rs. */
+/* True when any write of ws has an old or new document inside any range of
+ * rs, or ws covers a table rs read. */
 bool rwset_intersects(const read_set *rs, const write_set *ws);
 
 #endif

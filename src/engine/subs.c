@@ -90,6 +90,8 @@ static void write_mask(const write_set *ws, uint32_t mask[8])
 {
     memset(mask, ws->everything ? 0xff : 0, 8 * sizeof mask[0]);
     for (int i = 0; i < ws->n_recs; i++) mask_add(mask, ws->recs[i].table);
+    for (int i = 0; i < ws->n_whole_tables; i++)
+        mask_add(mask, ws->whole_tables[i]);
 }
 
 subs *subs_new(engine *en)
@@ -382,7 +384,9 @@ static void remember_commit(subs *s, uint64_t ts, const write_set *writes)
 {
     if (s->history_len == SUBS_HISTORY_COMMITS_MAX) {
         commit_rec *old = &s->history[s->history_head];
-        s->history_floor_ts = old->ts;
+        /* A late commit (lower ts than one already processed: another
+         * process's, covered by a resynchronisation) must not lower it. */
+        if (old->ts > s->history_floor_ts) s->history_floor_ts = old->ts;
         write_set_free(&old->writes);
         s->history_head = (s->history_head + 1) % SUBS_HISTORY_COMMITS_MAX;
         s->history_len--;

@@ -9,6 +9,9 @@
  *
  * Each committing group gets one commit timestamp, persisted in the same
  * transaction (meta "ts"), so timestamps keep increasing across restarts.
+ * When the store notifies (PostgreSQL), the group also sends its commit
+ * notice (notice.h) inside the transaction, for the other processes sharing
+ * the database.
  * WebSocket mutations carry (sessionId, requestId); their outcome is written
  * to _session_requests in their own savepoint, and a mutation that is already
  * recorded is answered from the record instead of being run again.
@@ -187,6 +190,18 @@ static void fail_call(call *c, int code, const char *why)
     c->rc = err_set(&c->err, code, "%s", why);
 }
 
+/* Adds the group's commit notice to its transaction (other processes
+ * sharing the database learn of the commit from it; so does this one, to
+ * keep its commits in the database's order: remote.c). */
+static int send_notice(engine *en, uint64_t ts, const write_set *writes, err_t *e)
+{
+    char *payload = notice_encode(en->node_id, ts, writes, STORE_NOTIFY_PAYLOAD_BYTES_MAX);
+    if (!payload) return err_set(e, ERR_NOMEM, "commit notice: out of memory");
+    int rc = store_notify_commit(en->writer_conn, payload, e);
+    free(payload);
+    return rc;
+}
+
 static void run_group(engine *en, call_queue *group)
 {
     err_t e;
@@ -217,7 +232,7 @@ static void run_group(engine *en, call_queue *group)
         if (is_storage_failure(run_mutation(en, c, ts, &writes))) broken = true;
         call_queue_push(&ran, c);
     }
-    bool committed = false;
+    bool committed = false, uncertain = false;
     if (!broken && writes.n_recs > 0) {
         char text[24];
         snprintf(text, sizeof text, "%" PRIu64, ts);
@@ -225,7 +240,13 @@ static void run_group(engine *en, call_queue *group)
         snprintf(ct, sizeof ct, "%" PRIu64, (uint64_t)(en->creation_clock * 1000.0) + 1);
         int rc = store_meta_set(en->writer_conn, "ts", text, &e);
         if (rc == 0) rc = store_meta_set(en->writer_conn, "creation_time_us", ct, &e);
-        if (rc == 0) rc = store_commit(en->writer_conn, &e);
+        if (rc == 0 && en->notifies) rc = send_notice(en, ts, &writes, &e);
+        if (rc == 0) {
+            rc = store_commit(en->writer_conn, &e);
+            /* A COMMIT that fails (the link lost) may still have committed,
+             * and then its notice is on its way. */
+            uncertain = rc != 0 && en->notifies;
+        }
         if (rc) {
             log_error("storage: commit failed, %d mutations not written: %s", ran.len, e.msg);
             broken = true;
@@ -237,6 +258,12 @@ static void run_group(engine *en, call_queue *group)
     if (!committed) store_rollback(en->writer_conn);
     if (broken) {
         en->creation_clock = clock_before > en->creation_clock ? clock_before : en->creation_clock;
+        if (uncertain) {
+            /* Report it as if it committed: if it did not, a few queries run
+             * again for nothing. Later commits take later timestamps. */
+            engine_bump_ts(en, ts);
+            engine_complete_commit(en, ts, &writes);
+        }
         write_set_free(&writes);
     }
     /* Answer the calls that ran. After a rollback, the ones that had

@@ -53,8 +53,23 @@
  * digits) but prints a large real such as 1e300 as a long run of digits; such
  * integer-looking literals beyond int64 are read back as reals.
  *
- * Thread: a store is immutable after open; a pg_conn belongs to one thread at
- * a time.
+ * Commit notifications (store_notify_commit, store_listener_*). A writer
+ * sends `SELECT pg_notify(channel, payload)` inside its write transaction;
+ * PostgreSQL delivers it only if the transaction commits, after it commits,
+ * and in commit order (its notification queue is filled in commit order, and
+ * writers here commit one at a time under the write lock anyway). A write
+ * transaction that sent none (an import, any tool writing outside the
+ * engine) sends an empty payload at commit, so that no committed write goes
+ * unannounced. A listener is a connection of its own that ran
+ * `LISTEN channel` and is then only read from (PQconsumeInput, PQnotifies),
+ * with TCP keepalives so that a silently dead link is noticed;
+ * pg_stat_activity shows it as "dojo-listener-<pid>". Notifications go to
+ * every listener of the database, whatever its schema, so the channel names
+ * the deployment: "dojo_commits_<16 hex digits of FNV-1a of
+ * current_schema()>", the schema the tables live in.
+ *
+ * Thread: a store is immutable after open; a pg_conn or pg_listener belongs
+ * to one thread at a time.
  */
 #include "store/store_impl.h"
 
@@ -66,6 +81,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -86,10 +102,18 @@
 #define PG_DDL_LOCK_KEY "7236828216384647217"
 #define DOC_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(17))
 
+#define PG_CHANNEL_PREFIX "dojo_commits_"
+/* Listener connections: probe a silent link after this long, this often, and
+ * give up after this many unanswered probes (about 25 s in all). */
+#define PG_LISTENER_KEEPALIVE_IDLE_S "10"
+#define PG_LISTENER_KEEPALIVE_INTERVAL_S "5"
+#define PG_LISTENER_KEEPALIVE_COUNT "3"
+
 typedef struct pg_store {
     store base;
-    char *url;                        /* as given, for libpq */
-    char shown_url[PG_URL_BYTES_MAX]; /* password redacted, for messages */
+    char *url;                            /* as given, for libpq */
+    char shown_url[PG_URL_BYTES_MAX];     /* password redacted, for messages */
+    char channel[PG_IDENT_BYTES_MAX + 1]; /* commit notifications (see the file comment) */
 } pg_store;
 
 typedef struct pg_stmt {
@@ -104,6 +128,8 @@ typedef struct pg_conn {
     PGconn *pg;
     bool writer;
     bool in_txn; /* a BEGIN of ours is open (PQtransactionStatus lies once the link is gone) */
+    bool write_txn; /* that transaction is a write transaction */
+    bool notified;  /* and it sent its commit notification (store_notify_commit) */
     int savepoint_depth;
     uint64_t use_clock;
     uint64_t stmt_serial; /* names of prepared statements */
@@ -437,11 +463,25 @@ static void pg_notice(void *arg, const char *message)
 }
 
 /* Opens one libpq connection. The URL's own parameters win over the defaults
- * before it; the client encoding is always UTF-8. */
-static int dial(const pg_store *ps, bool writer, PGconn **out, err_t *e)
+ * before it; the client encoding is always UTF-8. A listener's connection
+ * sits idle for long stretches: it probes the link with TCP keepalives. */
+static int dial_as(const pg_store *ps, bool writer, bool listener, PGconn **out, err_t *e)
 {
-    const char *keys[] = {"connect_timeout", "application_name", "dbname", "client_encoding", NULL};
-    const char *values[] = {PG_CONNECT_TIMEOUT_S, "dojo", ps->url, "UTF8", NULL};
+    const char *keys[10], *values[10];
+    int n = 0;
+    keys[n] = "connect_timeout", values[n++] = PG_CONNECT_TIMEOUT_S;
+    char listener_name[32]; /* "dojo-listener-<pid>": which process listens */
+    snprintf(listener_name, sizeof listener_name, "dojo-listener-%ld", (long)getpid());
+    keys[n] = "application_name", values[n++] = listener ? listener_name : "dojo";
+    if (listener) {
+        keys[n] = "keepalives_idle", values[n++] = PG_LISTENER_KEEPALIVE_IDLE_S;
+        keys[n] = "keepalives_interval", values[n++] = PG_LISTENER_KEEPALIVE_INTERVAL_S;
+        keys[n] = "keepalives_count", values[n++] = PG_LISTENER_KEEPALIVE_COUNT;
+    }
+    keys[n] = "dbname", values[n++] = ps->url;
+    keys[n] = "client_encoding", values[n++] = "UTF8";
+    keys[n] = values[n] = NULL;
+    assert(n < (int)(sizeof keys / sizeof keys[0]));
     PGconn *pg = PQconnectdbParams(keys, values, 1);
     if (!pg) return err_set(e, ERR_NOMEM, "cannot connect to %s: out of memory", ps->shown_url);
     if (PQstatus(pg) != CONNECTION_OK) {
@@ -458,6 +498,11 @@ static int dial(const pg_store *ps, bool writer, PGconn **out, err_t *e)
     }
     *out = pg;
     return 0;
+}
+
+static int dial(const pg_store *ps, bool writer, PGconn **out, err_t *e)
+{
+    return dial_as(ps, writer, false, out, e);
 }
 
 static void cache_clear(pg_conn *c)
@@ -654,6 +699,21 @@ static int pg_begin(store_conn *sc, bool write, err_t *e)
         rc = run_simple(c, "BEGIN ISOLATION LEVEL REPEATABLE READ", "begin read transaction", e);
     }
     c->in_txn = rc == 0;
+    c->write_txn = write;
+    c->notified = false;
+    return rc;
+}
+
+/* A write transaction that commits without a notification of its own (an
+ * import, a tool writing outside the engine) still tells the listeners that
+ * something changed: an empty payload. Not a cached statement and never an
+ * injected fault, so that it is invisible to callers that never notify. */
+static int notify_unknown_commit(pg_conn *c, err_t *e)
+{
+    const char *values[] = {store_of(c)->channel};
+    PGresult *res = PQexecParams(c->pg, "SELECT pg_notify($1, '')", 1, NULL, values, NULL, NULL, 0);
+    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : pg_error(e, c->pg, res, "commit");
+    PQclear(res);
     return rc;
 }
 
@@ -668,8 +728,9 @@ static int pg_commit(store_conn *sc, err_t *e)
     if (PQtransactionStatus(c->pg) == PQTRANS_INERROR)
         return err_set(e, ERR_STORAGE,
                        "commit: a statement of this transaction failed; roll it back");
+    int rc = c->write_txn && !c->notified ? notify_unknown_commit(c, e) : 0;
+    if (rc) return rc;
     PGresult *res = PQexec(c->pg, "COMMIT");
-    int rc = 0;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         rc = pg_error(e, c->pg, res, "commit");
     else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
@@ -1149,6 +1210,103 @@ static int pg_truncate_all(store_conn *sc, err_t *e)
 static int pg_ping(store_conn *sc, err_t *e)
 {
     return stmt_run(conn_of(sc), "SELECT 1", 0, NULL, "ping", NULL, e);
+}
+
+/* --- commit notifications ---------------------------------------------------------- */
+
+typedef struct pg_listener {
+    store_listener base;
+    PGconn *pg;
+} pg_listener;
+
+static pg_listener *listener_of(const store_listener *l)
+{
+    assert(l && l->ops == &pg_ops);
+    return (pg_listener *)l;
+}
+
+static int pg_notify_commit(store_conn *sc, const char *payload, err_t *e)
+{
+    pg_conn *c = conn_of(sc);
+    assert(c->writer && c->in_txn && "a commit notification outside a write transaction");
+    assert(c->savepoint_depth == 0 && "a savepoint rollback would drop the notification");
+    const char *values[] = {store_of(c)->channel, payload};
+    int rc =
+        stmt_run(c, "SELECT pg_notify($1, $2)", 2, values, "send the commit notification", NULL, e);
+    if (rc == 0) c->notified = true;
+    return rc;
+}
+
+static int pg_listener_open(store *st, store_listener **out, err_t *e)
+{
+    pg_store *ps = (pg_store *)st;
+    pg_listener *l = calloc(1, sizeof *l);
+    if (!l) return err_set(e, ERR_NOMEM, "listen to %s: out of memory", ps->shown_url);
+    int rc = dial_as(ps, false, true, &l->pg, e);
+    if (rc) {
+        free(l);
+        return rc;
+    }
+    char sql[PG_IDENT_BYTES_MAX + 16];
+    snprintf(sql, sizeof sql, "LISTEN \"%s\"", ps->channel);
+    PGresult *res = PQexec(l->pg, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) rc = pg_error(e, l->pg, res, "listen for commits");
+    PQclear(res);
+    if (rc) {
+        PQfinish(l->pg);
+        free(l);
+        return rc;
+    }
+    l->base = (store_listener){.ops = &pg_ops, .st = st};
+    *out = &l->base;
+    return 0;
+}
+
+static int pg_listener_fd(const store_listener *sl)
+{
+    return PQsocket(listener_of(sl)->pg);
+}
+
+static int pg_listener_drain(store_listener *sl, void (*cb)(void *data, const char *payload),
+                             void *data, err_t *e)
+{
+    pg_listener *l = listener_of(sl);
+    const char *channel = ((const pg_store *)sl->st)->channel;
+    bool read_ok = PQconsumeInput(l->pg) == 1;
+    PGnotify *n;
+    while ((n = PQnotifies(l->pg))) {
+        if (strcmp(n->relname, channel) == 0) cb(data, n->extra);
+        PQfreemem(n);
+    }
+    if (read_ok && PQstatus(l->pg) == CONNECTION_OK) return 0;
+    char msg[ERR_MSG_BYTES_MAX];
+    one_line(PQerrorMessage(l->pg), msg, sizeof msg);
+    return err_set(e, ERR_STORAGE, "commit notifications from %s: %s",
+                   ((const pg_store *)sl->st)->shown_url, msg[0] ? msg : "connection lost");
+}
+
+static int pg_listener_meta_get(store_listener *sl, const char *key, char **value_out, err_t *e)
+{
+    pg_listener *l = listener_of(sl);
+    const char *values[] = {key};
+    PGresult *res = PQexecParams(l->pg, "SELECT value FROM _dojo_meta WHERE key = $1", 1, NULL,
+                                 values, NULL, NULL, 0);
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = pg_error(e, l->pg, res, "read metadata");
+    } else if (PQntuples(res) > 0) {
+        *value_out = strdup(PQgetvalue(res, 0, 0));
+        if (!*value_out) rc = err_set(e, ERR_NOMEM, "read metadata: out of memory");
+    }
+    PQclear(res);
+    return rc;
+}
+
+static void pg_listener_close(store_listener *sl)
+{
+    pg_listener *l = listener_of(sl);
+    PQfinish(l->pg);
+    free(l);
 }
 
 /* --- schema: the DDL a schema asks for --------------------------------------------- */
@@ -1659,8 +1817,23 @@ static int migrate(PGconn *pg, const schema *s, char *report, err_t *e)
     return rc;
 }
 
-/* Connects once and migrates the database to s in one transaction. */
-static int prepare_database(const pg_store *ps, const schema *s, char *report, err_t *e)
+/* The channel of this deployment: its schema's name, hashed so that any
+ * schema name gives a short identifier. */
+static int name_channel(PGconn *pg, pg_store *ps, err_t *e)
+{
+    PGresult *res;
+    int rc = ddl_query(pg, "SELECT coalesce(current_schema(), '')", 0, NULL, &res, e);
+    if (rc) return rc;
+    const char *schema_name = PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "";
+    snprintf(ps->channel, sizeof ps->channel, PG_CHANNEL_PREFIX "%016" PRIx64,
+             hash_text(schema_name));
+    PQclear(res);
+    return 0;
+}
+
+/* Connects once, migrates the database to s in one transaction, and names
+ * the deployment's notification channel. */
+static int prepare_database(pg_store *ps, const schema *s, char *report, err_t *e)
 {
     PGconn *pg;
     int rc = dial(ps, true, &pg, e);
@@ -1673,6 +1846,7 @@ static int prepare_database(const pg_store *ps, const schema *s, char *report, e
         if (rc == 0) rc = ddl_exec(pg, "COMMIT", "commit the schema", e);
         if (rc) PQclear(PQexec(pg, "ROLLBACK"));
     }
+    if (rc == 0) rc = name_channel(pg, ps, e);
     PQfinish(pg);
     return rc;
 }
@@ -1806,4 +1980,10 @@ static const store_ops pg_ops = {
     .meta_set = pg_meta_set,
     .truncate_all = pg_truncate_all,
     .ping = pg_ping,
+    .notify_commit = pg_notify_commit,
+    .listener_open = pg_listener_open,
+    .listener_fd = pg_listener_fd,
+    .listener_drain = pg_listener_drain,
+    .listener_meta_get = pg_listener_meta_get,
+    .listener_close = pg_listener_close,
 };

@@ -5,7 +5,9 @@
  * store_ops (store_impl.h). Also owns the fault-injection countdown.
  *
  * Callers: cli/ opens and closes the store; the engine's storage thread and
- * reader threads call the rest on their own connections.
+ * reader threads call the rest on their own connections; the engine's
+ * commit listener (engine/remote.c) drains a listener on the event loop and
+ * opens one on libuv's thread pool.
  * Thread: any; a store_conn is used by one thread at a time.
  */
 #include "store/store_impl.h"
@@ -228,6 +230,55 @@ int store_truncate_all(store_conn *c, err_t *e)
 int store_ping(store_conn *c, err_t *e)
 {
     return c->ops->ping(c, e);
+}
+
+/* --- commit notifications --------------------------------------------------------- */
+
+bool store_notifies(const store *st)
+{
+    return st->ops->listener_open != NULL;
+}
+
+int store_notify_commit(store_conn *c, const char *payload, err_t *e)
+{
+    assert(payload && payload[0] && strlen(payload) <= STORE_NOTIFY_PAYLOAD_BYTES_MAX);
+    if (!c->ops->notify_commit) return 0;
+    return c->ops->notify_commit(c, payload, e);
+}
+
+int store_listener_open(store *st, store_listener **out, err_t *e)
+{
+    assert(st && out);
+    *out = NULL;
+    if (!st->ops->listener_open)
+        return err_set(e, ERR_INTERNAL,
+                       "the %s store has no commit notifications (one process per database)",
+                       st->ops->name);
+    return st->ops->listener_open(st, out, e);
+}
+
+int store_listener_fd(const store_listener *l)
+{
+    return l->ops->listener_fd(l);
+}
+
+int store_listener_drain(store_listener *l, void (*cb)(void *data, const char *payload), void *data,
+                         err_t *e)
+{
+    assert(l && cb);
+    return l->ops->listener_drain(l, cb, data, e);
+}
+
+int store_listener_meta_get(store_listener *l, const char *key, char **value_out, err_t *e)
+{
+    assert(l && key && value_out);
+    *value_out = NULL;
+    return l->ops->listener_meta_get(l, key, value_out, e);
+}
+
+void store_listener_close(store_listener *l)
+{
+    if (l) l->ops->listener_close(l);
 }
 
 /* --- fault injection --------------------------------------------------------------- */

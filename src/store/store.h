@@ -34,6 +34,7 @@
 
 typedef struct store store;
 typedef struct store_conn store_conn;
+typedef struct store_listener store_listener;
 
 /*
  * A range of one index, in index order. lo/hi are JSON arrays holding a prefix
@@ -116,6 +117,42 @@ int store_truncate_all(store_conn *c, err_t *e);
 
 /* Runs a trivial statement; 0 when the database answers (GET /health). */
 int store_ping(store_conn *c, err_t *e);
+
+/* Commit notifications, for several processes sharing one database
+ * (PostgreSQL; ARCHITECTURE "Scale-out"). A writer adds a payload to its
+ * write transaction with store_notify_commit; it reaches every listener of
+ * the same deployment (the same database and schema) if and only if the
+ * transaction commits, after the commit, and notifications reach a listener
+ * in commit order. The writer's own process gets its notifications too. A
+ * write transaction that commits without having sent one sends an empty
+ * payload: "something changed" (imports, tools writing outside the engine).
+ * SQLite has one process per database: store_notify_commit does nothing and
+ * there is no listener. */
+#define STORE_NOTIFY_PAYLOAD_BYTES_MAX 7900 /* PostgreSQL refuses 8000 and more */
+
+/* True when the engine can listen for other processes' commits. */
+bool store_notifies(const store *st);
+/* Inside a write transaction on the writer, outside any savepoint; at most
+ * once per transaction. payload is non-empty text of at most
+ * STORE_NOTIFY_PAYLOAD_BYTES_MAX bytes. */
+int store_notify_commit(store_conn *c, const char *payload, err_t *e);
+/* Opens a connection of its own that listens for the deployment's commit
+ * notifications: those of transactions that commit after it returns.
+ * Blocking (it connects): call it off the event loop, or before it runs.
+ * A store that does not notify gives ERR_INTERNAL. */
+int store_listener_open(store *st, store_listener **out, err_t *e);
+/* The socket to watch for readability. */
+int store_listener_fd(const store_listener *l);
+/* Reads what has arrived, without blocking, and calls cb once per payload,
+ * in commit order. Returns 0, or ERR_STORAGE when the connection is lost
+ * (after delivering what had arrived): close the listener and open another;
+ * commits in between are not reported. */
+int store_listener_drain(store_listener *l, void (*cb)(void *data, const char *payload), void *data,
+                         err_t *e);
+/* Reads a metadata value (store_meta_get) on the listener's connection, in
+ * its own snapshot, taken after the listener started listening. Blocking. */
+int store_listener_meta_get(store_listener *l, const char *key, char **value_out, err_t *e);
+void store_listener_close(store_listener *l);
 
 /* Fault injection for tests: when set, the n-th next statement of any
  * connection fails with ERR_STORAGE ("injected fault"). 0 disables. */

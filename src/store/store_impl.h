@@ -4,8 +4,9 @@
  * store.c holds the public functions of store.h; each one checks what the
  * contract promises and forwards to the engine through a small table of
  * functions (store_ops). An engine (sqlite.c, postgres.c) embeds
- * `struct store` as the first member of its own store and `struct store_conn`
- * as the first member of its own connection, so that it can cast back.
+ * `struct store` as the first member of its own store, `struct store_conn`
+ * as the first member of its own connection and `struct store_listener` as
+ * the first member of its own listener, so that it can cast back.
  *
  * Also here: the process-wide fault-injection countdown every engine consults
  * before running a statement, the schema checks every engine relies on, and
@@ -41,6 +42,14 @@ typedef struct store_ops {
     int (*meta_set)(store_conn *c, const char *key, const char *value, err_t *e);
     int (*truncate_all)(store_conn *c, err_t *e);
     int (*ping)(store_conn *c, err_t *e);
+    /* Commit notifications; all NULL for an engine without them. */
+    int (*notify_commit)(store_conn *c, const char *payload, err_t *e);
+    int (*listener_open)(store *st, store_listener **out, err_t *e);
+    int (*listener_fd)(const store_listener *l);
+    int (*listener_drain)(store_listener *l, void (*cb)(void *data, const char *payload),
+                          void *data, err_t *e);
+    int (*listener_meta_get)(store_listener *l, const char *key, char **value_out, err_t *e);
+    void (*listener_close)(store_listener *l);
 } store_ops;
 
 struct store {
@@ -49,6 +58,11 @@ struct store {
 };
 
 struct store_conn {
+    const store_ops *ops;
+    store *st;
+};
+
+struct store_listener {
     const store_ops *ops;
     store *st;
 };

@@ -198,6 +198,67 @@ static void repeated_writes_fold_into_first_old_and_last_new(void **state)
     write_set_free(&ws);
 }
 
+/* A write summarised by table (another process's commit too big to list):
+ * every read of that table may have changed, no read of another table. */
+static void a_whole_table_write_intersects_every_read_of_that_table_only(void **state)
+{
+    (void)state;
+    write_set ws;
+    write_set_init(&ws);
+    assert_int_equal(write_set_add_table(&ws, &runs), 0);
+    assert_int_equal(write_set_add_table(&ws, &runs), 0); /* once is enough */
+    assert_int_equal(ws.n_whole_tables, 1);
+    json_t *eq = json_pack("[s]", "user_a");
+    read_set by_user, point, scan, other;
+    read_set_init(&by_user);
+    read_set_init(&point);
+    read_set_init(&scan);
+    read_set_init(&other);
+    read_set_add(&by_user, &runs, &runs_indexes[0], eq, true, eq, true);
+    read_set_add_point(&point, &runs, "r1");
+    read_set_add(&scan, &runs, &schema_by_creation_time, NULL, false, NULL, false);
+    read_set_add_point(&other, &users, "u1");
+    assert_true(rwset_intersects(&by_user, &ws));
+    assert_true(rwset_intersects(&point, &ws));
+    assert_true(rwset_intersects(&scan, &ws));
+    assert_false(rwset_intersects(&other, &ws));
+    assert_true(write_set_touches_table(&ws, "runs"));
+    assert_false(write_set_touches_table(&ws, "users"));
+    assert_true(write_set_covers_table(&ws, &runs));
+    assert_false(write_set_covers_table(&ws, &users));
+    json_decref(eq);
+    read_set_free(&by_user);
+    read_set_free(&point);
+    read_set_free(&scan);
+    read_set_free(&other);
+    write_set_free(&ws);
+}
+
+static void whole_tables_are_kept_by_copy_and_append(void **state)
+{
+    (void)state;
+    write_set src, copy, appended;
+    write_set_init(&src);
+    write_set_init(&copy);
+    write_set_init(&appended);
+    write_set_add_table(&src, &users);
+    json_t *doc = run_doc("r1", "user_a", "queued", 1.0);
+    write_set_add(&src, &runs, "r1", NULL, doc);
+    write_set_copy(&copy, &src);
+    write_set_append(&appended, &src);
+    assert_int_equal(src.n_recs + src.n_whole_tables, 0);
+    for (int i = 0; i < 2; i++) {
+        const write_set *ws = i ? &copy : &appended;
+        assert_true(write_set_covers_table(ws, &users));
+        assert_false(write_set_covers_table(ws, &runs)); /* runs stays precise */
+        assert_int_equal(ws->n_recs, 1);
+    }
+    json_decref(doc);
+    write_set_free(&src);
+    write_set_free(&copy);
+    write_set_free(&appended);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -210,6 +271,8 @@ int main(void)
         cmocka_unit_test(other_table_never_intersects),
         cmocka_unit_test(too_many_ranges_fall_back_to_everything),
         cmocka_unit_test(repeated_writes_fold_into_first_old_and_last_new),
+        cmocka_unit_test(a_whole_table_write_intersects_every_read_of_that_table_only),
+        cmocka_unit_test(whole_tables_are_kept_by_copy_and_append),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -188,11 +188,12 @@ export class DojoProcess {
  *   issuer: a startIssuer() issuer whose URL becomes CLERK_ISSUER_URL (optional)
  *   env: more environment (a null value removes a variable)
  *   args: more command-line arguments
+ *   dbUrl: the --db to serve instead (a postgres:// URL several servers share)
  */
-export async function startDojo({ issuer, env = {}, args = [], dir } = {}) {
+export async function startDojo({ issuer, env = {}, args = [], dir, dbUrl } = {}) {
   dir ??= freshDir('dojo-serve-');
   const adminKey = `test-admin-${randomBytes(16).toString('hex')}`;
-  const dbUrl = `sqlite:${path.join(dir, 'dojo.db')}`;
+  dbUrl ??= `sqlite:${path.join(dir, 'dojo.db')}`;
   const proc = new DojoProcess(['serve', '--db', dbUrl, '--listen', '127.0.0.1:0', ...args], {
     cwd: dir,
     env: {
