@@ -248,8 +248,12 @@ describe('admin:verifyLedger', () => {
     assert.equal(await usersChecked(), first.usersChecked + 2);
   });
 
-  // The balance is changed with the sqlite3 shell, which scripts/install-deps.sh does not install.
-  const noSqliteShell = spawnSync('sqlite3', ['-version']).status !== 0 && 'needs the sqlite3 command-line shell';
+  // The balance is changed with the database's own shell: sqlite3, or psql
+  // when the suites run on PostgreSQL (DOJO_E2E_STORE=postgres).
+  const onPostgres = process.env.DOJO_E2E_STORE === 'postgres';
+  const noSqliteShell =
+    spawnSync(onPostgres ? 'psql' : 'sqlite3', [onPostgres ? '--version' : '-version']).status !== 0 &&
+    'needs the database command-line shell';
   test(
     "a balance changed behind the ledger's back is a mismatch, and dojo verify exits non-zero",
     {
@@ -260,9 +264,15 @@ describe('admin:verifyLedger', () => {
       servers.push(s);
       const a = await signUp(s, issuer);
       const sqlite = (sql) =>
-        promisify(execFile)('sqlite3', ['-cmd', '.timeout 5000', path.join(s.dir, 'dojo.db'), sql]);
+        onPostgres
+          ? promisify(execFile)('psql', [s.dbUrl.replace(/^postgres:/, 'postgresql:'), '-v', 'ON_ERROR_STOP=1', '-qc', sql])
+          : promisify(execFile)('sqlite3', ['-cmd', '.timeout 5000', path.join(s.dir, 'dojo.db'), sql]);
       const setCredits = (n) =>
-        sqlite(`UPDATE users SET doc = json_set(doc, '$.credits', ${n}) WHERE id = '${a.user._id}'`);
+        sqlite(
+          onPostgres
+            ? `UPDATE users SET doc = jsonb_set(doc, '{credits}', '${n}') WHERE id = '${a.user._id}'`
+            : `UPDATE users SET doc = json_set(doc, '$.credits', ${n}) WHERE id = '${a.user._id}'`,
+        );
       await setCredits(1000);
       try {
         const report = await waitFor(

@@ -14,7 +14,7 @@
 //   await dojo.stop();
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -193,7 +193,7 @@ export class DojoProcess {
 export async function startDojo({ issuer, env = {}, args = [], dir, dbUrl } = {}) {
   dir ??= freshDir('dojo-serve-');
   const adminKey = `test-admin-${randomBytes(16).toString('hex')}`;
-  dbUrl ??= `sqlite:${path.join(dir, 'dojo.db')}`;
+  dbUrl ??= process.env.DOJO_E2E_STORE === 'postgres' ? freshPostgresSchema() : `sqlite:${path.join(dir, 'dojo.db')}`;
   const proc = new DojoProcess(['serve', '--db', dbUrl, '--listen', '127.0.0.1:0', ...args], {
     cwd: dir,
     env: {
@@ -216,6 +216,19 @@ export async function startDev({ cwd, env = {}, args = [] }) {
   const url = (await proc.waitForOutput(/URL\s+(http:\/\/\S+:\d+)/, { stream: 'stdout' }))[1];
   const adminKey = (await proc.waitForOutput(/Admin key\s+(\S+)/, { stream: 'stdout' }))[1];
   return new Dojo(proc, { url, adminKey, dir: cwd, dbUrl: `sqlite:${path.join(cwd, '.dojo', 'dojo.db')}` });
+}
+
+/**
+ * With DOJO_E2E_STORE=postgres (the e2e-pg.* ctest runs), every server gets
+ * a schema of its own on the throwaway cluster of scripts/pg.sh
+ * (DOJO_TEST_PG_URL), so the same suites prove the PostgreSQL engine.
+ */
+function freshPostgresSchema() {
+  const base = process.env.DOJO_TEST_PG_URL;
+  assert.ok(base, 'DOJO_E2E_STORE=postgres needs DOJO_TEST_PG_URL (scripts/test.sh starts a cluster)');
+  const schema = `e2e_${randomBytes(6).toString('hex')}`;
+  execFileSync('psql', [base, '-v', 'ON_ERROR_STOP=1', '-qAtc', `CREATE SCHEMA ${schema}`]);
+  return `${base}${base.includes('?') ? '&' : '?'}options=-csearch_path%3D${schema}`;
 }
 
 /** A running server and the ways tests talk to it. */
