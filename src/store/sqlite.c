@@ -31,6 +31,7 @@
  * Thread: a store is immutable after open; a sqlite_conn belongs to one
  * thread at a time.
  */
+#include "store/sqlite_checkpoint.h"
 #include "store/store_impl.h"
 
 #include "base/log.h"
@@ -56,7 +57,10 @@
 
 typedef struct sqlite_store {
     store base;
-    char path[]; /* the database file */
+    sqlite_checkpointer *checkpointer; /* started with the writer connection */
+    int wal_pages_seen;                /* writer thread: log size after the last commit */
+    int next_wake_pages;               /* writer thread: wake the checkpointer at this size */
+    char path[];                       /* the database file */
 } sqlite_store;
 
 typedef struct stmt_slot {
@@ -378,13 +382,45 @@ static int open_db(const char *path, bool create, bool writer, sqlite3 **out, er
     return 0;
 }
 
+/* The writer's WAL hook: past the threshold, the checkpointer copies the
+ * log back on its own thread (see sqlite_checkpoint.h). */
+static int on_wal_commit(void *data, sqlite3 *db, const char *name, int pages)
+{
+    (void)db;
+    (void)name;
+    sqlite_store *ss = data;
+    /* Once per threshold's worth of new log, not after every commit: a
+     * checkpoint that could not reset the log (a reader still uses it) would
+     * otherwise run, and fsync, after each commit. */
+    if (pages < ss->wal_pages_seen) ss->next_wake_pages = SQLITE_CHECKPOINT_WAL_PAGES;
+    ss->wal_pages_seen = pages;
+    if (pages >= ss->next_wake_pages && ss->checkpointer) {
+        sqlite_checkpointer_wake(ss->checkpointer);
+        ss->next_wake_pages = pages + SQLITE_CHECKPOINT_WAL_PAGES;
+    }
+    return SQLITE_OK;
+}
+
+static int hand_checkpoints_over(sqlite_store *ss, sqlite3 *db, err_t *e)
+{
+    if (!ss->checkpointer) {
+        int rc = sqlite_checkpointer_start(ss->path, &ss->checkpointer, e);
+        if (rc) return rc;
+    }
+    int rc = exec_sql(db, "PRAGMA wal_autocheckpoint=0", "turn automatic checkpoints off", e);
+    if (rc == 0) sqlite3_wal_hook(db, on_wal_commit, ss);
+    return rc;
+}
+
 static int sqlite_connect(store *st, bool writer, store_conn **out, err_t *e)
 {
     sqlite_store *ss = (sqlite_store *)st;
     sqlite_conn *c = calloc(1, sizeof *c);
     if (!c) return err_set(e, ERR_NOMEM, "connect to %s: out of memory", ss->path);
     int rc = open_db(ss->path, false, writer, &c->db, e);
+    if (rc == 0 && writer) rc = hand_checkpoints_over(ss, c->db, e);
     if (rc) {
+        if (c->db) sqlite3_close(c->db);
         free(c);
         return rc;
     }
@@ -1262,6 +1298,9 @@ int store_sqlite_open(const char *path, const schema *s, store **out,
     sqlite_store *ss = malloc(sizeof *ss + path_bytes);
     if (!ss) return err_set(e, ERR_NOMEM, "open %s: out of memory", path);
     ss->base = (store){.ops = &sqlite_ops, .schema = s};
+    ss->checkpointer = NULL;
+    ss->wal_pages_seen = 0;
+    ss->next_wake_pages = SQLITE_CHECKPOINT_WAL_PAGES;
     memcpy(ss->path, path, path_bytes);
     *out = &ss->base;
     return 0;
@@ -1270,6 +1309,7 @@ int store_sqlite_open(const char *path, const schema *s, store **out,
 static void sqlite_close(store *st)
 {
     assert(st->ops == &sqlite_ops);
+    sqlite_checkpointer_stop(((sqlite_store *)st)->checkpointer);
     free(st);
 }
 
@@ -1299,6 +1339,12 @@ int store_sqlite_scan_plan(store_conn *sc, const store_range *r, char *out, size
         sql_add(&b, "%s\n", (const char *)sqlite3_column_text(st, 3));
     sqlite3_finalize(st);
     return rc;
+}
+
+unsigned long store_sqlite_checkpoints(store *st)
+{
+    sqlite_store *ss = (sqlite_store *)st;
+    return ss->checkpointer ? sqlite_checkpointer_count(ss->checkpointer) : 0;
 }
 
 uint64_t store_sqlite_prepare_count(store_conn *c)

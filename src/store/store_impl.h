@@ -96,6 +96,8 @@ int store_sqlite_scan_plan(store_conn *c, const store_range *r, char *out, size_
                            err_t *e);
 /* How many statements the connection has prepared into its cache so far. */
 uint64_t store_sqlite_prepare_count(store_conn *c);
+/* WAL checkpoints the background checkpointer has run (0 before a writer connected). */
+unsigned long store_sqlite_checkpoints(store *st);
 
 /* Test hooks of the PostgreSQL engine (tests/unit/test_store_pg.c). */
 /* The first column of the first row of sql, run on c's connection as it is
