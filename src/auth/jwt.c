@@ -251,7 +251,7 @@ void jwt_free(jwt *t)
 
 /* ---- claim checks ---------------------------------------------------- */
 
-static bool differs_by_trailing_slash(const char *a, const char *b)
+bool jwt_same_url(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     while (la > 0 && a[la - 1] == '/')
@@ -275,7 +275,7 @@ static int check_issuer(const jwt *t, const jwt_policy *p, jwt_failure *failure,
                       "Token has no issuer (iss) but CLERK_ISSUER_URL is %s: is it a Clerk token?",
                       want);
     if (strcmp(json_string_value(iss), p->issuer) == 0) return 0;
-    bool slash = differs_by_trailing_slash(json_string_value(iss), p->issuer);
+    bool slash = jwt_same_url(json_string_value(iss), p->issuer);
     return refuse(failure, JWT_ISSUER, e, "Token issuer is %s but CLERK_ISSUER_URL is %s%s",
                   quote_json(iss, got, sizeof got), want,
                   slash ? ": set CLERK_ISSUER_URL to exactly the token's issuer, trailing slash "

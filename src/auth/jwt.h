@@ -97,6 +97,10 @@ typedef struct jwt_policy {
 int jwt_verify(const jwt *t, const jwk_set *keys, const jwt_policy *p, jwt_failure *failure,
                err_t *e);
 
+/* True when two URLs are equal once trailing slashes are ignored
+ * ("https://a.example/" and "https://a.example"). */
+bool jwt_same_url(const char *a, const char *b);
+
 /* The identity object of api.md §2 / convex-protocol.md §6.3 built from
  * verified claims: tokenIdentifier = iss + "|" + sub, the standard claims
  * renamed, every other claim kept under its own name; aud, exp, iat, nbf,

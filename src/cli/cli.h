@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "base/err.h"
 
@@ -31,6 +32,12 @@ typedef struct cli_target {
  * need_key. */
 int cli_target_resolve(cli_target *t, const char *url_opt, const char *key_opt, bool need_key,
                        err_t *e);
+
+/* Parses the options every server-talking command shares: --url, --admin-key
+ * and --help (usage prints the command's help). Returns -1 to go on with the
+ * arguments from optind, or the exit status to return now. */
+int cli_target_getopt(int argc, char **argv, void (*usage)(FILE *out), const char **url_out,
+                      const char **key_out);
 
 /* Calls path with args (a JSON object) as admin through POST /api/function.
  * On a function error returns its code with the message (and data) in e; on

@@ -4,6 +4,7 @@
  * Thread: the main thread of a command-line process.
  */
 #include <curl/curl.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,28 @@ int cli_target_resolve(cli_target *t, const char *url_opt, const char *key_opt, 
                        "no admin key: pass --admin-key, set DOJO_ADMIN_KEY, or run this in the "
                        "folder where `dojo dev` created ./.dojo/admin_key");
     return 0;
+}
+
+int cli_target_getopt(int argc, char **argv, void (*usage)(FILE *out), const char **url_out,
+                      const char **key_out)
+{
+    static const struct option opts[] = {
+        {"url", required_argument, NULL, 'u'},
+        {"admin-key", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    *url_out = *key_out = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'u': *url_out = optarg; break;
+        case 'k': *key_out = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    return -1;
 }
 
 typedef struct response_buf {

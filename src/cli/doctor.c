@@ -270,16 +270,6 @@ static int server_issuer(const doctor *d, char *out, size_t out_bytes, char *det
     return found;
 }
 
-static bool same_url(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    while (la > 0 && a[la - 1] == '/')
-        la--;
-    while (lb > 0 && b[lb - 1] == '/')
-        lb--;
-    return la == lb && strncmp(a, b, la) == 0;
-}
-
 static void check_issuer_set(doctor *d)
 {
     static const char *const fix =
@@ -300,7 +290,7 @@ static void check_issuer_set(doctor *d)
     int effective =
         d->server_up ? server_issuer(d, d->issuer, sizeof d->issuer, detail, sizeof detail) : -1;
     if (effective == 1) {
-        bool dev = same_url(d->issuer, d->target.url);
+        bool dev = jwt_same_url(d->issuer, d->target.url);
         pass("issuer", "CLERK_ISSUER_URL is %s (%s)", d->issuer,
              dev ? "the built-in issuer of `dojo dev --dev-auth`"
                  : "the server's process environment; not stored in the deployment");
@@ -378,7 +368,7 @@ static void check_discovery_and_keys(doctor *d)
              "CLERK_ISSUER_URL must be the Clerk Frontend API URL (e.g. "
              "https://verb-noun-00.clerk.accounts.dev), reachable from the server",
              "%s", why);
-    } else if (!said || !same_url(said, d->issuer)) {
+    } else if (!said || !jwt_same_url(said, d->issuer)) {
         fail(d, "discovery",
              "set CLERK_ISSUER_URL to exactly the issuer the discovery "
              "document names",

@@ -24,22 +24,9 @@ static void env_usage(FILE *out)
 
 int cmd_env(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"admin-key", required_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *url = NULL, *key = NULL;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'u': url = optarg; break;
-        case 'k': key = optarg; break;
-        case 'h': env_usage(stdout); return 0;
-        default: env_usage(stderr); return 2;
-        }
-    }
+    const char *url, *key;
+    int early = cli_target_getopt(argc, argv, env_usage, &url, &key);
+    if (early >= 0) return early;
     int n = argc - optind;
     const char *verb = n > 0 ? argv[optind] : "";
     const char *path = NULL;

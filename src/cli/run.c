@@ -21,22 +21,9 @@ static void run_usage(FILE *out)
 
 int cmd_run(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"admin-key", required_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *url = NULL, *key = NULL;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'u': url = optarg; break;
-        case 'k': key = optarg; break;
-        case 'h': run_usage(stdout); return 0;
-        default: run_usage(stderr); return 2;
-        }
-    }
+    const char *url, *key;
+    int early = cli_target_getopt(argc, argv, run_usage, &url, &key);
+    if (early >= 0) return early;
     if (optind >= argc || argc - optind > 2) {
         run_usage(stderr);
         return 2;
