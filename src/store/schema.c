@@ -5,7 +5,7 @@
  * queries read; the store calls them to derive DDL and scan order.
  *
  * The key order here must agree with the order SQLite gives the index
- * expressions of sqlite.c: null/missing < numbers (integers and reals by
+ * expressions of sqlite_ddl.c: null/missing < numbers (integers and reals by
  * value) < strings (bytewise) < everything else.
  * Thread: any; everything here is pure.
  */

@@ -1,6 +1,6 @@
 /*
- * store.h — the storage interface: one interface, two engines (sqlite.c, and
- * postgres.c for `--db postgres://…`). The store keeps documents; it knows
+ * store.h — the storage interface: one interface, two engines (sqlite*.c, and
+ * pg_*.c for `--db postgres://…`). The store keeps documents; it knows
  * tables, indexes and the guards of schema.h, never what the documents mean.
  *
  * Data layout: per table `T` a SQL table T(id TEXT PRIMARY KEY,

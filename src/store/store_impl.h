@@ -3,10 +3,13 @@
  *
  * store.c holds the public functions of store.h; each one checks what the
  * contract promises and forwards to the engine through a small table of
- * functions (store_ops). An engine (sqlite.c, postgres.c) embeds
- * `struct store` as the first member of its own store, `struct store_conn`
- * as the first member of its own connection and `struct store_listener` as
- * the first member of its own listener, so that it can cast back.
+ * functions (store_ops). An engine (SQLite: sqlite_impl.h lists its files;
+ * PostgreSQL: pg_impl.h) embeds `struct store` as the first member of its
+ * own store, `struct store_conn` as the first member of its own connection
+ * and `struct store_listener` as the first member of its own listener, so
+ * that it can cast back. What both engines do the same way is written once:
+ * sqlbuf.h (the SQL text buffer), sql_common.h (key positions, bounds,
+ * document identity) and ddl_common.h (schema objects, migration, report).
  *
  * Also here: the process-wide fault-injection countdown every engine consults
  * before running a statement, the schema checks every engine relies on, and
