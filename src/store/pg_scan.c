@@ -167,8 +167,7 @@ static void scan_order(scan_sql *q, const schema_index *ix, int from, bool desce
  * them index conditions of "T_<index>" — ordered as the index. */
 static int scan_build(const store_range *r, scan_sql *q, err_t *e)
 {
-    int rc = sql_check_bound(r, r->lo, e);
-    if (rc == 0) rc = sql_check_bound(r, r->hi, e);
+    int rc = sql_check_bounds(r, e);
     if (rc) return rc;
     sqlbuf_init(&q->b, q->text, sizeof q->text);
     q->n_params = q->n_conditions = 0;

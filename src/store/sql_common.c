@@ -35,7 +35,7 @@ int sql_equal_prefix(const store_range *r)
     return (int)i;
 }
 
-int sql_check_bound(const store_range *r, const json_t *bound, err_t *e)
+static int check_bound(const store_range *r, const json_t *bound, err_t *e)
 {
     if (!bound) return 0;
     size_t n = json_is_array(bound) ? json_array_size(bound) : 0;
@@ -49,6 +49,12 @@ int sql_check_bound(const store_range *r, const json_t *bound, err_t *e)
                            r->table->name, r->index->name, i);
     }
     return 0;
+}
+
+int sql_check_bounds(const store_range *r, err_t *e)
+{
+    int rc = check_bound(r, r->lo, e);
+    return rc ? rc : check_bound(r, r->hi, e);
 }
 
 bool sql_doc_identity(const json_t *doc, const char **id, double *creation_time)

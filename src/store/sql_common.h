@@ -31,9 +31,9 @@ const char *sql_system_column(const char *field);
 /* Length of the prefix both bounds of r share: those fields are fixed. */
 int sql_equal_prefix(const store_range *r);
 
-/* ERR_INTERNAL unless bound (when not NULL) is an array of 1..key length
- * scalars of r's index. */
-int sql_check_bound(const store_range *r, const json_t *bound, err_t *e);
+/* ERR_INTERNAL unless each bound of r (when not NULL) is an array of
+ * 1..key length scalars of r's index. */
+int sql_check_bounds(const store_range *r, err_t *e);
 
 /* _id and _creationTime of a document about to be written; false when it
  * lacks either. */

@@ -24,6 +24,7 @@
 #include "engine/validator.h"
 #include "store/schema.h"
 #include "store/store.h"
+#include "store_pg_url.h"
 
 #define URL_BYTES_MAX 1024
 #define GOT_MAX 16
@@ -61,12 +62,6 @@ typedef struct fixture {
         if (rc_ != 0) fail_msg("%s returned %d: %s", #call, rc_, (f)->e.msg);                      \
     } while (0)
 
-static const char *base_url(void)
-{
-    const char *url = getenv("DOJO_TEST_PG_URL");
-    return url && url[0] ? url : NULL;
-}
-
 static void raw_sql(const char *sql)
 {
     PGconn *pg = PQconnectdb(base_url());
@@ -84,9 +79,7 @@ static void deployment_open(fixture *f, deployment *d)
 {
     static int serial;
     snprintf(d->schema_name, sizeof d->schema_name, "dojo_notify_%d_%d", (int)getpid(), ++serial);
-    const char *base = base_url();
-    snprintf(d->url, sizeof d->url, "%s%soptions=-csearch_path%%3D%s", base,
-             strchr(base, '?') ? "&" : "?", d->schema_name);
+    schema_url(d->schema_name, d->url, sizeof d->url);
     char sql[128];
     snprintf(sql, sizeof sql, "CREATE SCHEMA %s", d->schema_name);
     raw_sql(sql);
