@@ -107,14 +107,6 @@ void pg_format_double(char out[PG_NUMBER_BYTES_MAX], double v)
 
 /* --- documents --------------------------------------------------------------------- */
 
-/* _id and _creationTime of a document about to be written. */
-static int doc_identity(const json_t *doc, const char **id, double *ct, const char *what, err_t *e)
-{
-    if (!sql_doc_identity(doc, id, ct))
-        return err_set(e, ERR_INTERNAL, "%s: the document lacks _id or _creationTime", what);
-    return 0;
-}
-
 /* The doc column of row `row` of res. */
 int pg_result_doc(const PGresult *res, int row, const char *table, json_t **out, err_t *e)
 {
@@ -144,7 +136,7 @@ static int write_doc(pg_conn *c, const schema_table *t, const json_t *doc, const
 {
     const char *id = NULL;
     double ct = 0;
-    int rc = doc_identity(doc, &id, &ct, what, e);
+    int rc = sql_doc_identity_checked(doc, &id, &ct, what, e);
     if (rc) return rc;
     char *text = json_dumps(doc, SQL_DOC_DUMP_FLAGS);
     if (!text) return err_set(e, ERR_NOMEM, "%s: cannot encode the document", what);

@@ -74,3 +74,11 @@ uint64_t sql_hash(const char *text)
         h = (h ^ (unsigned char)*text) * 1099511628211ull;
     return h;
 }
+
+int sql_doc_identity_checked(const json_t *doc, const char **id, double *creation_time,
+                             const char *what, err_t *e)
+{
+    if (!sql_doc_identity(doc, id, creation_time))
+        return err_set(e, ERR_INTERNAL, "%s: the document lacks _id or _creationTime", what);
+    return 0;
+}

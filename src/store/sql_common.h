@@ -38,6 +38,9 @@ int sql_check_bounds(const store_range *r, err_t *e);
 /* _id and _creationTime of a document about to be written; false when it
  * lacks either. */
 bool sql_doc_identity(const json_t *doc, const char **id, double *creation_time);
+/* The same, as an operating error naming the operation when it fails. */
+int sql_doc_identity_checked(const json_t *doc, const char **id, double *creation_time,
+                             const char *what, err_t *e);
 
 /* FNV-1a of text: statement caches compare it before the text itself. */
 uint64_t sql_hash(const char *text);

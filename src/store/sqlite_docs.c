@@ -34,16 +34,6 @@ int sqlite_column_doc(sqlite3_stmt *st, int col, const char *table, json_t **out
 
 /* --- documents --------------------------------------------------------------------- */
 
-/* _id and _creationTime of a document about to be written. */
-static int doc_identity(const schema_table *t, const json_t *doc, const char **id, double *ct,
-                        const char *what, err_t *e)
-{
-    if (!sql_doc_identity(doc, id, ct))
-        return err_set(e, ERR_INTERNAL, "%s %s: the document lacks _id or _creationTime", what,
-                       t->name);
-    return 0;
-}
-
 int sqlite_get(store_conn *sc, const schema_table *t, const char *id, json_t **doc_out, err_t *e)
 {
     sqlite_conn *c = sqlite_conn_of(sc);
@@ -67,7 +57,7 @@ static int write_doc(sqlite_conn *c, const schema_table *t, const json_t *doc, c
 {
     const char *id = NULL;
     double ct = 0;
-    int rc = doc_identity(t, doc, &id, &ct, what, e);
+    int rc = sql_doc_identity_checked(doc, &id, &ct, what, e);
     if (rc) return rc;
     char *text = json_dumps(doc, SQL_DOC_DUMP_FLAGS);
     if (!text) return err_set(e, ERR_NOMEM, "%s %s: cannot encode the document", what, t->name);
