@@ -46,6 +46,13 @@ int cli_target_getopt(int argc, char **argv, void (*usage)(FILE *out), const cha
 int cli_call(const cli_target *t, const char *path, const json_t *args, json_t **result_out,
              err_t *e);
 
+/* The whole admin call of `dojo run` / `dojo env`: finds the server and the
+ * key (--url/--admin-key values may be NULL), calls path with args (a
+ * reference is stolen) and on failure prints "dojo <command>: <why>".
+ * Returns the result (a new reference), or NULL after printing. */
+json_t *cli_admin_call(const char *command, const char *url_opt, const char *key_opt,
+                       const char *path, json_t *args);
+
 /* GETs url (for doctor and dev checks); *body_out malloc'd. */
 int cli_http_get(const char *url, long timeout_ms, long *status_out, char **body_out, err_t *e);
 

@@ -212,3 +212,21 @@ int cli_call(const cli_target *t, const char *path, const json_t *args, json_t *
     curl_easy_cleanup(curl);
     return rc;
 }
+
+json_t *cli_admin_call(const char *command, const char *url_opt, const char *key_opt,
+                       const char *path, json_t *args)
+{
+    cli_target t;
+    err_t e;
+    err_init(&e);
+    json_t *result = NULL;
+    int rc = cli_target_resolve(&t, url_opt, key_opt, true, &e);
+    if (rc == 0) rc = cli_call(&t, path, args, &result, &e);
+    json_decref(args);
+    if (rc) {
+        cli_error(command, "%s", e.msg);
+        err_clear(&e);
+        return NULL;
+    }
+    return result;
+}

@@ -56,18 +56,8 @@ int cmd_env(int argc, char **argv)
         env_usage(stderr);
         return 2;
     }
-    cli_target t;
-    err_t e;
-    err_init(&e);
-    json_t *result = NULL;
-    int rc = cli_target_resolve(&t, url, key, true, &e);
-    if (rc == 0) rc = cli_call(&t, path, args, &result, &e);
-    json_decref(args);
-    if (rc) {
-        cli_error("env", "%s", e.msg);
-        err_clear(&e);
-        return 1;
-    }
+    json_t *result = cli_admin_call("env", url, key, path, args);
+    if (!result) return 1;
     int status = 0;
     if (strcmp(verb, "get") == 0) {
         if (json_is_null(result)) {

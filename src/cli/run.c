@@ -37,18 +37,8 @@ int cmd_run(int argc, char **argv)
         json_decref(args);
         return 2;
     }
-    cli_target t;
-    err_t e;
-    err_init(&e);
-    json_t *result = NULL;
-    int rc = cli_target_resolve(&t, url, key, true, &e);
-    if (rc == 0) rc = cli_call(&t, path, args, &result, &e);
-    json_decref(args);
-    if (rc) {
-        cli_error("run", "%s", e.msg);
-        err_clear(&e);
-        return 1;
-    }
+    json_t *result = cli_admin_call("run", url, key, path, args);
+    if (!result) return 1;
     char *text = json_dumps(result, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
     printf("%s\n", text ? text : "null");
     free(text);
