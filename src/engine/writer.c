@@ -267,15 +267,20 @@ static void run_group(engine *en, call_queue *group)
         write_set_free(&writes);
     }
     /* Answer the calls that ran. After a rollback, the ones that had
-     * succeeded lost their writes: run them again (once) in a new group. */
+     * succeeded lost their writes: run them again (once) in a new group —
+     * but never after a commit whose outcome is unknown: it may have
+     * committed, and running them again would apply them twice. */
     while ((c = call_queue_pop(&ran))) {
         if (broken && !c->replayed && (c->rc == 0 || is_storage_failure(c->rc))) {
-            if (c->attempts < WRITER_ATTEMPTS_MAX && c->rc == 0) {
+            if (c->attempts < WRITER_ATTEMPTS_MAX && c->rc == 0 && !uncertain) {
                 reset_for_retry(c);
                 call_queue_push(&retry, c);
                 continue;
             }
-            if (c->rc == 0) fail_call(c, ERR_STORAGE, e.msg[0] ? e.msg : "storage failure");
+            if (c->rc == 0)
+                fail_call(c, ERR_STORAGE,
+                          uncertain ? "the commit's outcome is unknown (the database link was lost)"
+                                    : e.msg[0] ? e.msg : "storage failure");
             log_error("storage: %s failed: %s", c->fn->path, c->err.msg);
         }
         if (c->rc == 0 && !c->replayed) c->ts = committed ? ts : en->last_ts_writer;
