@@ -24,13 +24,13 @@ static const validator set_args = V_OBJECT_INIT(set_fields);
 
 static int check_name(ctx *c, const char *name)
 {
-    bool ok = isupper((unsigned char)name[0]) || name[0] == '_';
+    bool ok = isalpha((unsigned char)name[0]);
     for (const char *p = name; ok && *p; p++)
-        ok = isupper((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_';
+        ok = isalnum((unsigned char)*p) || *p == '_';
     if (!ok)
         return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
-                        "Invalid argument `name`: a deployment variable name is upper-case "
-                        "letters, digits and '_', starting with a letter (got \"%.64s\")",
+                        "Invalid argument `name`: a deployment variable name is letters, digits "
+                        "and '_', starting with a letter (got \"%.64s\")",
                         name);
     return 0;
 }
@@ -133,9 +133,9 @@ static int env_remove(ctx *c, const json_t *args, json_t **result)
     json_t *row = NULL;
     int rc = find(c, name, &row);
     if (rc) return rc;
-    if (!row)
-        return ctx_fail(c, ERR_NOT_FOUND, NULL, "Deployment variable %.128s is not set", name);
-    rc = db_delete(c, SYSTEM_TABLE_ENV, app_str(row, "_id"));
+    /* Removing a variable that is not set is done already (like
+     * `npx convex env remove`): nothing to write. */
+    if (row) rc = db_delete(c, SYSTEM_TABLE_ENV, app_str(row, "_id"));
     json_decref(row);
     *result = json_null();
     return rc;

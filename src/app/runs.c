@@ -236,7 +236,11 @@ static int heartbeat(ctx *c, const json_t *args, json_t **result)
     json_t *run;
     int rc = load_held_run(c, args, "heartbeat", &run);
     if (rc) return rc;
-    json_t *patch = json_pack("{s:f}", "leaseExpiresAt", c->now_ms + lease_ms(args));
+    /* Extends, never shortens: a heartbeat without leaseSeconds (the default
+     * 300 s) must not cut a longer lease the worker claimed with. */
+    double until = c->now_ms + lease_ms(args);
+    double current = json_number_value(json_object_get(run, "leaseExpiresAt"));
+    json_t *patch = json_pack("{s:f}", "leaseExpiresAt", until > current ? until : current);
     rc = db_patch(c, "runs", app_str(run, "_id"), patch);
     json_decref(patch);
     json_decref(run);

@@ -67,6 +67,9 @@ char *cli_read_file(const char *path, size_t *len_out);
 const char *cli_db_resolve(const char *db_opt);
 const char *cli_sqlite_path(const char *db_url);
 bool cli_file_exists(const char *path);
+/* cli_db_resolve, but a SQLite file that does not exist is an error printed
+ * for `command` (NULL returned): the read-only commands must not create one. */
+const char *cli_db_existing(const char *command, const char *db_opt);
 int cli_sqlite_in_use(const char *path, long *pid_out);
 
 /* Prints "dojo <command>: <message>" to stderr. */

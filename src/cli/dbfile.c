@@ -1,5 +1,5 @@
 /*
- * dbfile.c — the database as the offline commands (export, import) see it:
+ * dbfile.c — the database as the offline commands (verify, export, import) see it:
  * which database --db / $DOJO_DB / ./.dojo/dojo.db names, the file behind a
  * SQLite URL, and whether another process has that file open.
  *
@@ -44,6 +44,21 @@ bool cli_file_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+const char *cli_db_existing(const char *command, const char *db_opt)
+{
+    const char *db = cli_db_resolve(db_opt);
+    const char *path = cli_sqlite_path(db);
+    if (path && !cli_file_exists(path)) {
+        /* Opening would create an empty database: refuse instead. */
+        cli_error(command,
+                  "there is no database at %s: pass --db sqlite:PATH (`dojo dev` keeps it in "
+                  "./.dojo/dojo.db)",
+                  path);
+        return NULL;
+    }
+    return db;
 }
 
 int cli_sqlite_in_use(const char *path, long *pid_out)

@@ -196,15 +196,8 @@ int cmd_export(int argc, char **argv)
         return 2;
     }
     const char *file = argv[optind];
-    const char *db = cli_db_resolve(db_opt);
-    const char *path = cli_sqlite_path(db);
-    if (path && !cli_file_exists(path)) {
-        cli_error("export",
-                  "there is no database at %s: pass --db sqlite:PATH (`dojo dev` keeps it in "
-                  "./.dojo/dojo.db)",
-                  path);
-        return 1;
-    }
+    const char *db = cli_db_existing("export", db_opt);
+    if (!db) return 1;
     const schema *s = app_schema();
     err_t e;
     err_init(&e);

@@ -130,9 +130,12 @@ static void serve_usage(FILE *out)
 {
     fprintf(out,
             "Usage: dojo serve [--db URL] [--listen HOST:PORT] [options]\n\n"
-            "The production server. The admin key comes from DOJO_ADMIN_KEY (without it,\n"
-            "admin functions and `dojo run` are refused).\n\n"
-            "  --db URL              sqlite:PATH (default sqlite:dojo.db, or $DOJO_DB)\n"
+            "The production server. The admin key comes from DOJO_ADMIN_KEY or --admin-key\n"
+            "(without one, admin functions and `dojo run` are refused; prefer the\n"
+            "environment: a flag shows in the process list).\n\n"
+            "  --db URL              sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB\n"
+            "                        (default sqlite:dojo.db, or $DOJO_DB)\n"
+            "  --admin-key KEY       the admin key (default $DOJO_ADMIN_KEY)\n"
             "  --listen HOST:PORT    address to listen on (default 127.0.0.1:3210)\n"
             "  --max-body-bytes N    request body limit (default %u)\n"
             "  --readers N           reader threads for queries (default 2)\n"
@@ -157,10 +160,13 @@ int cmd_serve(int argc, char **argv)
         {"max-body-bytes", required_argument, NULL, 'b'},
         {"readers", required_argument, NULL, 'r'},
         {"log-level", required_argument, NULL, 'L'},
+        {"admin-key", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *db = getenv("DOJO_DB");
+    const char *key = getenv("DOJO_ADMIN_KEY");
+    const char *key_source = "from DOJO_ADMIN_KEY";
     char host[256] = "127.0.0.1";
     int port = 3210, readers = 0, c;
     long long body_max = 0;
@@ -182,6 +188,10 @@ int cmd_serve(int argc, char **argv)
             }
             log_init(cli_parse_log_level(optarg));
             break;
+        case 'k':
+            key = optarg;
+            key_source = "from --admin-key";
+            break;
         case 'h': serve_usage(stdout); return 0;
         default: serve_usage(stderr); return 2;
         }
@@ -194,14 +204,13 @@ int cmd_serve(int argc, char **argv)
         cli_error("serve", "--max-body-bytes must be 0..2^31 and --readers 0..16");
         return 2;
     }
-    const char *key = getenv("DOJO_ADMIN_KEY");
-    if (!key || !*key) log_warn("DOJO_ADMIN_KEY is not set: admin functions will be refused");
+    if (!key || !*key)
+        log_warn("no admin key (DOJO_ADMIN_KEY or --admin-key): admin functions will be refused");
     server_config cfg = {.db_url = db && *db ? db : "sqlite:dojo.db",
                          .host = host,
                          .port = port,
                          .admin_key = key,
                          .body_bytes_max = (size_t)body_max,
                          .reader_threads = readers};
-    return cli_run_server(&cfg, "serve", false, key && *key ? "from DOJO_ADMIN_KEY" : "none",
-                          NULL);
+    return cli_run_server(&cfg, "serve", false, key && *key ? key_source : "none", NULL);
 }

@@ -30,16 +30,21 @@ int cmd_verify(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *db = getenv("DOJO_DB");
+    const char *db_opt = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': db = optarg; break;
+        case 'd': db_opt = optarg; break;
         case 'h': verify_usage(stdout); return 0;
         default: verify_usage(stderr); return 2;
         }
     }
-    if (!db || !*db) db = CLI_DEFAULT_DB;
+    if (optind < argc) {
+        cli_error("verify", "unexpected argument \"%s\" (the database is --db URL)", argv[optind]);
+        return 2;
+    }
+    const char *db = cli_db_existing("verify", db_opt);
+    if (!db) return 1;
     err_t e;
     err_init(&e);
     store *st = NULL;

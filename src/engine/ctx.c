@@ -382,12 +382,19 @@ static int check_document(ctx *c, const schema_table *t, const json_t *doc)
     json_decref(user);
     if (rc) return rc;
     size_t bytes = json_dumpb(doc, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    if (bytes > LIMIT_DOC_BYTES_MAX)
-        return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
-                        "Document too large: a %s document would be %zu bytes; the limit is %u "
-                        "bytes (1 MiB)",
-                        t->name, bytes, LIMIT_DOC_BYTES_MAX);
-    return 0;
+    if (bytes <= LIMIT_DOC_BYTES_MAX) return 0;
+    /* Name the field that makes it big, as INVALID_ARGUMENT does elsewhere. */
+    const char *key, *biggest = "?";
+    json_t *value;
+    size_t biggest_bytes = 0;
+    json_object_foreach((json_t *)doc, key, value) {
+        size_t n = json_dumpb(value, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY);
+        if (n > biggest_bytes) biggest = key, biggest_bytes = n;
+    }
+    return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
+                    "Invalid argument `%s`: document too large: the %s document would be %zu "
+                    "bytes (`%s` is %zu); the limit is %u bytes (1 MiB)",
+                    biggest, t->name, bytes, biggest, biggest_bytes, LIMIT_DOC_BYTES_MAX);
 }
 
 static double next_creation_time(ctx *c)

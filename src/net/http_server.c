@@ -351,12 +351,22 @@ static char *error_body(const char *code, const char *message)
     return text;
 }
 
-static int msg_set_error(http_msg *m, int status, const char *code, const char *message)
+/* origin: the request's Origin header when its headers were read (mirrored,
+ * as every other response does, so that a browser can read the error), or
+ * NULL. */
+static int msg_set_error(http_msg *m, int status, const char *code, const char *message,
+                         const char *origin)
 {
-    static const http_header json_type[] = {{"Content-Type", "application/json"}};
+    http_header headers[4] = {{"Content-Type", "application/json"}};
+    int n = 1;
+    if (origin) {
+        headers[n++] = (http_header){"Access-Control-Allow-Origin", origin};
+        headers[n++] = (http_header){"Access-Control-Allow-Credentials", "true"};
+        headers[n++] = (http_header){"Vary", "Origin"};
+    }
     char *body = error_body(code, message);
     if (!body) return ERR_NOMEM;
-    int rc = msg_set_response(m, status, json_type, 1, body, strlen(body));
+    int rc = msg_set_response(m, status, headers, n, body, strlen(body));
     free(body);
     return rc;
 }
@@ -433,6 +443,12 @@ void http_conn_message_done(http_conn *c, http_msg *m)
 void http_conn_fail(http_conn *c, int status, const char *code, const char *fmt, ...)
 {
     if (c->closing || c->lingering) return;
+    char origin[512] = "";
+    const http_msg *parsing = c->parsing;
+    if (parsing && parsing->headers_done && parsing->req.headers) {
+        const char *o = http_request_header(&parsing->req, "origin");
+        if (o && strlen(o) < sizeof origin) snprintf(origin, sizeof origin, "%s", o);
+    }
     http_msg_free(c->parsing);
     c->parsing = NULL;
     c->stop_parsing = true;
@@ -445,7 +461,7 @@ void http_conn_fail(http_conn *c, int status, const char *code, const char *fmt,
     va_end(ap);
     log_debug("http: %s: %d %s", c->remote_addr, status, message);
     http_msg *m = http_msg_new(c);
-    if (!m || msg_set_error(m, status, code, message) != ERR_OK) {
+    if (!m || msg_set_error(m, status, code, message, origin[0] ? origin : NULL) != ERR_OK) {
         http_msg_free(m);
         conn_close(c);
         return;

@@ -5,6 +5,8 @@
 #include "proto/wire.h"
 
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,112 +29,144 @@ int wire_parse_format(const char *name, wire_format *out)
     return -1;
 }
 
-static json_t *decode_special(const char *key, const json_t *v, err_t *e)
+#define WIRE_PATH_BYTES_MAX 256
+
+/* Where in the value decoding is, for messages that name the field. */
+typedef struct decoder {
+    char path[WIRE_PATH_BYTES_MAX];
+    err_t *e;
+} decoder;
+
+static json_t *refuse(decoder *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static json_t *refuse(decoder *d, const char *fmt, ...)
+{
+    char why[ERR_MSG_BYTES_MAX - WIRE_PATH_BYTES_MAX - 32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (d->path[0]) err_set(d->e, ERR_INVALID_ARGUMENT, "Invalid argument `%s`: %s", d->path, why);
+    else err_set(d->e, ERR_INVALID_ARGUMENT, "Invalid arguments: %s", why);
+    return NULL;
+}
+
+static size_t path_push(decoder *d, const char *key, long index)
+{
+    size_t len = strlen(d->path);
+    if (key) snprintf(d->path + len, sizeof d->path - len, "%s%s", len ? "." : "", key);
+    else snprintf(d->path + len, sizeof d->path - len, "[%ld]", index);
+    return len;
+}
+
+static bool printable_ascii(const char *key)
+{
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        if (*p < 0x20 || *p > 0x7E) return false;
+    return true;
+}
+
+static json_t *decode_special(decoder *d, const char *key, const json_t *v)
 {
     const char *text = json_string_value(v);
     uint8_t raw[16];
     if (strcmp(key, "$integer") == 0) {
-        if (!text || strlen(text) != 12 || b64_decode(text, 12, raw) != 8) {
-            err_set(e, ERR_INVALID_ARGUMENT, "Invalid $integer: expected base64 of 8 bytes");
-            return NULL;
-        }
+        if (!text || strlen(text) != 12 || b64_decode(text, 12, raw) != 8)
+            return refuse(d, "invalid $integer: expected base64 of 8 bytes");
         uint64_t u = 0;
         for (int i = 0; i < 8; i++) u |= (uint64_t)raw[i] << (8 * i);
         int64_t x = (int64_t)u;
-        if (x > 9007199254740991LL || x < -9007199254740991LL) {
-            err_set(e, ERR_INVALID_ARGUMENT, "Integer %lld is out of range: at most 2^53-1",
-                    (long long)x);
-            return NULL;
-        }
+        if (x > 9007199254740991LL || x < -9007199254740991LL)
+            return refuse(d, "integer %lld is out of range: at most 2^53-1", (long long)x);
         return json_integer((json_int_t)x);
     }
     if (strcmp(key, "$float") == 0) {
-        if (!text || strlen(text) != 12 || b64_decode(text, 12, raw) != 8) {
-            err_set(e, ERR_INVALID_ARGUMENT, "Invalid $float: expected base64 of 8 bytes");
-            return NULL;
-        }
+        if (!text || strlen(text) != 12 || b64_decode(text, 12, raw) != 8)
+            return refuse(d, "invalid $float: expected base64 of 8 bytes");
         uint64_t u = 0;
         for (int i = 0; i < 8; i++) u |= (uint64_t)raw[i] << (8 * i);
-        double d;
-        memcpy(&d, &u, sizeof d);
-        if (!isfinite(d)) {
-            err_set(e, ERR_INVALID_ARGUMENT, "NaN and Infinity are not supported values");
-            return NULL;
-        }
-        return json_real(d);
+        double x;
+        memcpy(&x, &u, sizeof x);
+        if (!isfinite(x)) return refuse(d, "NaN and Infinity are not supported values");
+        return json_real(x);
     }
     if (strcmp(key, "$bytes") == 0)
-        err_set(e, ERR_INVALID_ARGUMENT, "Bytes values are not supported by these functions");
-    else
-        err_set(e, ERR_INVALID_ARGUMENT,
-                "Invalid value: field names may not start with '$' (got \"%s\")", key);
-    return NULL;
+        return refuse(d, "bytes values are not supported by these functions");
+    return refuse(d, "field names may not start with '$' (got \"%.64s\")", key);
 }
 
-static json_t *decode(const json_t *v, int depth, err_t *e)
+static json_t *decode_value(decoder *d, const json_t *v, int depth);
+
+static json_t *decode_array(decoder *d, const json_t *v, int depth)
 {
-    if (depth > LIMIT_VALUE_DEPTH_MAX) {
-        err_set(e, ERR_INVALID_ARGUMENT, "Value nested deeper than %d levels",
-                LIMIT_VALUE_DEPTH_MAX);
-        return NULL;
-    }
-    if (json_is_array(v)) {
-        if (json_array_size(v) > LIMIT_ARRAY_ITEMS_MAX) {
-            err_set(e, ERR_INVALID_ARGUMENT, "Array has %zu items; the limit is %d",
-                    json_array_size(v), LIMIT_ARRAY_ITEMS_MAX);
-            return NULL;
-        }
-        json_t *out = json_array();
-        size_t i;
-        const json_t *item;
-        json_array_foreach(v, i, item) {
-            json_t *d = decode(item, depth + 1, e);
-            if (!d) {
-                json_decref(out);
-                return NULL;
-            }
-            json_array_append_new(out, d);
-        }
-        return out;
-    }
-    if (!json_is_object(v)) return json_deep_copy(v);
-    if (json_object_size(v) > LIMIT_OBJECT_FIELDS_MAX) {
-        err_set(e, ERR_INVALID_ARGUMENT, "Object has %zu fields; the limit is %d",
-                json_object_size(v), LIMIT_OBJECT_FIELDS_MAX);
-        return NULL;
-    }
-    const char *key;
-    const json_t *fv;
-    if (json_object_size(v) == 1) {
-        json_object_foreach((json_t *)v, key, fv) {
-            if (key[0] == '$') return decode_special(key, fv, e);
-        }
-    }
-    json_t *out = json_object();
-    json_object_foreach((json_t *)v, key, fv) {
-        if (key[0] == '$') {
-            json_decref(out);
-            return decode_special(key, fv, e);
-        }
-        if (strlen(key) > LIMIT_FIELD_NAME_BYTES_MAX) {
-            json_decref(out);
-            err_set(e, ERR_INVALID_ARGUMENT, "Field name longer than %d bytes",
-                    LIMIT_FIELD_NAME_BYTES_MAX);
-            return NULL;
-        }
-        json_t *d = decode(fv, depth + 1, e);
-        if (!d) {
+    if (json_array_size(v) > LIMIT_ARRAY_ITEMS_MAX)
+        return refuse(d, "array has %zu items; the limit is %d", json_array_size(v),
+                      LIMIT_ARRAY_ITEMS_MAX);
+    json_t *out = json_array();
+    size_t i;
+    const json_t *item;
+    json_array_foreach(v, i, item) {
+        size_t len = path_push(d, NULL, (long)i);
+        json_t *x = decode_value(d, item, depth + 1);
+        d->path[len] = '\0';
+        if (!x) {
             json_decref(out);
             return NULL;
         }
-        json_object_set_new(out, key, d);
+        json_array_append_new(out, x);
     }
     return out;
 }
 
+static json_t *decode_object(decoder *d, const json_t *v, int depth)
+{
+    if (json_object_size(v) > LIMIT_OBJECT_FIELDS_MAX)
+        return refuse(d, "object has %zu fields; the limit is %d", json_object_size(v),
+                      LIMIT_OBJECT_FIELDS_MAX);
+    const char *key;
+    const json_t *fv;
+    json_object_foreach((json_t *)v, key, fv) {
+        if (key[0] == '$') {
+            if (json_object_size(v) == 1) return decode_special(d, key, fv);
+            return refuse(d, "field names may not start with '$' (got \"%.64s\")", key);
+        }
+    }
+    json_t *out = json_object();
+    json_object_foreach((json_t *)v, key, fv) {
+        /* The client refuses to decode such names: never store one. */
+        if (strlen(key) > LIMIT_FIELD_NAME_BYTES_MAX || !printable_ascii(key)) {
+            json_decref(out);
+            size_t len = path_push(d, key, 0);
+            refuse(d, "field names are 1 to %d printable ASCII characters",
+                   LIMIT_FIELD_NAME_BYTES_MAX);
+            d->path[len] = '\0';
+            return NULL;
+        }
+        size_t len = path_push(d, key, 0);
+        json_t *x = decode_value(d, fv, depth + 1);
+        d->path[len] = '\0';
+        if (!x) {
+            json_decref(out);
+            return NULL;
+        }
+        json_object_set_new(out, key, x);
+    }
+    return out;
+}
+
+static json_t *decode_value(decoder *d, const json_t *v, int depth)
+{
+    if (depth > LIMIT_VALUE_DEPTH_MAX)
+        return refuse(d, "value nested deeper than %d levels", LIMIT_VALUE_DEPTH_MAX);
+    if (json_is_array(v)) return decode_array(d, v, depth);
+    if (json_is_object(v)) return decode_object(d, v, depth);
+    return json_deep_copy(v);
+}
+
 json_t *wire_decode(const json_t *encoded, err_t *e)
 {
-    return decode(encoded, 0, e);
+    decoder d = {.e = e};
+    d.path[0] = '\0';
+    return decode_value(&d, encoded, 0);
 }
 
 json_t *wire_args(const json_t *args, err_t *e)

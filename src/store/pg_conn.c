@@ -128,7 +128,8 @@ static void redact_url(const char *url, char *out, size_t out_bytes)
 void store_redact_url(const char *url, char *out, size_t out_bytes)
 {
     assert(url && out && out_bytes > 0);
-    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+    /* Any URL with credentials (user:password@) has its password hidden. */
+    if (strstr(url, "://"))
         redact_url(url, out, out_bytes);
     else
         snprintf(out, out_bytes, "%s", url);

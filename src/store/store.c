@@ -105,6 +105,14 @@ int store_open(const char *url, const schema *s, store **out, char report[STORE_
         return store_pg_open(url, s, out, report, e);
     const char *path = has_prefix(url, "sqlite:") ? url + strlen("sqlite:") : url;
     if (!path[0]) return err_set(e, ERR_STORAGE, "no database path in '%s'", url);
+    if (strstr(url, "://") && !has_prefix(url, "sqlite:")) {
+        char shown[256];
+        store_redact_url(url, shown, sizeof shown);
+        return err_set(e, ERR_STORAGE,
+                       "unsupported database URL '%s': use sqlite:PATH (or a file path) or "
+                       "postgres://USER:PASSWORD@HOST:PORT/DB",
+                       shown);
+    }
     return store_sqlite_open(path, s, out, report, e);
 }
 

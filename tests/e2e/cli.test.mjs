@@ -106,6 +106,16 @@ describe('dojo env', () => {
     assert.ok(!listAfter.stdout.includes('GREETING_TEXT'), listAfter.stdout);
   });
 
+  test('dojo env set NAME=VALUE stores VALUE; removing an unset name succeeds', async () => {
+    const set = await dojo.cli(['env', 'set', 'Mixed_Case=a=b']);
+    assert.equal(set.code, 0, set.stderr);
+    const get = await dojo.cli(['env', 'get', 'Mixed_Case']);
+    assert.equal(get.stdout, 'a=b\n', 'only the first = splits');
+    assert.equal((await dojo.cli(['env', 'remove', 'Mixed_Case'])).code, 0);
+    const again = await dojo.cli(['env', 'remove', 'Mixed_Case']);
+    assert.equal(again.code, 0, again.stderr);
+  });
+
   test('dojo env set refuses an invalid value with a readable message', async () => {
     const r = await dojo.cli(['env', 'set', 'SIGNUP_CREDITS', 'lots']);
     assert.notEqual(r.code, 0);

@@ -259,3 +259,11 @@ test('export of a database that does not exist fails without creating it', async
   const again = await cli(['export', file('none.jsonl'), '--db', db('missing.db')]);
   assert.match(again.stderr, /no database at/, 'still no database');
 });
+
+test('verify of a database that does not exist fails without creating it', async () => {
+  const r = await cli(['verify', '--db', db('missing-verify.db')]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /no database at .*missing-verify\.db/);
+  const again = await cli(['verify', '--db', db('missing-verify.db')]);
+  assert.match(again.stderr, /no database at/, 'the first call created nothing');
+});

@@ -507,10 +507,20 @@ describe('worker functions', () => {
     assert.equal(longer.attempts, 1);
     assert.equal(longer.startedAt, claimed.startedAt);
 
+    // "Extends": a heartbeat with the default 300 s never cuts the hour short.
     await worker.mutation(api.heartbeat, { id: claimed._id, workerId: 'w-beat' });
     const byDefault = await getRun(a, claimed._id);
-    assert.ok(byDefault.leaseExpiresAt < longer.leaseExpiresAt, 'the default lease is 300 s from now');
-    assert.ok(byDefault.leaseExpiresAt >= Date.now() + 250_000);
+    assert.equal(byDefault.leaseExpiresAt, longer.leaseExpiresAt, 'a shorter heartbeat does not shorten the lease');
+  });
+
+  test('runs:heartbeat with the default lease extends a short lease to 300 s from now', async () => {
+    const a = await funded(1);
+    const claimed = await processingRun(a, 'w-beat-default', { leaseSeconds: 10 });
+    await worker.mutation(api.heartbeat, { id: claimed._id, workerId: 'w-beat-default' });
+    const after = await getRun(a, claimed._id);
+    assert.ok(after.leaseExpiresAt > claimed.leaseExpiresAt, 'extended');
+    assert.ok(after.leaseExpiresAt >= Date.now() + 250_000, 'to about 300 s from now');
+    assert.ok(after.leaseExpiresAt <= Date.now() + 300_000 + 1);
   });
 
   test('runs:complete makes a processing run completed with output and finishedAt, and keeps the charge', async () => {

@@ -77,6 +77,21 @@ static void args_may_be_an_object_or_a_one_element_array(void **state)
     json_decref(num);
 }
 
+static void field_names_outside_printable_ascii_are_refused_by_path(void **state)
+{
+    (void)state;
+    err_t e;
+    /* The client could never decode such a document again: refuse it. */
+    assert_null(decode("{\"nodes\":[{\"donn\u00e9es\":1}]}", &e));
+    assert_int_equal(e.code, ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(e.msg, "`nodes[0].donn"));
+    assert_non_null(strstr(e.msg, "printable ASCII"));
+    assert_null(decode("{\"a\\tb\":1}", &e));
+    json_t *ok = decode("{\"with space-and_dots.ok\":1}", &e);
+    assert_non_null(ok);
+    json_decref(ok);
+}
+
 static void nesting_is_bounded(void **state)
 {
     (void)state;
@@ -119,6 +134,7 @@ int main(void)
         cmocka_unit_test(special_floats_are_refused_but_negative_zero_kept),
         cmocka_unit_test(dollar_keys_and_bytes_are_refused),
         cmocka_unit_test(args_may_be_an_object_or_a_one_element_array),
+        cmocka_unit_test(field_names_outside_printable_ascii_are_refused_by_path),
         cmocka_unit_test(nesting_is_bounded),
         cmocka_unit_test(formats_are_recognised),
         cmocka_unit_test(reals_round_trip_with_full_precision),
