@@ -28,6 +28,12 @@
 #define LIMIT_WS_PENDING_MUTATIONS_PER_SESSION_MAX 1000
 #define LIMIT_WS_PING_INTERVAL_MS 15000
 #define LIMIT_WS_CLIENT_SILENCE_MS 120000
+/* A reconnecting client's maxObservedTimestamp moves the commit clock past
+ * it (the database may have been restored from an older backup) only when
+ * it is at most this far ahead of the wall clock: anything further did not
+ * come from a dojo clock, and would let any client push every later
+ * timestamp towards the end of the 64-bit range. */
+#define LIMIT_WS_OBSERVED_TS_AHEAD_NS (3600ull * 1000 * 1000 * 1000)
 
 /* Values and documents (engine/validate.c, proto/wire.c) */
 #define LIMIT_DOC_BYTES_MAX (1u * 1024 * 1024)

@@ -72,6 +72,7 @@ typedef struct session {
 
     json_t **inbox;              /* messages waiting while an Authenticate is verified */
     int inbox_len;
+    bool draining; /* process_inbox is running (it is not re-entrant) */
     bool auth_pending;
 
     sess_mutation *mut_head, *mut_tail;

@@ -10,6 +10,7 @@
  * ignored. A malformed message ends the session with FatalError.
  * Thread: the event-loop thread only.
  */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -465,9 +466,15 @@ static void on_connect(session *s, const json_t *msg)
     }
     const char *max_ts = json_string_value(json_object_get(msg, "maxObservedTimestamp"));
     uint64_t seen;
-    if (max_ts && b64_u64le_decode(max_ts, &seen) == 0 &&
-        seen > subs_processed_ts(s->hub->subs))
-        engine_bump_ts(s->hub->srv->en, seen);
+    if (!max_ts || b64_u64le_decode(max_ts, &seen) != 0 || seen <= subs_processed_ts(s->hub->subs))
+        return;
+    if (seen > clock_now_ns() + LIMIT_WS_OBSERVED_TS_AHEAD_NS) {
+        log_warn("sync: session %s claims to have seen timestamp %" PRIu64
+                 ", more than an hour ahead of this clock: ignored",
+                 s->session_id, seen);
+        return;
+    }
+    engine_bump_ts(s->hub->srv->en, seen);
 }
 
 static void handle(session *s, json_t *msg)
@@ -483,14 +490,23 @@ static void handle(session *s, json_t *msg)
     else session_fatal(s, "WSMessageInvalidJson: unknown message type");
 }
 
+/* Handles the messages that waited behind an Authenticate, in order, until
+ * another Authenticate must wait in turn. Not re-entrant: a token found in
+ * the cache is answered synchronously, from inside handle(), and that
+ * answer calls here again — the outer loop then simply goes on. Each
+ * message leaves the inbox before it is handled. */
 static void process_inbox(session *s)
 {
-    int i = 0;
-    while (i < s->inbox_len && !s->auth_pending && !s->closed) handle(s, s->inbox[i++]);
-    if (i == 0) return;
-    for (int k = 0; k < i; k++) json_decref(s->inbox[k]);
-    memmove(s->inbox, s->inbox + i, (size_t)(s->inbox_len - i) * sizeof *s->inbox);
-    s->inbox_len -= i;
+    if (s->draining) return;
+    s->draining = true;
+    while (s->inbox_len > 0 && !s->auth_pending && !s->closed) {
+        json_t *msg = s->inbox[0];
+        s->inbox_len--;
+        memmove(s->inbox, s->inbox + 1, (size_t)s->inbox_len * sizeof *s->inbox);
+        handle(s, msg);
+        json_decref(msg);
+    }
+    s->draining = false;
 }
 
 void session_on_message(void *data, const char *text, size_t len)
@@ -510,6 +526,7 @@ void session_on_message(void *data, const char *text, size_t len)
             session_fatal(s, "TooManyMessages: too many messages while authenticating");
         } else if (!s->inbox && !(s->inbox = malloc(SYNC_INBOX_MAX * sizeof *s->inbox))) {
             json_decref(msg);
+            session_fatal(s, "InternalServerError: out of memory");
         } else {
             s->inbox[s->inbox_len++] = msg;
         }

@@ -13,7 +13,7 @@ import WebSocket from 'ws';
 import { checkAfterEach, makeFunctionReference as ref, startDojo, waitFor } from './lib/dojo.mjs';
 import { newSubject, startIssuer } from './lib/issuer.mjs';
 import { startProxy } from './lib/proxy.mjs';
-import { RawSyncClient, tsToBigInt } from './lib/sync_raw.mjs';
+import { bigIntToTs, RawSyncClient, tsToBigInt } from './lib/sync_raw.mjs';
 
 let issuer;
 let dojo;
@@ -153,6 +153,55 @@ describe('versions and identity', () => {
     const third = await raw.nextTransition({ after: upTo + 1 });
     assert.deepEqual(third.modifications, [{ type: 'QueryRemoved', queryId: 0 }]);
     raw.close();
+  });
+
+  test('a second Authenticate queued behind a pending one is handled once, in order', async () => {
+    // A fresh server has no keys yet: the first token waits for the JWKS
+    // (held back here) while the refresh, the same token, queues behind it.
+    // When the keys land, the refresh is answered from the token cache
+    // synchronously, from inside the handling of the queue.
+    const ownIssuer = await startIssuer();
+    const own = await startDojo({ issuer: ownIssuer });
+    try {
+      const release = ownIssuer.hold(ownIssuer.jwksPath);
+      const sub = newSubject();
+      const token = await ownIssuer.token({ sub });
+      const raw = await RawSyncClient.connect(own.url);
+      raw.authenticate(token);
+      raw.authenticate(token);
+      raw.add(0, 'users:me', {});
+      await waitFor(() => ownIssuer.requestCount(ownIssuer.jwksPath) > 0, { what: 'the JWKS fetch' });
+      release();
+      await raw.waitFor(() => raw.transitions.find((t) => t.endVersion.identity === 2 && t.endVersion.querySet === 1), {
+        what: 'identity 2 and query set 1',
+      });
+      assert.equal(raw.messages.filter((m) => m.type === 'FatalError' || m.type === 'AuthError').length, 0);
+      assert.deepEqual(raw.updatesFor(0).map((m) => m.type), ['QueryUpdated'], 'the query answered once');
+      const r = await raw.mutation('users:getOrCreate', {});
+      assert.equal(r.success, true, JSON.stringify(r));
+      raw.close();
+    } finally {
+      await own.stop();
+      await ownIssuer.close();
+    }
+  });
+
+  test('a reconnect carrying a newer maxObservedTimestamp moves the clock past it; an absurd one is ignored', async () => {
+    const ahead = BigInt(Date.now() + 10 * 60_000) * 1_000_000n; // ten minutes ahead, in ns
+    const raw = await RawSyncClient.connect(dojo.url, { maxObservedTimestamp: bigIntToTs(ahead) });
+    raw.authenticate(await issuer.token({ sub: newSubject() }));
+    const made = await raw.mutation('users:getOrCreate', {});
+    assert.equal(made.success, true, JSON.stringify(made));
+    assert.ok(tsToBigInt(made.ts) > ahead, 'a commit after the reconnect is later than what the client saw');
+    raw.close();
+
+    const absurd = (1n << 64n) - 2n;
+    const evil = await RawSyncClient.connect(dojo.url, { maxObservedTimestamp: bigIntToTs(absurd) });
+    evil.authenticate(await issuer.token({ sub: newSubject() }));
+    const next = await evil.mutation('users:getOrCreate', {});
+    assert.equal(next.success, true, JSON.stringify(next));
+    assert.ok(tsToBigInt(next.ts) < ahead + 3_600_000_000_000n, 'the clock did not jump to the end of its range');
+    evil.close();
   });
 
   test('MutationResponse comes before the Transition that covers it', async () => {

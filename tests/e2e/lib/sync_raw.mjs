@@ -20,8 +20,14 @@ export function tsToBigInt(b64) {
   return Buffer.from(b64, 'base64').readBigUInt64LE(0);
 }
 
+export function bigIntToTs(n) {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(n);
+  return b.toString('base64');
+}
+
 export class RawSyncClient {
-  static async connect(url, { sessionId = randomUUID(), connectionCount = 0 } = {}) {
+  static async connect(url, { sessionId = randomUUID(), connectionCount = 0, maxObservedTimestamp } = {}) {
     const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/api/1.48.0/sync`);
     await new Promise((resolve, reject) => {
       ws.once('open', resolve);
@@ -34,6 +40,7 @@ export class RawSyncClient {
       connectionCount,
       lastCloseReason: connectionCount ? 'closed with code 1006' : 'InitialConnect',
       clientTs: Date.now(),
+      ...(maxObservedTimestamp === undefined ? {} : { maxObservedTimestamp }),
     });
     return c;
   }
