@@ -8,7 +8,7 @@ packages=(
   build-essential cmake pkg-config
   libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev
   libssl-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev
-  libcmocka-dev sqlite3 clang libclang-rt-14-dev
+  libcmocka-dev sqlite3 clang libclang-rt-14-dev clang-format
   postgresql postgresql-contrib
   nodejs npm
   chromium

@@ -61,9 +61,9 @@ static int grant_credits(ctx *c, const json_t *args, json_t **result)
     char tx_id[ID_BYTES_MAX];
     rc = app_ledger_move(c, user, amount, "grant", NULL, app_str(args, "note"), "admin", tx_id);
     if (rc == 0)
-        *result = json_pack("{s:O, s:I, s:s}", "userId", json_object_get(user, "_id"), "balance",
-                            (json_int_t)(app_int(user, "credits") + amount), "transactionId",
-                            tx_id);
+        *result =
+            json_pack("{s:O, s:I, s:s}", "userId", json_object_get(user, "_id"), "balance",
+                      (json_int_t)(app_int(user, "credits") + amount), "transactionId", tx_id);
     json_decref(user);
     return rc;
 }
@@ -74,9 +74,9 @@ static int verify_ledger(ctx *c, const json_t *args, json_t **result)
     verify_report report;
     int rc = app_verify(c, false, &report);
     if (rc) return rc;
-    *result = json_pack("{s:b, s:I, s:O}", "ok", json_array_size(report.mismatches) == 0,
-                        "usersChecked", (json_int_t)report.users_checked, "mismatches",
-                        report.mismatches);
+    *result =
+        json_pack("{s:b, s:I, s:O}", "ok", json_array_size(report.mismatches) == 0, "usersChecked",
+                  (json_int_t)report.users_checked, "mismatches", report.mismatches);
     verify_report_free(&report);
     return 0;
 }
@@ -100,11 +100,19 @@ static const validator verify_returns = {
                "credits: number; ledgerSum: number }[] }"};
 
 static const fn_def admin_fns[] = {
-    {.path = "admin:grantCredits", .kind = FN_MUTATION, .visibility = FN_INTERNAL,
-     .args = &grant_args, .returns = &grant_returns, .impl = grant_credits,
+    {.path = "admin:grantCredits",
+     .kind = FN_MUTATION,
+     .visibility = FN_INTERNAL,
+     .args = &grant_args,
+     .returns = &grant_returns,
+     .impl = grant_credits,
      .doc = "Grants credits to one user (by userId, email or tokenIdentifier)."},
-    {.path = "admin:verifyLedger", .kind = FN_QUERY, .visibility = FN_INTERNAL,
-     .args = &v_no_args, .returns = &verify_returns, .impl = verify_ledger,
+    {.path = "admin:verifyLedger",
+     .kind = FN_QUERY,
+     .visibility = FN_INTERNAL,
+     .args = &v_no_args,
+     .returns = &verify_returns,
+     .impl = verify_ledger,
      .doc = "Checks that every balance equals the sum of its ledger."},
 };
 

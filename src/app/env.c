@@ -88,8 +88,10 @@ static int env_set(ctx *c, const json_t *args, json_t **result)
     if (rc == 0) rc = find(c, name, &row);
     if (rc) return rc;
     json_t *fields = json_pack("{s:s, s:s}", "name", name, "value", value);
-    if (row) rc = db_patch(c, SYSTEM_TABLE_ENV, app_str(row, "_id"), fields);
-    else rc = db_insert(c, SYSTEM_TABLE_ENV, fields, NULL);
+    if (row)
+        rc = db_patch(c, SYSTEM_TABLE_ENV, app_str(row, "_id"), fields);
+    else
+        rc = db_insert(c, SYSTEM_TABLE_ENV, fields, NULL);
     json_decref(fields);
     json_decref(row);
     *result = json_null();
@@ -118,7 +120,8 @@ static int env_list(ctx *c, const json_t *args, json_t **result)
     json_t *out = json_array();
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         json_array_append_new(out, json_pack("{s:O, s:O}", "name", json_object_get(row, "name"),
                                              "value", json_object_get(row, "value")));
     }
@@ -142,14 +145,30 @@ static int env_remove(ctx *c, const json_t *args, json_t **result)
 }
 
 static const fn_def env_fns[] = {
-    {.path = "_system:envSet", .kind = FN_MUTATION, .visibility = FN_SYSTEM, .args = &set_args,
-     .impl = env_set, .doc = "Sets a deployment variable."},
-    {.path = "_system:envGet", .kind = FN_QUERY, .visibility = FN_SYSTEM, .args = &name_args,
-     .impl = env_get, .doc = "One deployment variable, or null."},
-    {.path = "_system:envList", .kind = FN_QUERY, .visibility = FN_SYSTEM, .args = &v_no_args,
-     .impl = env_list, .doc = "Every stored deployment variable."},
-    {.path = "_system:envRemove", .kind = FN_MUTATION, .visibility = FN_SYSTEM,
-     .args = &name_args, .impl = env_remove, .doc = "Removes a deployment variable."},
+    {.path = "_system:envSet",
+     .kind = FN_MUTATION,
+     .visibility = FN_SYSTEM,
+     .args = &set_args,
+     .impl = env_set,
+     .doc = "Sets a deployment variable."},
+    {.path = "_system:envGet",
+     .kind = FN_QUERY,
+     .visibility = FN_SYSTEM,
+     .args = &name_args,
+     .impl = env_get,
+     .doc = "One deployment variable, or null."},
+    {.path = "_system:envList",
+     .kind = FN_QUERY,
+     .visibility = FN_SYSTEM,
+     .args = &v_no_args,
+     .impl = env_list,
+     .doc = "Every stored deployment variable."},
+    {.path = "_system:envRemove",
+     .kind = FN_MUTATION,
+     .visibility = FN_SYSTEM,
+     .args = &name_args,
+     .impl = env_remove,
+     .doc = "Removes a deployment variable."},
 };
 
 void env_register(registry *r)

@@ -10,25 +10,20 @@
 
 static const validator cursor_text = V_STRING_INIT;
 static const validator *const cursor_options[] = {&cursor_text, &v_null};
-static const validator cursor = {.kind = V_UNION, .options = cursor_options, .n_options = 2,
-                                 .ts_type = "string | null"};
+static const validator cursor = {
+    .kind = V_UNION, .options = cursor_options, .n_options = 2, .ts_type = "string | null"};
 static const validator num_items = V_INTEGER_RANGE_INIT(1, 1000);
 static const v_field pagination_fields[] = {
-    {"numItems", &num_items, false},
-    {"cursor", &cursor, false},
-    {"endCursor", &cursor, true},
-    {"id", &v_number, true},
-    {"maximumRowsRead", &v_number, true},
-    {"maximumBytesRead", &v_number, true},
+    {"numItems", &num_items, false},      {"cursor", &cursor, false},
+    {"endCursor", &cursor, true},         {"id", &v_number, true},
+    {"maximumRowsRead", &v_number, true}, {"maximumBytesRead", &v_number, true},
 };
 const validator app_pagination_opts = V_OBJECT_INIT(pagination_fields);
 
 static const validator page_items = {.kind = V_ARRAY, .item = &v_any};
 static const v_field page_fields[] = {
-    {"page", &page_items, false},
-    {"isDone", &v_boolean, false},
-    {"continueCursor", &v_string, false},
-    {"splitCursor", &cursor, true},
+    {"page", &page_items, false},         {"isDone", &v_boolean, false},
+    {"continueCursor", &v_string, false}, {"splitCursor", &cursor, true},
     {"pageStatus", &v_any, true},
 };
 const validator app_page_of_any = V_OBJECT_INIT(page_fields);
@@ -72,10 +67,10 @@ int app_ledger_move(ctx *c, const json_t *user, int64_t amount, const char *kind
     int64_t balance = app_int(user, "credits");
     int64_t after = balance + amount;
     if (after < 0)
-        return ctx_fail(c, ERR_INSUFFICIENT_CREDITS,
-                        json_pack("{s:I, s:I}", "balance", (json_int_t)balance, "cost",
-                                  (json_int_t)-amount),
-                        "Insufficient credits");
+        return ctx_fail(
+            c, ERR_INSUFFICIENT_CREDITS,
+            json_pack("{s:I, s:I}", "balance", (json_int_t)balance, "cost", (json_int_t)-amount),
+            "Insufficient credits");
     if (after > APP_CREDITS_MAX)
         return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
                         "Invalid argument `amount`: the balance would exceed %lld credits",
@@ -84,9 +79,9 @@ int app_ledger_move(ctx *c, const json_t *user, int64_t amount, const char *kind
     int rc = db_patch(c, "users", user_id, patch);
     json_decref(patch);
     if (rc) return rc;
-    json_t *row = json_pack("{s:s, s:I, s:I, s:s, s:s}", "userId", user_id, "amount",
-                            (json_int_t)amount, "balanceAfter", (json_int_t)after, "kind", kind,
-                            "actor", actor);
+    json_t *row =
+        json_pack("{s:s, s:I, s:I, s:s, s:s}", "userId", user_id, "amount", (json_int_t)amount,
+                  "balanceAfter", (json_int_t)after, "kind", kind, "actor", actor);
     if (run_id) json_object_set_new(row, "runId", json_string(run_id));
     if (note) json_object_set_new(row, "note", json_string(note));
     char id[ID_BYTES_MAX];

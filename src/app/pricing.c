@@ -27,7 +27,8 @@ json_t *app_pricing_parse(const char *text, err_t *e)
     } else {
         const char *key;
         json_t *v;
-        json_object_foreach(p, key, v) {
+        json_object_foreach(p, key, v)
+        {
             if (strcmp(key, "default") == 0) {
                 if (!is_price(v)) why = "\"default\" must be a non-negative integer";
             } else if (strcmp(key, "models") == 0) {

@@ -89,15 +89,15 @@ static int create(ctx *c, const json_t *args, json_t **result)
     json_decref(pricing);
     int64_t balance = app_int(user, "credits");
     if (rc == 0 && balance < cost)
-        rc = ctx_fail(c, ERR_INSUFFICIENT_CREDITS,
-                      json_pack("{s:I, s:I}", "balance", (json_int_t)balance, "cost",
-                                (json_int_t)cost),
-                      "Insufficient credits");
+        rc = ctx_fail(
+            c, ERR_INSUFFICIENT_CREDITS,
+            json_pack("{s:I, s:I}", "balance", (json_int_t)balance, "cost", (json_int_t)cost),
+            "Insufficient credits");
     char run_id[ID_BYTES_MAX];
     if (rc == 0) {
-        json_t *run = json_pack("{s:O, s:s, s:O, s:I, s:i}", "userId",
-                                json_object_get(user, "_id"), "status", "queued", "input", input,
-                                "cost", (json_int_t)cost, "attempts", 0);
+        json_t *run =
+            json_pack("{s:O, s:s, s:O, s:I, s:i}", "userId", json_object_get(user, "_id"), "status",
+                      "queued", "input", input, "cost", (json_int_t)cost, "attempts", 0);
         json_t *wid = json_object_get(args, "workflowId");
         if (wid) json_object_set(run, "workflowId", wid);
         rc = db_insert(c, "runs", run, run_id);
@@ -134,9 +134,12 @@ static int list(ctx *c, const json_t *args, json_t **result)
     const char *index = "by_user";
     if (wid) json_array_append(eq, wid);
     if (status) json_array_append(eq, status);
-    if (wid && status) index = "by_user_workflow_status";
-    else if (wid) index = "by_user_workflow";
-    else if (status) index = "by_user_status";
+    if (wid && status)
+        index = "by_user_workflow_status";
+    else if (wid)
+        index = "by_user_workflow";
+    else if (status)
+        index = "by_user_status";
     db_query q = {.table = "runs", .index = index, .eq = eq, .descending = true};
     rc = db_paginate(c, &q, opts, result);
     json_decref(eq);
@@ -219,8 +222,8 @@ static int load_held_run(ctx *c, const json_t *args, const char *action, json_t 
     const char *holder = app_str(*run_out, "workerId");
     const char *worker = app_str(args, "workerId");
     if (strcmp(status, "processing") != 0)
-        rc = ctx_fail(c, ERR_INVALID_TRANSITION, NULL, "Cannot %s a run that is %s", action,
-                      status);
+        rc =
+            ctx_fail(c, ERR_INVALID_TRANSITION, NULL, "Cannot %s a run that is %s", action, status);
     else if (!holder || strcmp(holder, worker) != 0)
         rc = ctx_fail(c, ERR_INVALID_TRANSITION, NULL,
                       "Cannot %s: worker \"%.200s\" does not hold this run", action, worker);
@@ -253,9 +256,9 @@ static int complete(ctx *c, const json_t *args, json_t **result)
     json_t *run;
     int rc = load_held_run(c, args, "complete", &run);
     if (rc) return rc;
-    json_t *patch = json_pack("{s:s, s:O, s:f, s:n}", "status", "completed", "output",
-                              json_object_get(args, "output"), "finishedAt", c->now_ms,
-                              "leaseExpiresAt");
+    json_t *patch =
+        json_pack("{s:s, s:O, s:f, s:n}", "status", "completed", "output",
+                  json_object_get(args, "output"), "finishedAt", c->now_ms, "leaseExpiresAt");
     rc = db_patch(c, "runs", app_str(run, "_id"), patch);
     json_decref(patch);
     json_decref(run);
@@ -282,7 +285,10 @@ static int expire_leases(ctx *c, const json_t *args, json_t **result)
                          &max_attempts);
     if (rc) return rc;
     json_t *zero = json_integer(0), *now = json_real(c->now_ms);
-    db_query q = {.table = "runs", .index = "by_lease", .after = zero, .upto = now,
+    db_query q = {.table = "runs",
+                  .index = "by_lease",
+                  .after = zero,
+                  .upto = now,
                   .limit = RUNS_EXPIRE_BATCH_MAX};
     json_t *rows = NULL;
     rc = db_query_rows(c, &q, &rows);
@@ -292,7 +298,8 @@ static int expire_leases(ctx *c, const json_t *args, json_t **result)
     int requeued = 0, failed = 0;
     size_t i;
     json_t *run;
-    json_array_foreach(rows, i, run) {
+    json_array_foreach(rows, i, run)
+    {
         if (app_int(run, "attempts") >= max_attempts) {
             rc = fail_and_refund(c, run, "Lease expired", "system");
             failed++;
@@ -355,31 +362,67 @@ static const validator fail_args = V_OBJECT_INIT(fail_fields);
 
 static const validator returns_id = {.kind = V_ANY, .ts_type = "Id<\"runs\">"};
 static const validator returns_doc_or_null = {.kind = V_ANY, .ts_type = "Doc<\"runs\"> | null"};
-static const validator returns_page = {.kind = V_ANY,
-                                       .ts_type = "PaginationResult<Doc<\"runs\">>"};
+static const validator returns_page = {.kind = V_ANY, .ts_type = "PaginationResult<Doc<\"runs\">>"};
 
 static const fn_def run_fns[] = {
-    {.path = "runs:create", .kind = FN_MUTATION, .args = &create_args, .returns = &returns_id,
-     .impl = create, .doc = "Charges the run's cost and queues it."},
-    {.path = "runs:get", .kind = FN_QUERY, .args = &id_args, .returns = &returns_doc_or_null,
-     .impl = get, .doc = "The caller's run, or null."},
-    {.path = "runs:list", .kind = FN_QUERY, .args = &list_args, .returns = &returns_page,
-     .impl = list, .doc = "A page of the caller's runs, newest first."},
-    {.path = "runs:cancel", .kind = FN_MUTATION, .args = &id_args, .returns = &v_null,
-     .impl = cancel, .doc = "Cancels a queued run and refunds it."},
-    {.path = "runs:claim", .kind = FN_MUTATION, .visibility = FN_INTERNAL, .args = &claim_args,
-     .returns = &returns_doc_or_null, .impl = claim,
+    {.path = "runs:create",
+     .kind = FN_MUTATION,
+     .args = &create_args,
+     .returns = &returns_id,
+     .impl = create,
+     .doc = "Charges the run's cost and queues it."},
+    {.path = "runs:get",
+     .kind = FN_QUERY,
+     .args = &id_args,
+     .returns = &returns_doc_or_null,
+     .impl = get,
+     .doc = "The caller's run, or null."},
+    {.path = "runs:list",
+     .kind = FN_QUERY,
+     .args = &list_args,
+     .returns = &returns_page,
+     .impl = list,
+     .doc = "A page of the caller's runs, newest first."},
+    {.path = "runs:cancel",
+     .kind = FN_MUTATION,
+     .args = &id_args,
+     .returns = &v_null,
+     .impl = cancel,
+     .doc = "Cancels a queued run and refunds it."},
+    {.path = "runs:claim",
+     .kind = FN_MUTATION,
+     .visibility = FN_INTERNAL,
+     .args = &claim_args,
+     .returns = &returns_doc_or_null,
+     .impl = claim,
      .doc = "Worker: takes the oldest queued run, or null."},
-    {.path = "runs:heartbeat", .kind = FN_MUTATION, .visibility = FN_INTERNAL,
-     .args = &heartbeat_args, .returns = &v_null, .impl = heartbeat,
+    {.path = "runs:heartbeat",
+     .kind = FN_MUTATION,
+     .visibility = FN_INTERNAL,
+     .args = &heartbeat_args,
+     .returns = &v_null,
+     .impl = heartbeat,
      .doc = "Worker: extends the lease of a run it holds."},
-    {.path = "runs:complete", .kind = FN_MUTATION, .visibility = FN_INTERNAL,
-     .args = &complete_args, .returns = &v_null, .impl = complete,
+    {.path = "runs:complete",
+     .kind = FN_MUTATION,
+     .visibility = FN_INTERNAL,
+     .args = &complete_args,
+     .returns = &v_null,
+     .impl = complete,
      .doc = "Worker: marks a run it holds completed."},
-    {.path = "runs:fail", .kind = FN_MUTATION, .visibility = FN_INTERNAL, .args = &fail_args,
-     .returns = &v_null, .impl = fail, .doc = "Worker: fails a run it holds and refunds it."},
-    {.path = "runs:expireLeases", .kind = FN_MUTATION, .visibility = FN_SYSTEM,
-     .args = &v_no_args, .impl = expire_leases, .doc = "Re-queues or fails expired leases."},
+    {.path = "runs:fail",
+     .kind = FN_MUTATION,
+     .visibility = FN_INTERNAL,
+     .args = &fail_args,
+     .returns = &v_null,
+     .impl = fail,
+     .doc = "Worker: fails a run it holds and refunds it."},
+    {.path = "runs:expireLeases",
+     .kind = FN_MUTATION,
+     .visibility = FN_SYSTEM,
+     .args = &v_no_args,
+     .impl = expire_leases,
+     .doc = "Re-queues or fails expired leases."},
 };
 
 void runs_register(registry *r)

@@ -10,8 +10,8 @@
 #include "engine/system_tables.h"
 
 /* --- users ------------------------------------------------------------------ */
-static const validator identity_object = {.kind = V_RECORD, .item = &v_any,
-                                          .ts_type = "Record<string, any>"};
+static const validator identity_object = {
+    .kind = V_RECORD, .item = &v_any, .ts_type = "Record<string, any>"};
 static const validator credits = {.kind = V_INTEGER, .has_min = true, .min = 0};
 static const v_field user_fields[] = {
     {"name", &v_string, true},
@@ -32,11 +32,8 @@ static const char *const user_nonnegative[] = {"credits", NULL};
 const validator app_title = V_STRING_LEN_INIT(APP_TITLE_CHARS_MIN, APP_TITLE_CHARS_MAX);
 const validator app_graph = {.kind = V_ARRAY, .item = &v_any, .ts_type = "any[]"};
 static const v_field workflow_fields[] = {
-    {"title", &app_title, false},
-    {"nodes", &app_graph, false},
-    {"edges", &app_graph, false},
-    {"owner", &v_string, false},
-    {"updatedAt", &v_number, false},
+    {"title", &app_title, false}, {"nodes", &app_graph, false},    {"edges", &app_graph, false},
+    {"owner", &v_string, false},  {"updatedAt", &v_number, false},
 };
 static const validator workflow_doc = V_OBJECT_INIT(workflow_fields);
 static const schema_index workflow_indexes[] = {
@@ -48,8 +45,8 @@ static const char *const run_statuses[] = {"queued", "processing", "completed", 
 const validator app_run_status = V_ENUM_INIT(run_statuses);
 static const validator model_name = V_STRING_LEN_INIT(1, APP_MODEL_CHARS_MAX);
 static const validator prompt_text = V_STRING_LEN_INIT(0, APP_PROMPT_CHARS_MAX);
-static const validator settings_object = {.kind = V_RECORD, .item = &v_any,
-                                          .ts_type = "Record<string, any>"};
+static const validator settings_object = {
+    .kind = V_RECORD, .item = &v_any, .ts_type = "Record<string, any>"};
 static const v_field run_input_fields[] = {
     {"model", &model_name, false},
     {"prompt", &prompt_text, false},
@@ -83,7 +80,8 @@ static const schema_index run_indexes[] = {
     {.name = "by_status", .fields = {"status", "_creationTime"}, .n_fields = 2},
     {.name = "by_user_status", .fields = {"userId", "status"}, .n_fields = 2},
     {.name = "by_user_workflow", .fields = {"userId", "workflowId"}, .n_fields = 2},
-    {.name = "by_user_workflow_status", .fields = {"userId", "workflowId", "status"},
+    {.name = "by_user_workflow_status",
+     .fields = {"userId", "workflowId", "status"},
      .n_fields = 3},
     {.name = "by_lease", .fields = {"leaseExpiresAt"}, .n_fields = 1},
 };
@@ -134,7 +132,8 @@ static const schema_table tables[] = {
     SYSTEM_TABLES,
 };
 
-static const schema app_schema_value = {.version = 1, .tables = tables, .n_tables = V_COUNT(tables)};
+static const schema app_schema_value = {
+    .version = 1, .tables = tables, .n_tables = V_COUNT(tables)};
 
 const schema *app_schema(void)
 {

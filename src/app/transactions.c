@@ -31,8 +31,12 @@ static const validator returns_page = {.kind = V_ANY,
                                        .ts_type = "PaginationResult<Doc<\"transactions\">>"};
 
 static const fn_def transaction_fns[] = {
-    {.path = "transactions:list", .kind = FN_QUERY, .args = &list_args, .returns = &returns_page,
-     .impl = list, .doc = "A page of the caller's ledger, newest first."},
+    {.path = "transactions:list",
+     .kind = FN_QUERY,
+     .args = &list_args,
+     .returns = &returns_page,
+     .impl = list,
+     .doc = "A page of the caller's ledger, newest first."},
 };
 
 void transactions_register(registry *r)

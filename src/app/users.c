@@ -26,8 +26,10 @@ static json_t *profile_from_identity(const json_t *identity, bool for_patch)
     json_t *p = json_object();
     for (size_t i = 0; i < sizeof profile_fields / sizeof profile_fields[0]; i++) {
         json_t *v = json_object_get(identity, profile_fields[i][1]);
-        if (json_is_string(v)) json_object_set(p, profile_fields[i][0], v);
-        else if (for_patch) json_object_set_new(p, profile_fields[i][0], json_null());
+        if (json_is_string(v))
+            json_object_set(p, profile_fields[i][0], v);
+        else if (for_patch)
+            json_object_set_new(p, profile_fields[i][0], json_null());
     }
     json_object_set(p, "identity", (json_t *)identity);
     return p;
@@ -38,7 +40,8 @@ static bool patch_is_noop(const json_t *doc, const json_t *patch)
 {
     const char *key;
     json_t *value;
-    json_object_foreach((json_t *)patch, key, value) {
+    json_object_foreach((json_t *)patch, key, value)
+    {
         json_t *cur = json_object_get(doc, key);
         if (json_is_null(value) ? cur != NULL : !json_equal(cur, value)) return false;
     }

@@ -37,7 +37,8 @@ static int for_each_row(ctx *c, const char *table, row_fn fn, verify_report *r, 
         if (rc) break;
         size_t i;
         json_t *row;
-        json_array_foreach(json_object_get(page, "page"), i, row) {
+        json_array_foreach(json_object_get(page, "page"), i, row)
+        {
             rc = fn(c, row, r, full);
             if (rc) break;
         }
@@ -63,7 +64,8 @@ static int check_user(ctx *c, const json_t *user, verify_report *r, bool full)
     int64_t sum = 0, last_after = 0;
     size_t i;
     json_t *tx;
-    json_array_foreach(rows, i, tx) {
+    json_array_foreach(rows, i, tx)
+    {
         sum += app_int(tx, "amount");
         last_after = app_int(tx, "balanceAfter");
         if (full && last_after != sum)
@@ -73,12 +75,11 @@ static int check_user(ctx *c, const json_t *user, verify_report *r, bool full)
     }
     bool newest_ok = json_array_size(rows) == 0 ? credits == 0 : last_after == credits;
     if (credits != sum || credits < 0 || !newest_ok) {
-        json_array_append_new(r->mismatches, json_pack("{s:s, s:I, s:I}", "userId", uid, "credits",
-                                                       (json_int_t)credits, "ledgerSum",
-                                                       (json_int_t)sum));
-        violation(r,
-                  "user %s: credits %lld, ledger sum %lld, newest balanceAfter %lld",
-                  uid, (long long)credits, (long long)sum, (long long)last_after);
+        json_array_append_new(r->mismatches,
+                              json_pack("{s:s, s:I, s:I}", "userId", uid, "credits",
+                                        (json_int_t)credits, "ledgerSum", (json_int_t)sum));
+        violation(r, "user %s: credits %lld, ledger sum %lld, newest balanceAfter %lld", uid,
+                  (long long)credits, (long long)sum, (long long)last_after);
     }
     json_decref(rows);
     r->users_checked++;
@@ -99,7 +100,8 @@ static int check_run(ctx *c, const json_t *run, verify_report *r, bool full)
     int charges = 0, refunds = 0;
     size_t i;
     json_t *tx;
-    json_array_foreach(rows, i, tx) {
+    json_array_foreach(rows, i, tx)
+    {
         const char *kind = app_str(tx, "kind");
         int64_t amount = app_int(tx, "amount");
         if (strcmp(app_str(tx, "userId"), app_str(run, "userId")) != 0)
@@ -121,8 +123,8 @@ static int check_run(ctx *c, const json_t *run, verify_report *r, bool full)
     bool failed = strcmp(app_str(run, "status"), "failed") == 0;
     int expected_refunds = failed && cost > 0 ? 1 : 0;
     if (refunds != expected_refunds)
-        violation(r, "run %s (%s, cost %lld): %d refunds, expected %d", rid,
-                  app_str(run, "status"), (long long)cost, refunds, expected_refunds);
+        violation(r, "run %s (%s, cost %lld): %d refunds, expected %d", rid, app_str(run, "status"),
+                  (long long)cost, refunds, expected_refunds);
     r->runs_checked++;
     return 0;
 }

@@ -117,20 +117,41 @@ static const validator update_args = V_OBJECT_INIT(update_fields);
 static const v_field id_fields[] = {{"id", &app_workflow_id, false}};
 static const validator id_args = V_OBJECT_INIT(id_fields);
 static const validator returns_id = {.kind = V_ANY, .ts_type = "Id<\"workflows\">"};
-static const validator returns_doc_or_null = {.kind = V_ANY, .ts_type = "Doc<\"workflows\"> | null"};
+static const validator returns_doc_or_null = {.kind = V_ANY,
+                                              .ts_type = "Doc<\"workflows\"> | null"};
 static const validator returns_docs = {.kind = V_ANY, .ts_type = "Doc<\"workflows\">[]"};
 
 static const fn_def workflow_fns[] = {
-    {.path = "workflows:create", .kind = FN_MUTATION, .args = &create_args,
-     .returns = &returns_id, .impl = create, .doc = "Creates a workflow owned by the caller."},
-    {.path = "workflows:update", .kind = FN_MUTATION, .args = &update_args, .returns = &v_null,
-     .impl = update, .doc = "Updates the caller's workflow and bumps updatedAt."},
-    {.path = "workflows:get", .kind = FN_QUERY, .args = &id_args, .returns = &returns_doc_or_null,
-     .impl = get, .doc = "The caller's workflow, or null."},
-    {.path = "workflows:list", .kind = FN_QUERY, .args = &v_no_args, .returns = &returns_docs,
-     .impl = list, .doc = "The caller's workflows, most recently updated first."},
-    {.path = "workflows:remove", .kind = FN_MUTATION, .args = &id_args, .returns = &v_null,
-     .impl = remove_workflow, .doc = "Removes the caller's workflow; runs keep their workflowId."},
+    {.path = "workflows:create",
+     .kind = FN_MUTATION,
+     .args = &create_args,
+     .returns = &returns_id,
+     .impl = create,
+     .doc = "Creates a workflow owned by the caller."},
+    {.path = "workflows:update",
+     .kind = FN_MUTATION,
+     .args = &update_args,
+     .returns = &v_null,
+     .impl = update,
+     .doc = "Updates the caller's workflow and bumps updatedAt."},
+    {.path = "workflows:get",
+     .kind = FN_QUERY,
+     .args = &id_args,
+     .returns = &returns_doc_or_null,
+     .impl = get,
+     .doc = "The caller's workflow, or null."},
+    {.path = "workflows:list",
+     .kind = FN_QUERY,
+     .args = &v_no_args,
+     .returns = &returns_docs,
+     .impl = list,
+     .doc = "The caller's workflows, most recently updated first."},
+    {.path = "workflows:remove",
+     .kind = FN_MUTATION,
+     .args = &id_args,
+     .returns = &v_null,
+     .impl = remove_workflow,
+     .doc = "Removes the caller's workflow; runs keep their workflowId."},
 };
 
 void workflows_register(registry *r)

@@ -404,8 +404,8 @@ void auth_verify(auth *a, const char *token, auth_cb cb, void *data)
         unsigned char key[32];
         token_cache_key(token, key);
         int64_t exp_s;
-        json_t *known = token_cache_get(a->verified, key, policy_of(a).now_s,
-                                        LIMIT_JWT_CLOCK_SKEW_S, &exp_s);
+        json_t *known =
+            token_cache_get(a->verified, key, policy_of(a).now_s, LIMIT_JWT_CLOCK_SKEW_S, &exp_s);
         if (known) {
             cb(data, 0, known, exp_s, JWT_OK, &e);
             return;

@@ -19,25 +19,25 @@
 /* Why a token was refused; doctor names the check from it. */
 typedef enum {
     JWT_OK = 0,
-    JWT_MALFORMED,         /* not three base64url segments of JSON objects */
-    JWT_UNSUPPORTED_ALG,   /* none, HS*, or anything but RS256/ES256/EdDSA */
+    JWT_MALFORMED,            /* not three base64url segments of JSON objects */
+    JWT_UNSUPPORTED_ALG,      /* none, HS*, or anything but RS256/ES256/EdDSA */
     JWT_NO_ISSUER_CONFIGURED, /* CLERK_ISSUER_URL not set */
-    JWT_ISSUER,            /* iss differs from the configured issuer */
-    JWT_AUDIENCE,          /* aud does not contain the application id */
-    JWT_UNKNOWN_KID,       /* no key in the issuer's JWKS with this kid */
-    JWT_SIGNATURE,         /* the signature does not verify */
-    JWT_EXPIRED,           /* exp in the past (beyond the skew) or missing */
-    JWT_NOT_YET_VALID,     /* nbf in the future (beyond the skew) */
-    JWT_ISSUED_IN_FUTURE,  /* iat in the future (beyond the skew) */
-    JWT_NO_SUBJECT,        /* sub missing or not a non-empty string */
-    JWT_ISSUER_UNREACHABLE,/* discovery or JWKS fetch failed */
+    JWT_ISSUER,               /* iss differs from the configured issuer */
+    JWT_AUDIENCE,             /* aud does not contain the application id */
+    JWT_UNKNOWN_KID,          /* no key in the issuer's JWKS with this kid */
+    JWT_SIGNATURE,            /* the signature does not verify */
+    JWT_EXPIRED,              /* exp in the past (beyond the skew) or missing */
+    JWT_NOT_YET_VALID,        /* nbf in the future (beyond the skew) */
+    JWT_ISSUED_IN_FUTURE,     /* iat in the future (beyond the skew) */
+    JWT_NO_SUBJECT,           /* sub missing or not a non-empty string */
+    JWT_ISSUER_UNREACHABLE,   /* discovery or JWKS fetch failed */
 } jwt_failure;
 
 const char *jwt_failure_name(jwt_failure f); /* "expired", "audience", … */
 
 typedef struct jwk_key {
-    char kid[128];   /* "" when the JWK has none */
-    char alg[16];    /* the algorithm this key is for: "RS256", "ES256", "EdDSA" */
+    char kid[128]; /* "" when the JWK has none */
+    char alg[16];  /* the algorithm this key is for: "RS256", "ES256", "EdDSA" */
     EVP_PKEY *pkey;
 } jwk_key;
 
@@ -66,11 +66,11 @@ const char *jwk_alg_for_key(const EVP_PKEY *key);
 typedef struct jwt {
     json_t *header;
     json_t *claims;
-    char *signing_input;   /* "<b64 header>.<b64 payload>" */
+    char *signing_input; /* "<b64 header>.<b64 payload>" */
     unsigned char *sig;
     size_t sig_len;
-    const char *alg;       /* borrowed from header */
-    const char *kid;       /* borrowed from header, NULL when absent */
+    const char *alg;                /* borrowed from header */
+    const char *kid;                /* borrowed from header, NULL when absent */
     unsigned char token_sha256[32]; /* of the whole token text (the verified-token cache key) */
 } jwt;
 
@@ -80,10 +80,10 @@ int jwt_decode(const char *token, jwt **out, jwt_failure *failure, err_t *e);
 void jwt_free(jwt *t);
 
 typedef struct jwt_policy {
-    const char *issuer;       /* required iss, exactly; NULL = none configured */
-    const char *audience;     /* required member of aud, e.g. "convex" */
-    int64_t now_s;            /* seconds since the epoch */
-    int skew_s;               /* LIMIT_JWT_CLOCK_SKEW_S */
+    const char *issuer;   /* required iss, exactly; NULL = none configured */
+    const char *audience; /* required member of aud, e.g. "convex" */
+    int64_t now_s;        /* seconds since the epoch */
+    int skew_s;           /* LIMIT_JWT_CLOCK_SKEW_S */
 } jwt_policy;
 
 /* Checks claims (iss, aud, exp, nbf, iat, sub) and the signature with a key

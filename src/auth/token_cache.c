@@ -51,8 +51,8 @@ static entry *slot_of(token_cache *tc, const unsigned char key[32])
     return &tc->entries[index & (TOKEN_CACHE_ENTRIES - 1)];
 }
 
-json_t *token_cache_get(token_cache *tc, const unsigned char key[32], int64_t now_s,
-                        int64_t skew_s, int64_t *exp_s_out)
+json_t *token_cache_get(token_cache *tc, const unsigned char key[32], int64_t now_s, int64_t skew_s,
+                        int64_t *exp_s_out)
 {
     entry *e = slot_of(tc, key);
     if (!e->identity || memcmp(e->digest, key, SHA256_DIGEST_LENGTH) != 0) return NULL;
@@ -61,8 +61,7 @@ json_t *token_cache_get(token_cache *tc, const unsigned char key[32], int64_t no
     return json_incref(e->identity);
 }
 
-void token_cache_put(token_cache *tc, const unsigned char key[32], json_t *identity,
-                     int64_t exp_s)
+void token_cache_put(token_cache *tc, const unsigned char key[32], json_t *identity, int64_t exp_s)
 {
     entry *e = slot_of(tc, key);
     json_decref(e->identity);

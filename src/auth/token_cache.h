@@ -27,10 +27,9 @@ void token_cache_clear(token_cache *tc);
 void token_cache_key(const char *token, unsigned char key[32]);
 /* The identity of a verified token still valid at now_s (a new reference;
  * identities are never modified once built), or NULL. */
-json_t *token_cache_get(token_cache *tc, const unsigned char key[32], int64_t now_s,
-                        int64_t skew_s, int64_t *exp_s_out);
+json_t *token_cache_get(token_cache *tc, const unsigned char key[32], int64_t now_s, int64_t skew_s,
+                        int64_t *exp_s_out);
 /* Remembers a token that was just verified (identity: a reference is taken). */
-void token_cache_put(token_cache *tc, const unsigned char key[32], json_t *identity,
-                     int64_t exp_s);
+void token_cache_put(token_cache *tc, const unsigned char key[32], json_t *identity, int64_t exp_s);
 
 #endif

@@ -29,8 +29,10 @@ static size_t encode_with(const char *alphabet, int pad, const uint8_t *in, size
         uint32_t v = (uint32_t)in[i] << 16 | (rest == 2 ? (uint32_t)in[i + 1] << 8 : 0);
         out[o++] = alphabet[v >> 18 & 63];
         out[o++] = alphabet[v >> 12 & 63];
-        if (rest == 2) out[o++] = alphabet[v >> 6 & 63];
-        else if (pad) out[o++] = '=';
+        if (rest == 2)
+            out[o++] = alphabet[v >> 6 & 63];
+        else if (pad)
+            out[o++] = '=';
         if (pad) out[o++] = '=';
     }
     out[o] = '\0';
@@ -59,7 +61,8 @@ static int b64_value(char c)
 
 long b64_decode(const char *in, size_t len, uint8_t *out)
 {
-    while (len > 0 && in[len - 1] == '=') len--;
+    while (len > 0 && in[len - 1] == '=')
+        len--;
     if (len % 4 == 1) return -1;
     size_t o = 0;
     uint32_t acc = 0;
@@ -80,7 +83,8 @@ long b64_decode(const char *in, size_t len, uint8_t *out)
 void b64_u64le_encode(uint64_t v, char out[13])
 {
     uint8_t bytes[8];
-    for (int i = 0; i < 8; i++) bytes[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        bytes[i] = (uint8_t)(v >> (8 * i));
     b64_encode(bytes, 8, out);
 }
 
@@ -91,7 +95,8 @@ int b64_u64le_decode(const char *s, uint64_t *v)
     uint8_t bytes[12];
     if (b64_decode(s, len, bytes) != 8) return -1;
     uint64_t r = 0;
-    for (int i = 0; i < 8; i++) r |= (uint64_t)bytes[i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        r |= (uint64_t)bytes[i] << (8 * i);
     *v = r;
     return 0;
 }

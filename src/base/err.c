@@ -11,24 +11,42 @@
 const char *err_name(int code)
 {
     switch (code) {
-    case ERR_OK: return "OK";
-    case ERR_UNAUTHENTICATED: return "UNAUTHENTICATED";
-    case ERR_FORBIDDEN: return "FORBIDDEN";
-    case ERR_NOT_FOUND: return "NOT_FOUND";
-    case ERR_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case ERR_INSUFFICIENT_CREDITS: return "INSUFFICIENT_CREDITS";
-    case ERR_UNKNOWN_MODEL: return "UNKNOWN_MODEL";
-    case ERR_INVALID_TRANSITION: return "INVALID_TRANSITION";
-    case ERR_AUTH: return "Unauthenticated";
-    case ERR_INTERNAL: return "INTERNAL";
-    case ERR_NOMEM: return "NOMEM";
-    case ERR_STORAGE: return "STORAGE";
-    case ERR_IO: return "IO";
-    case ERR_CONSTRAINT: return "CONSTRAINT";
-    case ERR_BUSY: return "BUSY";
-    case ERR_LIMIT: return "LIMIT";
-    case ERR_UNAVAILABLE: return "UNAVAILABLE";
-    default: return "UNKNOWN_ERROR";
+    case ERR_OK:
+        return "OK";
+    case ERR_UNAUTHENTICATED:
+        return "UNAUTHENTICATED";
+    case ERR_FORBIDDEN:
+        return "FORBIDDEN";
+    case ERR_NOT_FOUND:
+        return "NOT_FOUND";
+    case ERR_INVALID_ARGUMENT:
+        return "INVALID_ARGUMENT";
+    case ERR_INSUFFICIENT_CREDITS:
+        return "INSUFFICIENT_CREDITS";
+    case ERR_UNKNOWN_MODEL:
+        return "UNKNOWN_MODEL";
+    case ERR_INVALID_TRANSITION:
+        return "INVALID_TRANSITION";
+    case ERR_AUTH:
+        return "Unauthenticated";
+    case ERR_INTERNAL:
+        return "INTERNAL";
+    case ERR_NOMEM:
+        return "NOMEM";
+    case ERR_STORAGE:
+        return "STORAGE";
+    case ERR_IO:
+        return "IO";
+    case ERR_CONSTRAINT:
+        return "CONSTRAINT";
+    case ERR_BUSY:
+        return "BUSY";
+    case ERR_LIMIT:
+        return "LIMIT";
+    case ERR_UNAVAILABLE:
+        return "UNAVAILABLE";
+    default:
+        return "UNKNOWN_ERROR";
     }
 }
 

@@ -67,7 +67,8 @@ int id_new(int table_number, char out[ID_BYTES_MAX])
     uint8_t raw[ID_RAW_BYTES];
     raw[0] = (uint8_t)table_number;
     uint64_t ms = (uint64_t)clock_now_ms();
-    for (int i = 0; i < 6; i++) raw[1 + i] = (uint8_t)(ms >> (8 * (5 - i)));
+    for (int i = 0; i < 6; i++)
+        raw[1 + i] = (uint8_t)(ms >> (8 * (5 - i)));
     if (id_random_bytes(raw + 7, 8) != 0) return -1;
     uint16_t sum = fletcher16(raw, 15);
     raw[15] = (uint8_t)(sum >> 8);
@@ -88,8 +89,10 @@ int id_table_number(const char *id)
         int v = (int)(p - base32_alphabet);
         for (int k = 4; k >= 0; k--, bit++) {
             int b = v >> k & 1;
-            if (bit / 8 < ID_RAW_BYTES) raw[bit / 8] |= (uint8_t)(b << (7 - bit % 8));
-            else if (b) return -1; /* padding bit must be zero */
+            if (bit / 8 < ID_RAW_BYTES)
+                raw[bit / 8] |= (uint8_t)(b << (7 - bit % 8));
+            else if (b)
+                return -1; /* padding bit must be zero */
         }
     }
     uint16_t sum = fletcher16(raw, 15);

@@ -8,13 +8,13 @@
 #define DOJO_BASE_LIMITS_H
 
 /* HTTP (net/) */
-#define LIMIT_HTTP_BODY_BYTES_MAX (8u * 1024 * 1024)  /* default; --max-body-bytes */
-#define LIMIT_HTTP_HEADER_BYTES_MAX (32u * 1024)      /* request line + all headers */
+#define LIMIT_HTTP_BODY_BYTES_MAX (8u * 1024 * 1024) /* default; --max-body-bytes */
+#define LIMIT_HTTP_HEADER_BYTES_MAX (32u * 1024)     /* request line + all headers */
 #define LIMIT_HTTP_HEADER_COUNT_MAX 100
 #define LIMIT_HTTP_URL_BYTES_MAX (8u * 1024)
-#define LIMIT_HTTP_HEADER_TIMEOUT_MS 10000  /* from first byte to end of headers */
-#define LIMIT_HTTP_BODY_TIMEOUT_MS 30000    /* from end of headers to end of body */
-#define LIMIT_HTTP_IDLE_TIMEOUT_MS 60000    /* keep-alive connection with no request */
+#define LIMIT_HTTP_HEADER_TIMEOUT_MS 10000 /* from first byte to end of headers */
+#define LIMIT_HTTP_BODY_TIMEOUT_MS 30000   /* from end of headers to end of body */
+#define LIMIT_HTTP_IDLE_TIMEOUT_MS 60000   /* keep-alive connection with no request */
 #define LIMIT_HTTP_CONNECTIONS_MAX 4096
 #define LIMIT_HTTP_PIPELINE_REQUESTS_MAX 16 /* parsed but unanswered, per connection */
 #define LIMIT_HTTP_SHUTDOWN_GRACE_MS 10000  /* in-flight requests may finish this long */

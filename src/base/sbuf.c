@@ -14,7 +14,8 @@ static bool reserve(sbuf *b, size_t extra)
     if (b->failed) return false;
     if (b->len + extra + 1 <= b->cap) return true;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1) cap *= 2;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
     char *grown = realloc(b->data, cap);
     if (!grown) {
         b->failed = true;

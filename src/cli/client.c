@@ -44,7 +44,8 @@ char *cli_read_file(const char *path, size_t *len_out)
 static void trim(char *s)
 {
     size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ')) s[--n] = '\0';
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
+        s[--n] = '\0';
 }
 
 int cli_target_resolve(cli_target *t, const char *url_opt, const char *key_opt, bool need_key,
@@ -54,7 +55,8 @@ int cli_target_resolve(cli_target *t, const char *url_opt, const char *key_opt, 
     snprintf(t->url, sizeof t->url, "%s", url && *url ? url : CLI_DEFAULT_URL);
     trim(t->url);
     size_t n = strlen(t->url);
-    while (n > 0 && t->url[n - 1] == '/') t->url[--n] = '\0';
+    while (n > 0 && t->url[n - 1] == '/')
+        t->url[--n] = '\0';
     const char *key = key_opt ? key_opt : getenv("DOJO_ADMIN_KEY");
     t->admin_key[0] = '\0';
     if (key && *key) {
@@ -87,10 +89,18 @@ int cli_target_getopt(int argc, char **argv, void (*usage)(FILE *out), const cha
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'u': *url_out = optarg; break;
-        case 'k': *key_out = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'u':
+            *url_out = optarg;
+            break;
+        case 'k':
+            *key_out = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     return -1;
@@ -132,8 +142,9 @@ static int perform(CURL *curl, const char *url, long *status_out, char **body_ou
     if (cc != CURLE_OK) {
         free(b.data);
         return err_set(e, ERR_UNAVAILABLE, "cannot reach %s: %s", url,
-                       b.too_big ? "response too large" : curl_err[0] ? curl_err
-                                                                      : curl_easy_strerror(cc));
+                       b.too_big     ? "response too large"
+                       : curl_err[0] ? curl_err
+                                     : curl_easy_strerror(cc));
     }
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status_out);
     *body_out = b.data ? b.data : strdup("");
@@ -165,8 +176,8 @@ static int parse_udf_response(const cli_target *t, long status, const char *body
         json_t *data = json_object_get(doc, "errorData");
         const char *code = json_string_value(json_object_get(data, "code"));
         rc = err_set(e, ERR_INVALID_ARGUMENT, "%s%s%s",
-                     json_string_value(json_object_get(doc, "errorMessage")),
-                     code ? " — " : "", code ? code : "");
+                     json_string_value(json_object_get(doc, "errorMessage")), code ? " — " : "",
+                     code ? code : "");
         e->data = json_incref(data);
     } else {
         const char *msg = json_string_value(json_object_get(doc, "message"));

@@ -87,7 +87,7 @@ static void dev_check_auth(void *data, server *srv)
            "    Tokens must come from the Clerk JWT template named \"%s\".\n\n",
            issuer, keys->n_keys, keys->n_keys == 1 ? "" : "s",
            engine_env(srv->en, "AUTH_APPLICATION_ID") ? engine_env(srv->en, "AUTH_APPLICATION_ID")
-                                                       : "convex");
+                                                      : "convex");
     jwks_free(keys);
     fflush(stdout);
 }
@@ -113,12 +113,9 @@ static void dev_usage(FILE *out)
 int cmd_dev(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'},
-        {"log-level", required_argument, NULL, 'L'},
-        {"dev-auth", no_argument, NULL, 'A'},
-        {"codegen-dir", required_argument, NULL, 'G'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"listen", required_argument, NULL, 'l'}, {"log-level", required_argument, NULL, 'L'},
+        {"dev-auth", no_argument, NULL, 'A'},     {"codegen-dir", required_argument, NULL, 'G'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     char host[256] = "127.0.0.1";
     int port = 3210, c;
@@ -139,10 +136,18 @@ int cmd_dev(int argc, char **argv)
             }
             log_init(cli_parse_log_level(optarg));
             break;
-        case 'A': dev_auth = true; break;
-        case 'G': codegen_dir = optarg; break;
-        case 'h': dev_usage(stdout); return 0;
-        default: dev_usage(stderr); return 2;
+        case 'A':
+            dev_auth = true;
+            break;
+        case 'G':
+            codegen_dir = optarg;
+            break;
+        case 'h':
+            dev_usage(stdout);
+            return 0;
+        default:
+            dev_usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {

@@ -87,7 +87,8 @@ int cmd_env(int argc, char **argv)
     } else if (strcmp(verb, "list") == 0) {
         size_t i;
         json_t *row;
-        json_array_foreach(result, i, row) {
+        json_array_foreach(result, i, row)
+        {
             printf("%s=%s\n", json_string_value(json_object_get(row, "name")),
                    json_string_value(json_object_get(row, "value")));
         }

@@ -28,8 +28,9 @@ static const command commands[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "dojo %s — the realtime backend of Karate AI\n\nUsage: dojo <command> [options]\n\n"
-                 "Commands:\n",
+    fprintf(out,
+            "dojo %s — the realtime backend of Karate AI\n\nUsage: dojo <command> [options]\n\n"
+            "Commands:\n",
             DOJO_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);

@@ -120,8 +120,10 @@ int cli_parse_listen(const char *text, char *host, size_t host_bytes, int *port)
         hl -= 2;
     }
     if (hl >= host_bytes) return -1;
-    if (hl == 0) snprintf(host, host_bytes, "0.0.0.0");
-    else snprintf(host, host_bytes, "%.*s", (int)hl, text);
+    if (hl == 0)
+        snprintf(host, host_bytes, "0.0.0.0");
+    else
+        snprintf(host, host_bytes, "%.*s", (int)hl, text);
     *port = (int)p;
     return 0;
 }
@@ -172,15 +174,21 @@ int cmd_serve(int argc, char **argv)
     long long body_max = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': db = optarg; break;
+        case 'd':
+            db = optarg;
+            break;
         case 'l':
             if (cli_parse_listen(optarg, host, sizeof host, &port) != 0) {
                 cli_error("serve", "--listen wants HOST:PORT, got \"%s\"", optarg);
                 return 2;
             }
             break;
-        case 'b': body_max = atoll(optarg); break;
-        case 'r': readers = atoi(optarg); break;
+        case 'b':
+            body_max = atoll(optarg);
+            break;
+        case 'r':
+            readers = atoi(optarg);
+            break;
         case 'L':
             if (cli_parse_log_level(optarg) < 0) {
                 cli_error("serve", "--log-level is debug, info, warn or error");
@@ -192,8 +200,12 @@ int cmd_serve(int argc, char **argv)
             key = optarg;
             key_source = "from --admin-key";
             break;
-        case 'h': serve_usage(stdout); return 0;
-        default: serve_usage(stderr); return 2;
+        case 'h':
+            serve_usage(stdout);
+            return 0;
+        default:
+            serve_usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {

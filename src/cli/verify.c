@@ -34,9 +34,15 @@ int cmd_verify(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': db_opt = optarg; break;
-        case 'h': verify_usage(stdout); return 0;
-        default: verify_usage(stderr); return 2;
+        case 'd':
+            db_opt = optarg;
+            break;
+        case 'h':
+            verify_usage(stdout);
+            return 0;
+        default:
+            verify_usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {

@@ -128,8 +128,7 @@ static int scan_range(ctx *c, store_range *r, json_t **rows_out)
     int budget = c->rows_max - c->rows_read;
     if (budget <= 0)
         return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
-                        "Too many documents read: a function may read at most %d",
-                        c->rows_max);
+                        "Too many documents read: a function may read at most %d", c->rows_max);
     if (r->limit > budget) r->limit = budget;
     err_t e;
     err_init(&e);
@@ -143,8 +142,10 @@ static int scan_range(ctx *c, store_range *r, json_t **rows_out)
     json_t *edge = NULL;
     if (n == r->limit && n > 0) {
         edge = schema_key_of(r->index, json_array_get(*rows_out, (size_t)n - 1));
-        if (r->descending) lo = edge, lo_incl = true;
-        else hi = edge, hi_incl = true;
+        if (r->descending)
+            lo = edge, lo_incl = true;
+        else
+            hi = edge, hi_incl = true;
     }
     read_set_add(&c->reads, r->table, r->index, lo, lo_incl, hi, hi_incl);
     json_decref(edge);
@@ -154,7 +155,8 @@ static int scan_range(ctx *c, store_range *r, json_t **rows_out)
 static int query_range(ctx *c, const db_query *q, store_range *r, json_t **lo, json_t **hi)
 {
     const schema_table *t = table_or_die(c, q->table);
-    const schema_index *ix = q->index ? schema_index_by_name(t, q->index) : &schema_by_creation_time;
+    const schema_index *ix =
+        q->index ? schema_index_by_name(t, q->index) : &schema_by_creation_time;
     assert(ix && "unknown index: a programmer error in app/");
     assert(!q->eq || (int)json_array_size(q->eq) <= ix->n_fields);
     memset(r, 0, sizeof *r);
@@ -248,8 +250,8 @@ static const char *opt_string(const json_t *opts, const char *name)
 }
 
 typedef struct page_plan {
-    json_t *start;   /* decoded cursor (exclusive), NULL = from the beginning */
-    json_t *end;     /* decoded end cursor (inclusive), NULL = none */
+    json_t *start; /* decoded cursor (exclusive), NULL = from the beginning */
+    json_t *end;   /* decoded end cursor (inclusive), NULL = none */
     bool start_at_end, end_is_end;
 } page_plan;
 
@@ -260,9 +262,12 @@ static int plan_page(ctx *c, const store_range *r, const db_query *q, const json
     const char *cursor = opt_string(opts, "cursor");
     const char *end = opt_string(opts, "endCursor");
     if (!end) end = c->journal_in;
-    if (cursor && strcmp(cursor, CURSOR_END) == 0) p->start_at_end = true;
-    else if (cursor && !(p->start = cursor_decode(c, cursor, r->index, q->eq))) return c->err.code;
-    if (end && strcmp(end, CURSOR_END) == 0) p->end_is_end = true;
+    if (cursor && strcmp(cursor, CURSOR_END) == 0)
+        p->start_at_end = true;
+    else if (cursor && !(p->start = cursor_decode(c, cursor, r->index, q->eq)))
+        return c->err.code;
+    if (end && strcmp(end, CURSOR_END) == 0)
+        p->end_is_end = true;
     else if (end && !(p->end = cursor_decode(c, end, r->index, q->eq))) {
         json_decref(p->start);
         p->start = NULL;
@@ -309,12 +314,16 @@ int db_paginate(ctx *c, const db_query *q, const json_t *opts, json_t **page_out
     /* The start cursor replaces the bound on the reading side, the end cursor
      * the bound on the far side. */
     if (p.start) {
-        if (q->descending) r.hi = p.start, r.hi_inclusive = false;
-        else r.lo = p.start, r.lo_inclusive = false;
+        if (q->descending)
+            r.hi = p.start, r.hi_inclusive = false;
+        else
+            r.lo = p.start, r.lo_inclusive = false;
     }
     if (p.end) {
-        if (q->descending) r.lo = p.end, r.lo_inclusive = true;
-        else r.hi = p.end, r.hi_inclusive = true;
+        if (q->descending)
+            r.lo = p.end, r.lo_inclusive = true;
+        else
+            r.hi = p.end, r.hi_inclusive = true;
     }
     bool pinned = p.end || p.end_is_end;
     r.limit = pinned ? c->rows_max : num_items + 1;
@@ -343,8 +352,10 @@ int db_paginate(ctx *c, const db_query *q, const json_t *opts, json_t **page_out
     }
     if (record) {
         if (edge) {
-            if (q->descending) r.lo = edge, r.lo_inclusive = true;
-            else r.hi = edge, r.hi_inclusive = true;
+            if (q->descending)
+                r.lo = edge, r.lo_inclusive = true;
+            else
+                r.hi = edge, r.hi_inclusive = true;
         }
         read_set_add(&c->reads, r.table, r.index, r.lo, r.lo_inclusive, r.hi, r.hi_inclusive);
     }
@@ -387,8 +398,10 @@ static int check_document(ctx *c, const schema_table *t, const json_t *doc)
     const char *key, *biggest = "?";
     json_t *value;
     size_t biggest_bytes = 0;
-    json_object_foreach((json_t *)doc, key, value) {
-        size_t n = json_dumpb(value, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY);
+    json_object_foreach((json_t *)doc, key, value)
+    {
+        size_t n =
+            json_dumpb(value, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY);
         if (n > biggest_bytes) biggest = key, biggest_bytes = n;
     }
     return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
@@ -468,10 +481,13 @@ int db_patch(ctx *c, const char *table, const char *id, const json_t *fields)
     json_t *doc = json_deep_copy(old_doc);
     const char *key;
     json_t *value;
-    json_object_foreach((json_t *)fields, key, value) {
+    json_object_foreach((json_t *)fields, key, value)
+    {
         assert(key[0] != '_' && "system fields are never patched");
-        if (json_is_null(value)) json_object_del(doc, key);
-        else json_object_set_new(doc, key, json_deep_copy(value));
+        if (json_is_null(value))
+            json_object_del(doc, key);
+        else
+            json_object_set_new(doc, key, json_deep_copy(value));
     }
     rc = check_document(c, t, doc);
     if (rc == 0) {

@@ -28,18 +28,18 @@ typedef struct ctx {
     store_conn *conn;
     const schema *schema;
     bool writable;
-    const json_t *identity;  /* borrowed; NULL when anonymous */
-    bool admin;              /* called with the admin key */
-    double now_ms;           /* fixed for the whole transaction */
-    bool record_reads;       /* keep the read set (subscriptions need it) */
-    const char *journal_in;  /* end cursor pinned by an earlier run (reactive paging), or NULL */
-    char *journal_out;       /* malloc'd end cursor of the page this run produced */
-    double *creation_clock;  /* storage thread: last _creationTime handed out */
-    int rows_read;           /* bounded by rows_max */
-    int rows_max;            /* LIMIT_QUERY_ROWS_MAX unless a system function raises it */
+    const json_t *identity; /* borrowed; NULL when anonymous */
+    bool admin;             /* called with the admin key */
+    double now_ms;          /* fixed for the whole transaction */
+    bool record_reads;      /* keep the read set (subscriptions need it) */
+    const char *journal_in; /* end cursor pinned by an earlier run (reactive paging), or NULL */
+    char *journal_out;      /* malloc'd end cursor of the page this run produced */
+    double *creation_clock; /* storage thread: last _creationTime handed out */
+    int rows_read;          /* bounded by rows_max */
+    int rows_max;           /* LIMIT_QUERY_ROWS_MAX unless a system function raises it */
     read_set reads;
     write_set writes;
-    json_t *log_lines;       /* array of "[LEVEL] text" */
+    json_t *log_lines; /* array of "[LEVEL] text" */
     err_t err;
 } ctx;
 
@@ -73,10 +73,10 @@ int db_get(ctx *c, const char *table, const char *id, json_t **doc_out);
  * reverse, at most limit rows (bounded by LIMIT_QUERY_ROWS_MAX). */
 typedef struct db_query {
     const char *table;
-    const char *index;   /* NULL = by_creation_time */
-    json_t *eq;          /* borrowed JSON array; NULL = no equality prefix */
-    json_t *after;       /* borrowed: optional exclusive lower bound on the next index field */
-    json_t *upto;        /* borrowed: optional inclusive upper bound on the next index field */
+    const char *index; /* NULL = by_creation_time */
+    json_t *eq;        /* borrowed JSON array; NULL = no equality prefix */
+    json_t *after;     /* borrowed: optional exclusive lower bound on the next index field */
+    json_t *upto;      /* borrowed: optional inclusive upper bound on the next index field */
     bool descending;
     int limit;
 } db_query;

@@ -55,8 +55,10 @@ void call_free(call *c)
 void call_queue_push(call_queue *q, call *c)
 {
     c->next = NULL;
-    if (q->tail) q->tail->next = c;
-    else q->head = c;
+    if (q->tail)
+        q->tail->next = c;
+    else
+        q->head = c;
     q->tail = c;
     q->len++;
 }
@@ -86,8 +88,10 @@ static void completion_push(engine *en, completion *item)
 {
     uv_mutex_lock(&en->cq_lock);
     item->next = NULL;
-    if (en->cq_tail) en->cq_tail->next = item;
-    else en->cq_head = item;
+    if (en->cq_tail)
+        en->cq_tail->next = item;
+    else
+        en->cq_head = item;
     en->cq_tail = item;
     uv_mutex_unlock(&en->cq_lock);
     uv_async_send(&en->async);
@@ -121,8 +125,10 @@ static void env_apply_writes(engine *en, const write_set *ws)
         const json_t *doc = w->new_doc ? w->new_doc : w->old_doc;
         const char *name = json_string_value(json_object_get(doc, "name"));
         if (!name) continue;
-        if (w->new_doc) json_object_set(en->env, name, json_object_get(w->new_doc, "value"));
-        else json_object_del(en->env, name);
+        if (w->new_doc)
+            json_object_set(en->env, name, json_object_get(w->new_doc, "value"));
+        else
+            json_object_del(en->env, name);
     }
 }
 
@@ -268,8 +274,10 @@ static void on_periodic(uv_timer_t *t)
     c->admin = true;
     c->done = periodic_done;
     c->data = p;
-    if (engine_submit(p->en, c) == 0) p->busy = true;
-    else call_free(c);
+    if (engine_submit(p->en, c) == 0)
+        p->busy = true;
+    else
+        call_free(c);
 }
 
 int engine_every(engine *en, const char *path, uint64_t interval_ms)
@@ -300,7 +308,8 @@ int engine_env_scan(store_conn *conn, const schema *s, json_t **env_out, err_t *
     json_t *env = json_object();
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         const char *name = json_string_value(json_object_get(row, "name"));
         if (env && name) json_object_set(env, name, json_object_get(row, "value"));
     }
@@ -390,7 +399,8 @@ void engine_close(engine *en)
     }
     remote_stop(en);
     /* Let every call already submitted finish and be answered. */
-    while (en->in_flight > 0) uv_run(en->loop, UV_RUN_ONCE);
+    while (en->in_flight > 0)
+        uv_run(en->loop, UV_RUN_ONCE);
     uv_mutex_lock(&en->wq_lock);
     en->stopping = true;
     uv_cond_broadcast(&en->wq_cond);
@@ -400,12 +410,15 @@ void engine_close(engine *en)
     uv_cond_broadcast(&en->rq_cond);
     uv_mutex_unlock(&en->rq_lock);
     uv_thread_join(&en->writer_thread);
-    for (int i = 0; i < en->n_readers; i++) uv_thread_join(&en->readers[i]);
+    for (int i = 0; i < en->n_readers; i++)
+        uv_thread_join(&en->readers[i]);
     process_completions(en);
     uv_close((uv_handle_t *)&en->async, on_handle_closed);
-    while (en->open_handles > 0) uv_run(en->loop, UV_RUN_ONCE);
+    while (en->open_handles > 0)
+        uv_run(en->loop, UV_RUN_ONCE);
     remote_free(en);
-    for (int i = 0; i < en->n_readers; i++) store_disconnect(en->reader_conns[i]);
+    for (int i = 0; i < en->n_readers; i++)
+        store_disconnect(en->reader_conns[i]);
     store_disconnect(en->writer_conn);
     store_close(en->st);
     uv_mutex_destroy(&en->wq_lock);

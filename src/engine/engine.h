@@ -39,25 +39,25 @@ typedef void (*call_done_cb)(call *c);
 struct call {
     /* Set by the caller. */
     const fn_def *fn;
-    json_t *args;         /* owned: the decoded argument object */
-    json_t *identity;     /* owned: NULL when anonymous */
+    json_t *args;     /* owned: the decoded argument object */
+    json_t *identity; /* owned: NULL when anonymous */
     bool admin;
-    char *session_id;     /* owned: WebSocket mutations, for exactly-once; NULL otherwise */
+    char *session_id; /* owned: WebSocket mutations, for exactly-once; NULL otherwise */
     int64_t request_id;
-    char *journal_in;     /* owned: pinned page end of an earlier run, or NULL */
-    bool record_reads;    /* keep the read set (subscriptions) */
+    char *journal_in;  /* owned: pinned page end of an earlier run, or NULL */
+    bool record_reads; /* keep the read set (subscriptions) */
     call_done_cb done;
     void *data;
 
     /* Set by the engine before done is called. */
-    int rc;               /* 0, or an ERR_* code explained by err */
+    int rc; /* 0, or an ERR_* code explained by err */
     err_t err;
-    json_t *result;       /* owned: the return value (json null for none) */
-    json_t *log_lines;    /* owned: array of strings */
-    uint64_t ts;          /* snapshot (query) or commit (mutation) timestamp */
-    char *journal_out;    /* owned */
+    json_t *result;    /* owned: the return value (json null for none) */
+    json_t *log_lines; /* owned: array of strings */
+    uint64_t ts;       /* snapshot (query) or commit (mutation) timestamp */
+    char *journal_out; /* owned */
     read_set reads;
-    bool replayed;        /* answered from the exactly-once record, not run again */
+    bool replayed; /* answered from the exactly-once record, not run again */
     uint64_t submitted_us, started_us, finished_us;
 
     /* Private to the engine. */
@@ -74,7 +74,7 @@ typedef struct engine_config {
     const char *db_url;
     const schema *schema;
     const registry *registry;
-    int reader_threads;   /* 0 = 2 */
+    int reader_threads; /* 0 = 2 */
 } engine_config;
 
 /* Opens the store (applying the schema; report says what changed), starts the

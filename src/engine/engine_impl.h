@@ -66,8 +66,8 @@ struct engine {
     uv_cond_t wq_cond;
     call_queue write_queue;
     bool stopping;
-    uint64_t last_ts_writer;  /* storage thread only (and open) */
-    double creation_clock;    /* storage thread only: last _creationTime handed out */
+    uint64_t last_ts_writer;   /* storage thread only (and open) */
+    double creation_clock;     /* storage thread only: last _creationTime handed out */
     _Atomic uint64_t ts_floor; /* any thread: commit timestamps must exceed it */
 
     /* Reader threads. The queue is guarded by rq_lock. */
@@ -89,7 +89,7 @@ struct engine {
     int in_flight;
     int open_handles;
     uint64_t last_ts_loop;
-    json_t *env; /* stored deployment variables: name -> value */
+    json_t *env;    /* stored deployment variables: name -> value */
     remote *remote; /* other processes' commits; NULL when the store has none */
     struct {
         engine_commit_cb cb;

@@ -56,8 +56,10 @@ int engine_run_local(store_conn *conn, const schema *s, const fn_def *fn, const 
     rc = engine_execute(&x, c);
     ctx_release(&x);
     if (rc == 0 && write) rc = store_commit(conn, &c->err);
-    if (rc) store_rollback(conn);
-    else store_rollback(conn); /* ends a read transaction; no-op after commit */
+    if (rc)
+        store_rollback(conn);
+    else
+        store_rollback(conn); /* ends a read transaction; no-op after commit */
     if (rc) err_move(e, &c->err);
     *result = rc ? NULL : json_incref(c->result);
     call_free(c);

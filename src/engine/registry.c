@@ -55,9 +55,12 @@ int registry_canonical_path(const char *path, char *out, size_t out_bytes, err_t
 const char *fn_kind_name(fn_kind k)
 {
     switch (k) {
-    case FN_QUERY: return "query";
-    case FN_MUTATION: return "mutation";
-    case FN_ACTION: return "action";
+    case FN_QUERY:
+        return "query";
+    case FN_MUTATION:
+        return "mutation";
+    case FN_ACTION:
+        return "action";
     }
     return "function";
 }

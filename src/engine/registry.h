@@ -30,13 +30,13 @@ typedef enum {
 typedef int (*fn_impl)(ctx *c, const json_t *args, json_t **result);
 
 typedef struct fn_def {
-    const char *path;          /* "module:function" */
+    const char *path; /* "module:function" */
     fn_kind kind;
     fn_visibility visibility;
-    const validator *args;     /* V_OBJECT */
-    const validator *returns;  /* for codegen; may be NULL (any) */
+    const validator *args;    /* V_OBJECT */
+    const validator *returns; /* for codegen; may be NULL (any) */
     fn_impl impl;
-    const char *doc;           /* one line for codegen and the dashboard */
+    const char *doc; /* one line for codegen and the dashboard */
 } fn_def;
 
 #define REGISTRY_FUNCTIONS_MAX 128

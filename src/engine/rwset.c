@@ -75,7 +75,8 @@ static void write_rec_free(write_rec *w)
 
 void write_set_free(write_set *ws)
 {
-    for (int i = 0; i < ws->n_recs; i++) write_rec_free(&ws->recs[i]);
+    for (int i = 0; i < ws->n_recs; i++)
+        write_rec_free(&ws->recs[i]);
     free(ws->recs);
     free(ws->whole_tables);
     write_set_init(ws);
@@ -152,7 +153,8 @@ void write_set_append(write_set *dst, write_set *src)
     copy_whole_tables(dst, src);
     for (int i = 0; i < src->n_recs; i++) {
         write_rec *w = &src->recs[i];
-        if (write_set_push(dst, w->table, w->id, w->old_doc, w->new_doc) != 0) dst->everything = true;
+        if (write_set_push(dst, w->table, w->id, w->old_doc, w->new_doc) != 0)
+            dst->everything = true;
     }
     write_set_free(src);
 }
@@ -163,14 +165,16 @@ void write_set_copy(write_set *dst, const write_set *src)
     copy_whole_tables(dst, src);
     for (int i = 0; i < src->n_recs; i++) {
         const write_rec *w = &src->recs[i];
-        if (write_set_push(dst, w->table, w->id, w->old_doc, w->new_doc) != 0) dst->everything = true;
+        if (write_set_push(dst, w->table, w->id, w->old_doc, w->new_doc) != 0)
+            dst->everything = true;
     }
 }
 
 void write_set_truncate(write_set *ws, int n)
 {
     assert(n >= 0 && n <= ws->n_recs);
-    for (int i = n; i < ws->n_recs; i++) write_rec_free(&ws->recs[i]);
+    for (int i = n; i < ws->n_recs; i++)
+        write_rec_free(&ws->recs[i]);
     ws->n_recs = n;
 }
 

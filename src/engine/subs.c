@@ -30,7 +30,7 @@ struct subs {
     int n_instances;
     uint64_t processed_ts;
     uint64_t runs_started;
-    int n_retry;             /* instances whose re-run the engine refused */
+    int n_retry; /* instances whose re-run the engine refused */
     void (*advance_cb)(void *data);
     void *advance_data;
     /* Ring of the most recent commits; commits at or before history_floor_ts
@@ -47,7 +47,8 @@ struct subs {
 static uint64_t fnv1a(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
 }
 
@@ -83,13 +84,15 @@ static bool masks_overlap(const uint32_t a[8], const uint32_t b[8])
 static void read_mask(const read_set *rs, uint32_t mask[8])
 {
     memset(mask, rs->whole_database ? 0xff : 0, 8 * sizeof mask[0]);
-    for (int i = 0; i < rs->n_ranges; i++) mask_add(mask, rs->ranges[i].table);
+    for (int i = 0; i < rs->n_ranges; i++)
+        mask_add(mask, rs->ranges[i].table);
 }
 
 static void write_mask(const write_set *ws, uint32_t mask[8])
 {
     memset(mask, ws->everything ? 0xff : 0, 8 * sizeof mask[0]);
-    for (int i = 0; i < ws->n_recs; i++) mask_add(mask, ws->recs[i].table);
+    for (int i = 0; i < ws->n_recs; i++)
+        mask_add(mask, ws->recs[i].table);
     for (int i = 0; i < ws->n_whole_tables; i++)
         mask_add(mask, ws->whole_tables[i]);
 }
@@ -124,7 +127,8 @@ static void unlink_query(subs *s, sub_query *q)
         s->n_retry--;
     }
     sub_query **p = &s->buckets[fnv1a(q->key) & (SUBS_BUCKETS - 1)];
-    while (*p && *p != q) p = &(*p)->hash_next;
+    while (*p && *p != q)
+        p = &(*p)->hash_next;
     if (*p) {
         *p = q->hash_next;
         s->n_instances--;
@@ -138,8 +142,10 @@ void subs_free(subs *s)
         sub_query *q = s->buckets[b];
         while (q) {
             sub_query *next = q->hash_next;
-            if (q->running) q->owner = ORPHAN_MARK;
-            else query_free(q);
+            if (q->running)
+                q->owner = ORPHAN_MARK;
+            else
+                query_free(q);
             q = next;
         }
     }
@@ -299,7 +305,8 @@ sub_query *subs_subscribe(subs *s, const fn_def *fn, const json_t *args, const j
     if (!key) return NULL;
     uint64_t bucket = fnv1a(key) & (SUBS_BUCKETS - 1);
     sub_query *q = s->buckets[bucket];
-    while (q && strcmp(q->key, key) != 0) q = q->hash_next;
+    while (q && strcmp(q->key, key) != 0)
+        q = q->hash_next;
     bool created = false;
     if (q) {
         free(key);
@@ -350,8 +357,10 @@ void subs_unsubscribe(subs *s, sub_query *q, void *listener)
     }
     if (q->n_listeners > 0) return;
     unlink_query(s, q);
-    if (q->running || q->notifying) q->owner = ORPHAN_MARK;
-    else query_free(q);
+    if (q->running || q->notifying)
+        q->owner = ORPHAN_MARK;
+    else
+        query_free(q);
 }
 
 bool sub_query_fresh(const subs *s, const sub_query *q)

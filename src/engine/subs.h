@@ -44,16 +44,16 @@ struct sub_query {
     const fn_def *fn;
     json_t *args, *identity;
     bool admin;
-    char *journal;        /* pinned end of page; set by the first run of a paginated query */
+    char *journal; /* pinned end of page; set by the first run of a paginated query */
 
     /* The latest result (valid when has_result). */
     bool has_result;
-    int rc;               /* 0, or the function's error code */
-    json_t *value;        /* result or NULL */
+    int rc;        /* 0, or the function's error code */
+    json_t *value; /* result or NULL */
     err_t err;
     json_t *log_lines;
-    uint64_t result_ts;   /* snapshot the result was computed at */
-    uint64_t version;     /* increases whenever the result changes */
+    uint64_t result_ts; /* snapshot the result was computed at */
+    uint64_t version;   /* increases whenever the result changes */
     read_set reads;
     /* The result as the sync layer sends it, serialized once per version and
      * shared by every session pushing it (owned by the sync layer; freed with
@@ -64,9 +64,9 @@ struct sub_query {
     /* Scheduling. */
     uint64_t invalidated_ts; /* newest commit that changed what it read */
     bool running;
-    int notifying;           /* listeners are being told: freeing waits */
-    bool retry;              /* a re-run was refused (engine overloaded): try again */
-    uint32_t table_mask[8];  /* tables its read set touches (by table number) */
+    int notifying;          /* listeners are being told: freeing waits */
+    bool retry;             /* a re-run was refused (engine overloaded): try again */
+    uint32_t table_mask[8]; /* tables its read set touches (by table number) */
 
     /* Holders. */
     sub_listener *listeners;

@@ -7,7 +7,6 @@
 #include "engine/ctx.h"
 #include "engine/system_tables.h"
 
-
 static int health(ctx *c, const json_t *args, json_t **result)
 {
     (void)args;
@@ -37,7 +36,8 @@ static int cleanup_session_requests(ctx *c, const json_t *args, json_t **result)
     if (rc) return rc;
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         rc = db_delete(c, SYSTEM_TABLE_SESSION_REQUESTS,
                        json_string_value(json_object_get(row, "_id")));
         if (rc) break;

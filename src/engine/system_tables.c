@@ -19,14 +19,16 @@ const schema_index system_env_indexes[1] = {
 static const v_field session_request_fields[] = {
     {"sessionId", &v_string, false},
     {"requestId", &v_integer, false},
-    {"result", &v_any, false},      /* the encoded result, as sent */
+    {"result", &v_any, false}, /* the encoded result, as sent */
     {"logLines", &v_any, false},
-    {"ts", &v_string, false},       /* commit timestamp, decimal nanoseconds */
+    {"ts", &v_string, false},        /* commit timestamp, decimal nanoseconds */
     {"expiresAt", &v_number, false}, /* ms since the epoch */
 };
 const validator system_session_request_doc = V_OBJECT_INIT(session_request_fields);
 const schema_index system_session_request_indexes[2] = {
-    {.name = "by_session_request", .fields = {"sessionId", "requestId"}, .n_fields = 2,
+    {.name = "by_session_request",
+     .fields = {"sessionId", "requestId"},
+     .n_fields = 2,
      .unique = true},
     {.name = "by_expiry", .fields = {"expiresAt"}, .n_fields = 1},
 };

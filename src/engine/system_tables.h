@@ -24,17 +24,17 @@
 extern const validator system_env_doc, system_session_request_doc;
 extern const schema_index system_env_indexes[1], system_session_request_indexes[2];
 
-#define SYSTEM_TABLES                                                                          \
-    {.name = SYSTEM_TABLE_ENV,                                                                 \
-     .number = SYSTEM_TABLE_NUMBER_ENV,                                                        \
-     .doc = &system_env_doc,                                                                   \
-     .indexes = system_env_indexes,                                                            \
-     .n_indexes = 1,                                                                           \
-     .system = true},                                                                          \
-    {                                                                                          \
-        .name = SYSTEM_TABLE_SESSION_REQUESTS, .number = SYSTEM_TABLE_NUMBER_SESSION_REQUESTS, \
-        .doc = &system_session_request_doc, .indexes = system_session_request_indexes,         \
-        .n_indexes = 2, .system = true                                                         \
+#define SYSTEM_TABLES                                                                              \
+    {.name = SYSTEM_TABLE_ENV,                                                                     \
+     .number = SYSTEM_TABLE_NUMBER_ENV,                                                            \
+     .doc = &system_env_doc,                                                                       \
+     .indexes = system_env_indexes,                                                                \
+     .n_indexes = 1,                                                                               \
+     .system = true},                                                                              \
+    {                                                                                              \
+        .name = SYSTEM_TABLE_SESSION_REQUESTS, .number = SYSTEM_TABLE_NUMBER_SESSION_REQUESTS,     \
+        .doc = &system_session_request_doc, .indexes = system_session_request_indexes,             \
+        .n_indexes = 2, .system = true                                                             \
     }
 
 #endif

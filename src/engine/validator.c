@@ -44,17 +44,27 @@ static size_t utf8_length(const char *s, size_t bytes)
 static void describe_got(const json_t *value, char *out, size_t out_bytes)
 {
     switch (json_typeof(value)) {
-    case JSON_NULL: snprintf(out, out_bytes, "null"); break;
+    case JSON_NULL:
+        snprintf(out, out_bytes, "null");
+        break;
     case JSON_TRUE:
-    case JSON_FALSE: snprintf(out, out_bytes, "a boolean"); break;
+    case JSON_FALSE:
+        snprintf(out, out_bytes, "a boolean");
+        break;
     case JSON_INTEGER:
-    case JSON_REAL: snprintf(out, out_bytes, "%.17g", json_number_value(value)); break;
+    case JSON_REAL:
+        snprintf(out, out_bytes, "%.17g", json_number_value(value));
+        break;
     case JSON_STRING:
         snprintf(out, out_bytes, "a string of %zu characters",
                  utf8_length(json_string_value(value), json_string_length(value)));
         break;
-    case JSON_ARRAY: snprintf(out, out_bytes, "an array of %zu items", json_array_size(value)); break;
-    case JSON_OBJECT: snprintf(out, out_bytes, "an object"); break;
+    case JSON_ARRAY:
+        snprintf(out, out_bytes, "an array of %zu items", json_array_size(value));
+        break;
+    case JSON_OBJECT:
+        snprintf(out, out_bytes, "an object");
+        break;
     }
 }
 
@@ -73,9 +83,15 @@ void validator_describe(const validator *v, char *out, size_t out_bytes)
 {
     out[0] = '\0';
     switch (v->kind) {
-    case V_ANY: snprintf(out, out_bytes, "any value"); break;
-    case V_NULL: snprintf(out, out_bytes, "null"); break;
-    case V_BOOLEAN: snprintf(out, out_bytes, "a boolean"); break;
+    case V_ANY:
+        snprintf(out, out_bytes, "any value");
+        break;
+    case V_NULL:
+        snprintf(out, out_bytes, "null");
+        break;
+    case V_BOOLEAN:
+        snprintf(out, out_bytes, "a boolean");
+        break;
     case V_NUMBER:
         snprintf(out, out_bytes, "a number");
         append_range(out, out_bytes, v, "");
@@ -88,18 +104,22 @@ void validator_describe(const validator *v, char *out, size_t out_bytes)
         snprintf(out, out_bytes, "a string");
         if (v->has_min || v->has_max) append_range(out, out_bytes, v, " characters");
         break;
-    case V_ID: snprintf(out, out_bytes, "an id of table \"%s\"", v->table); break;
+    case V_ID:
+        snprintf(out, out_bytes, "an id of table \"%s\"", v->table);
+        break;
     case V_ARRAY:
         snprintf(out, out_bytes, "an array");
         if (v->has_min || v->has_max) append_range(out, out_bytes, v, " items");
         break;
     case V_OBJECT:
-    case V_RECORD: snprintf(out, out_bytes, "an object"); break;
+    case V_RECORD:
+        snprintf(out, out_bytes, "an object");
+        break;
     case V_ENUM: {
         size_t n = (size_t)snprintf(out, out_bytes, "one of");
         for (int i = 0; i < v->n_literals && n < out_bytes; i++)
-            n += (size_t)snprintf(out + n, out_bytes - n, "%s \"%s\"", i ? "," : "",
-                                  v->literals[i]);
+            n +=
+                (size_t)snprintf(out + n, out_bytes - n, "%s \"%s\"", i ? "," : "", v->literals[i]);
         break;
     }
     case V_UNION: {
@@ -154,7 +174,8 @@ static int check_object(v_state *st, const validator *v, const json_t *value, in
         return fail_msg(st, "object has more than 1024 fields (the limit)");
     const char *key;
     const json_t *field_value;
-    json_object_foreach((json_t *)value, key, field_value) {
+    json_object_foreach((json_t *)value, key, field_value)
+    {
         if (!validator_field(v, key)) {
             size_t len = path_push(st, key, 0);
             int rc = fail_msg(st, "unknown field");
@@ -189,7 +210,8 @@ static int check_record(v_state *st, const validator *v, const json_t *value, in
     if (!json_is_object(value)) return fail(st, v, value);
     const char *key;
     const json_t *fv;
-    json_object_foreach((json_t *)value, key, fv) {
+    json_object_foreach((json_t *)value, key, fv)
+    {
         size_t len = path_push(st, key, 0);
         int rc = check(st, v->item, fv, depth + 1);
         st->path[len] = '\0';
@@ -206,7 +228,8 @@ static int check_array(v_state *st, const validator *v, const json_t *value, int
         return fail_msg(st, "array has more than 8192 items (the limit)");
     size_t i;
     const json_t *item;
-    json_array_foreach(value, i, item) {
+    json_array_foreach(value, i, item)
+    {
         size_t len = path_push(st, NULL, (long)i);
         int rc = check(st, v->item, item, depth + 1);
         st->path[len] = '\0';
@@ -243,12 +266,15 @@ static int check(v_state *st, const validator *v, const json_t *value, int depth
     assert(v);
     if (depth > LIMIT_VALUE_DEPTH_MAX) return fail_msg(st, "value nested deeper than 64 levels");
     switch (v->kind) {
-    case V_ANY: return 0; /* depth and size were bounded when the value was decoded */
-    case V_NULL: return json_is_null(value) ? 0 : fail(st, v, value);
-    case V_BOOLEAN: return json_is_boolean(value) ? 0 : fail(st, v, value);
+    case V_ANY:
+        return 0; /* depth and size were bounded when the value was decoded */
+    case V_NULL:
+        return json_is_null(value) ? 0 : fail(st, v, value);
+    case V_BOOLEAN:
+        return json_is_boolean(value) ? 0 : fail(st, v, value);
     case V_NUMBER:
         return json_is_number(value) && in_range(v, json_number_value(value)) ? 0
-                                                                               : fail(st, v, value);
+                                                                              : fail(st, v, value);
     case V_INTEGER: {
         if (!json_is_number(value)) return fail(st, v, value);
         double x = json_number_value(value);
@@ -261,10 +287,14 @@ static int check(v_state *st, const validator *v, const json_t *value, int depth
         size_t n = utf8_length(json_string_value(value), json_string_length(value));
         return in_range(v, (double)n) ? 0 : fail(st, v, value);
     }
-    case V_ID: return check_id(st, v, value);
-    case V_ARRAY: return check_array(st, v, value, depth);
-    case V_OBJECT: return check_object(st, v, value, depth);
-    case V_RECORD: return check_record(st, v, value, depth);
+    case V_ID:
+        return check_id(st, v, value);
+    case V_ARRAY:
+        return check_array(st, v, value, depth);
+    case V_OBJECT:
+        return check_object(st, v, value, depth);
+    case V_RECORD:
+        return check_record(st, v, value, depth);
     case V_ENUM:
         if (json_is_string(value))
             for (int i = 0; i < v->n_literals; i++)

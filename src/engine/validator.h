@@ -40,37 +40,77 @@ typedef struct v_field {
 struct validator {
     v_kind kind;
     bool has_min, has_max;
-    double min, max;              /* V_NUMBER/V_INTEGER: value; V_STRING/V_ARRAY: length */
-    const char *table;            /* V_ID */
-    const validator *item;        /* V_ARRAY, V_RECORD */
-    const v_field *fields;        /* V_OBJECT */
+    double min, max;       /* V_NUMBER/V_INTEGER: value; V_STRING/V_ARRAY: length */
+    const char *table;     /* V_ID */
+    const validator *item; /* V_ARRAY, V_RECORD */
+    const v_field *fields; /* V_OBJECT */
     int n_fields;
-    const char *const *literals;  /* V_ENUM */
+    const char *const *literals; /* V_ENUM */
     int n_literals;
     const validator *const *options; /* V_UNION */
     int n_options;
-    const char *ts_type;          /* codegen: TypeScript spelling overriding the derived one */
+    const char *ts_type; /* codegen: TypeScript spelling overriding the derived one */
 };
 
 #define V_COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* Static initialisers. */
-#define V_ANY_INIT {.kind = V_ANY}
-#define V_NULL_INIT {.kind = V_NULL}
-#define V_BOOLEAN_INIT {.kind = V_BOOLEAN}
-#define V_NUMBER_INIT {.kind = V_NUMBER}
-#define V_INTEGER_INIT {.kind = V_INTEGER}
-#define V_INTEGER_RANGE_INIT(lo, hi)                                                           \
-    {.kind = V_INTEGER, .has_min = true, .min = (lo), .has_max = true, .max = (hi)}
-#define V_STRING_INIT {.kind = V_STRING}
-#define V_STRING_LEN_INIT(lo, hi)                                                              \
-    {.kind = V_STRING, .has_min = true, .min = (lo), .has_max = true, .max = (hi)}
-#define V_ID_INIT(tbl) {.kind = V_ID, .table = (tbl)}
-#define V_ARRAY_INIT(it) {.kind = V_ARRAY, .item = (it)}
-#define V_OBJECT_INIT(flds) {.kind = V_OBJECT, .fields = (flds), .n_fields = V_COUNT(flds)}
-#define V_RECORD_INIT(it) {.kind = V_RECORD, .item = (it)}
-#define V_ENUM_INIT(lits) {.kind = V_ENUM, .literals = (lits), .n_literals = V_COUNT(lits)}
-#define V_UNION_INIT(opts) {.kind = V_UNION, .options = (opts), .n_options = V_COUNT(opts)}
+#define V_ANY_INIT                                                                                 \
+    {                                                                                              \
+        .kind = V_ANY                                                                              \
+    }
+#define V_NULL_INIT                                                                                \
+    {                                                                                              \
+        .kind = V_NULL                                                                             \
+    }
+#define V_BOOLEAN_INIT                                                                             \
+    {                                                                                              \
+        .kind = V_BOOLEAN                                                                          \
+    }
+#define V_NUMBER_INIT                                                                              \
+    {                                                                                              \
+        .kind = V_NUMBER                                                                           \
+    }
+#define V_INTEGER_INIT                                                                             \
+    {                                                                                              \
+        .kind = V_INTEGER                                                                          \
+    }
+#define V_INTEGER_RANGE_INIT(lo, hi)                                                               \
+    {                                                                                              \
+        .kind = V_INTEGER, .has_min = true, .min = (lo), .has_max = true, .max = (hi)              \
+    }
+#define V_STRING_INIT                                                                              \
+    {                                                                                              \
+        .kind = V_STRING                                                                           \
+    }
+#define V_STRING_LEN_INIT(lo, hi)                                                                  \
+    {                                                                                              \
+        .kind = V_STRING, .has_min = true, .min = (lo), .has_max = true, .max = (hi)               \
+    }
+#define V_ID_INIT(tbl)                                                                             \
+    {                                                                                              \
+        .kind = V_ID, .table = (tbl)                                                               \
+    }
+#define V_ARRAY_INIT(it)                                                                           \
+    {                                                                                              \
+        .kind = V_ARRAY, .item = (it)                                                              \
+    }
+#define V_OBJECT_INIT(flds)                                                                        \
+    {                                                                                              \
+        .kind = V_OBJECT, .fields = (flds), .n_fields = V_COUNT(flds)                              \
+    }
+#define V_RECORD_INIT(it)                                                                          \
+    {                                                                                              \
+        .kind = V_RECORD, .item = (it)                                                             \
+    }
+#define V_ENUM_INIT(lits)                                                                          \
+    {                                                                                              \
+        .kind = V_ENUM, .literals = (lits), .n_literals = V_COUNT(lits)                            \
+    }
+#define V_UNION_INIT(opts)                                                                         \
+    {                                                                                              \
+        .kind = V_UNION, .options = (opts), .n_options = V_COUNT(opts)                             \
+    }
 
 /* Shared leaf validators. */
 extern const validator v_any, v_null, v_boolean, v_number, v_integer, v_string;
@@ -85,8 +125,7 @@ extern const validator v_no_args;
  * `s` resolves the table an id belongs to; NULL skips that check (ids are
  * then only checked for being well-formed).
  */
-int validate(const validator *v, const json_t *value, const char *what, const schema *s,
-             err_t *e);
+int validate(const validator *v, const json_t *value, const char *what, const schema *s, err_t *e);
 
 /* Describes what v expects, e.g. "a string of 1 to 200 characters". */
 void validator_describe(const validator *v, char *out, size_t out_bytes);

@@ -114,10 +114,10 @@ static int record_outcome(ctx *x, const call *c, uint64_t ts)
 {
     char ts_text[24];
     snprintf(ts_text, sizeof ts_text, "%" PRIu64, ts);
-    json_t *doc = json_pack("{s:s, s:I, s:O, s:O, s:s, s:f}", "sessionId", c->session_id,
-                            "requestId", (json_int_t)c->request_id, "result", c->result,
-                            "logLines", c->log_lines, "ts", ts_text, "expiresAt",
-                            x->now_ms + (double)LIMIT_SESSION_REQUEST_RETENTION_MS);
+    json_t *doc =
+        json_pack("{s:s, s:I, s:O, s:O, s:s, s:f}", "sessionId", c->session_id, "requestId",
+                  (json_int_t)c->request_id, "result", c->result, "logLines", c->log_lines, "ts",
+                  ts_text, "expiresAt", x->now_ms + (double)LIMIT_SESSION_REQUEST_RETENTION_MS);
     int rc = doc ? db_insert(x, SYSTEM_TABLE_SESSION_REQUESTS, doc, NULL) : ERR_NOMEM;
     json_decref(doc);
     return rc;
@@ -178,9 +178,11 @@ static void requeue_front(engine *en, call_queue *retry)
     call *items[LIMIT_COMMIT_GROUP_MAX];
     int n = 0;
     call *c;
-    while ((c = call_queue_pop(retry))) items[n++] = c;
+    while ((c = call_queue_pop(retry)))
+        items[n++] = c;
     uv_mutex_lock(&en->wq_lock);
-    for (int i = n - 1; i >= 0; i--) call_queue_push_front(&en->write_queue, items[i]);
+    for (int i = n - 1; i >= 0; i--)
+        call_queue_push_front(&en->write_queue, items[i]);
     uv_mutex_unlock(&en->wq_lock);
 }
 
@@ -280,7 +282,8 @@ static void run_group(engine *en, call_queue *group)
             if (c->rc == 0)
                 fail_call(c, ERR_STORAGE,
                           uncertain ? "the commit's outcome is unknown (the database link was lost)"
-                                    : e.msg[0] ? e.msg : "storage failure");
+                          : e.msg[0] ? e.msg
+                                     : "storage failure");
             log_error("storage: %s failed: %s", c->fn->path, c->err.msg);
         }
         if (c->rc == 0 && !c->replayed) c->ts = committed ? ts : en->last_ts_writer;
@@ -297,7 +300,8 @@ void writer_main(void *arg)
     for (;;) {
         call_queue group = {0};
         uv_mutex_lock(&en->wq_lock);
-        while (en->write_queue.len == 0 && !en->stopping) uv_cond_wait(&en->wq_cond, &en->wq_lock);
+        while (en->write_queue.len == 0 && !en->stopping)
+            uv_cond_wait(&en->wq_cond, &en->wq_lock);
         if (en->write_queue.len == 0 && en->stopping) {
             uv_mutex_unlock(&en->wq_lock);
             break;

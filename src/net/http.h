@@ -28,36 +28,36 @@ typedef struct http_server http_server;
 typedef struct http_conn http_conn;
 
 typedef struct http_header {
-    const char *name;  /* requests: lowercased */
+    const char *name; /* requests: lowercased */
     const char *value;
 } http_header;
 
 typedef struct http_request {
-    const char *method;      /* "GET", "POST", "OPTIONS", … */
-    const char *target;      /* raw request target, "/api/query?x=1" */
-    const char *path;        /* target up to '?', not decoded */
-    const char *query;       /* after '?', or NULL */
+    const char *method; /* "GET", "POST", "OPTIONS", … */
+    const char *target; /* raw request target, "/api/query?x=1" */
+    const char *path;   /* target up to '?', not decoded */
+    const char *query;  /* after '?', or NULL */
     const http_header *headers;
     int n_headers;
-    const char *body;        /* NUL-terminated (the NUL is not counted) */
+    const char *body; /* NUL-terminated (the NUL is not counted) */
     size_t body_len;
     bool keep_alive;
-    bool upgrade;            /* the client asked to switch protocols */
-    char remote_addr[64];    /* "127.0.0.1:51234" */
-    uint64_t start_us;       /* clock_mono_us() when the first byte arrived */
-    void *user;              /* free for the handler */
-    http_conn *conn;         /* private to net/ */
+    bool upgrade;         /* the client asked to switch protocols */
+    char remote_addr[64]; /* "127.0.0.1:51234" */
+    uint64_t start_us;    /* clock_mono_us() when the first byte arrived */
+    void *user;           /* free for the handler */
+    http_conn *conn;      /* private to net/ */
 } http_request;
 
 typedef struct http_server_config {
-    const char *host;          /* "127.0.0.1", "0.0.0.0", "::1" */
-    int port;                  /* 0 = any free port (see http_server_port) */
-    size_t body_bytes_max;     /* 0 = LIMIT_HTTP_BODY_BYTES_MAX */
-    size_t header_bytes_max;   /* 0 = LIMIT_HTTP_HEADER_BYTES_MAX */
+    const char *host;           /* "127.0.0.1", "0.0.0.0", "::1" */
+    int port;                   /* 0 = any free port (see http_server_port) */
+    size_t body_bytes_max;      /* 0 = LIMIT_HTTP_BODY_BYTES_MAX */
+    size_t header_bytes_max;    /* 0 = LIMIT_HTTP_HEADER_BYTES_MAX */
     uint64_t header_timeout_ms; /* 0 = LIMIT_HTTP_HEADER_TIMEOUT_MS */
-    uint64_t body_timeout_ms;  /* 0 = LIMIT_HTTP_BODY_TIMEOUT_MS */
-    uint64_t idle_timeout_ms;  /* 0 = LIMIT_HTTP_IDLE_TIMEOUT_MS */
-    int connections_max;       /* 0 = LIMIT_HTTP_CONNECTIONS_MAX */
+    uint64_t body_timeout_ms;   /* 0 = LIMIT_HTTP_BODY_TIMEOUT_MS */
+    uint64_t idle_timeout_ms;   /* 0 = LIMIT_HTTP_IDLE_TIMEOUT_MS */
+    int connections_max;        /* 0 = LIMIT_HTTP_CONNECTIONS_MAX */
 } http_server_config;
 
 /* Called once per complete request. The handler must call http_respond (or
@@ -66,8 +66,8 @@ typedef struct http_server_config {
  * response is then dropped). */
 typedef void (*http_request_cb)(void *ctx, http_request *req);
 
-int http_server_start(uv_loop_t *loop, const http_server_config *cfg, http_request_cb cb,
-                      void *ctx, http_server **out, err_t *e);
+int http_server_start(uv_loop_t *loop, const http_server_config *cfg, http_request_cb cb, void *ctx,
+                      http_server **out, err_t *e);
 int http_server_port(const http_server *s);
 
 /* Stops accepting, closes idle connections, lets in-flight requests finish

@@ -29,13 +29,13 @@ struct ws_conn {
     wslay_event_context_ptr ctx;
     ws_callbacks cb;
     void *data;
-    char *in;            /* received, not yet consumed by wslay */
+    char *in; /* received, not yet consumed by wslay */
     size_t in_len, in_off, in_cap;
     size_t pending_write_bytes;
     uint64_t last_receive_ms;
-    bool closing;        /* socket close started */
-    bool draining;       /* close frame out: half-closed, discarding input until EOF */
-    bool notified;       /* on_close called */
+    bool closing;  /* socket close started */
+    bool draining; /* close frame out: half-closed, discarding input until EOF */
+    bool notified; /* on_close called */
     uv_shutdown_t shutdown_req;
     int handles_open;
     uint16_t close_code;
@@ -150,8 +150,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     return (ssize_t)len;
 }
 
-static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                       void *user)
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
     (void)flags;
     ws_conn *c = user;
@@ -210,7 +209,8 @@ static void feed(ws_conn *c, const char *bytes, size_t n)
     if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
     if (c->in_len + n > c->in_cap) {
         size_t cap = c->in_cap ? c->in_cap : WS_READ_CHUNK_BYTES;
-        while (cap < c->in_len + n) cap *= 2;
+        while (cap < c->in_len + n)
+            cap *= 2;
         char *grown = realloc(c->in, cap);
         if (!grown) {
             shut(c, 1011);
@@ -256,9 +256,11 @@ static int handshake_response(const http_request *req, char *out, size_t out_byt
     const char *key = http_request_header(req, "sec-websocket-key");
     const char *version = http_request_header(req, "sec-websocket-version");
     if (!key || strlen(key) != 24)
-        return err_set(e, ERR_INVALID_ARGUMENT, "WebSocket upgrade without a valid Sec-WebSocket-Key");
+        return err_set(e, ERR_INVALID_ARGUMENT,
+                       "WebSocket upgrade without a valid Sec-WebSocket-Key");
     if (!version || strcmp(version, "13") != 0)
-        return err_set(e, ERR_INVALID_ARGUMENT, "WebSocket upgrade needs Sec-WebSocket-Version: 13");
+        return err_set(e, ERR_INVALID_ARGUMENT,
+                       "WebSocket upgrade needs Sec-WebSocket-Version: 13");
     char material[128];
     snprintf(material, sizeof material, "%s%s", key, WS_GUID);
     unsigned char digest[SHA_DIGEST_LENGTH];
@@ -320,8 +322,8 @@ int ws_accept(http_request *req, const ws_callbacks *cb, void *data, ws_conn **o
 int ws_send_text(ws_conn *c, const char *text, size_t len)
 {
     if (c->closing) return ERR_IO;
-    struct wslay_event_msg msg = {.opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)text,
-                                  .msg_length = len};
+    struct wslay_event_msg msg = {
+        .opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)text, .msg_length = len};
     if (wslay_event_queue_msg(c->ctx, &msg) != 0) return ERR_IO;
     pump(c);
     return c->closing ? ERR_LIMIT : 0;

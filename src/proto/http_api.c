@@ -29,8 +29,8 @@ typedef struct api_req {
     server *srv;
     http_request *http;
     char request_id[17];
-    const char *route;   /* metrics label, static */
-    int want_kind;       /* FN_QUERY, FN_MUTATION, FN_ACTION or API_ANY_KIND */
+    const char *route; /* metrics label, static */
+    int want_kind;     /* FN_QUERY, FN_MUTATION, FN_ACTION or API_ANY_KIND */
     char path[LIMIT_FUNCTION_PATH_BYTES_MAX];
     wire_format fmt;
     json_t *args;
@@ -68,8 +68,7 @@ static void respond(api_req *r, int status, const char *content_type, const char
         headers[n++] = (http_header){"Access-Control-Expose-Headers", "X-Request-Id"};
         headers[n++] = (http_header){"Vary", "Origin"};
     }
-    metrics_record_request(&r->srv->metrics, r->route, status,
-                           clock_mono_us() - r->http->start_us);
+    metrics_record_request(&r->srv->metrics, r->route, status, clock_mono_us() - r->http->start_us);
     http_respond(r->http, status, headers, n, body, len);
     api_req_free(r);
 }
@@ -122,9 +121,12 @@ static void respond_internal(api_req *r, const err_t *e)
 static const char *kind_title(int kind)
 {
     switch (kind) {
-    case FN_QUERY: return "Query";
-    case FN_MUTATION: return "Mutation";
-    case FN_ACTION: return "Action";
+    case FN_QUERY:
+        return "Query";
+    case FN_MUTATION:
+        return "Mutation";
+    case FN_ACTION:
+        return "Action";
     }
     return "Function";
 }
@@ -144,8 +146,8 @@ static void on_call_done(call *c)
     metrics_record_call(&r->srv->metrics, c->fn->path, c->rc);
     log_call(r, c);
     if (c->rc == 0) {
-        json_t *body = json_pack("{s:s, s:o}", "status", "success", "value",
-                                 wire_encode(c->result, r->fmt));
+        json_t *body =
+            json_pack("{s:s, s:o}", "status", "success", "value", wire_encode(c->result, r->fmt));
         if (c->log_lines && json_array_size(c->log_lines))
             json_object_set(body, "logLines", c->log_lines);
         respond_json(r, 200, body);
@@ -188,8 +190,10 @@ static void dispatch(api_req *r)
     int rc = engine_submit(r->srv->en, c);
     if (rc == 0) return;
     metrics_record_call(&r->srv->metrics, fn->path, rc);
-    if (err_is_application(rc)) respond_function_error(r, &c->err, NULL);
-    else respond_internal(r, &c->err);
+    if (err_is_application(rc))
+        respond_function_error(r, &c->err, NULL);
+    else
+        respond_internal(r, &c->err);
     call_free(c);
 }
 
@@ -261,14 +265,16 @@ static void authenticate_and_dispatch(api_req *r)
         dispatch(r);
         return;
     }
-    while (*h == ' ') h++;
+    while (*h == ' ')
+        h++;
     if (strncasecmp(h, "convex ", 7) == 0) {
         if (admin_authorize(r, h + 7) == 0) dispatch(r);
         return;
     }
     if (strncasecmp(h, "bearer ", 7) == 0) {
         const char *token = h + 7;
-        while (*token == ' ') token++;
+        while (*token == ' ')
+            token++;
         auth_verify(r->srv->auth, token, on_token_verified, r);
         return;
     }
@@ -437,8 +443,7 @@ static void handle_run(api_req *r, const char *rest)
     }
     char *last = strrchr(decoded, '/');
     if (!last || last == decoded || !last[1]) {
-        respond_error(r, 400, "MissingIdentifier",
-                      "The path must be /api/run/<module>/<function>");
+        respond_error(r, 400, "MissingIdentifier", "The path must be /api/run/<module>/<function>");
         return;
     }
     *last = ':';
@@ -481,8 +486,7 @@ static void handle_metrics(api_req *r)
 {
     server *s = r->srv;
     char *text = metrics_render(&s->metrics, http_server_connections(s->http),
-                                s->sync ? sync_session_count(s->sync) : 0,
-                                engine_last_ts(s->en));
+                                s->sync ? sync_session_count(s->sync) : 0, engine_last_ts(s->en));
     respond(r, 200, "text/plain; version=0.0.4", text ? text : "", text ? strlen(text) : 0);
     free(text);
 }
@@ -497,8 +501,8 @@ static void handle_preflight(api_req *r)
     if (origin) {
         headers[n++] = (http_header){"Access-Control-Allow-Origin", origin};
         headers[n++] = (http_header){"Access-Control-Allow-Credentials", "true"};
-        headers[n++] = (http_header){"Access-Control-Allow-Methods",
-                                     "GET, POST, OPTIONS, PATCH, DELETE, PUT"};
+        headers[n++] =
+            (http_header){"Access-Control-Allow-Methods", "GET, POST, OPTIONS, PATCH, DELETE, PUT"};
         if (req_headers) headers[n++] = (http_header){"Access-Control-Allow-Headers", req_headers};
         headers[n++] = (http_header){"Access-Control-Max-Age", "86400"};
         headers[n++] = (http_header){"Vary", "Origin, Access-Control-Request-Headers"};
@@ -543,15 +547,20 @@ static void route(api_req *r)
     for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
         if (strcmp(path, calls[i].path) != 0) continue;
         r->route = calls[i].route;
-        if (calls[i].kind == FN_QUERY && is_method(r, "GET")) handle_query_get(r);
-        else if (is_method(r, "POST")) handle_function_post(r, calls[i].kind, true);
-        else respond_error(r, 405, "MethodNotAllowed", "Use POST for this endpoint");
+        if (calls[i].kind == FN_QUERY && is_method(r, "GET"))
+            handle_query_get(r);
+        else if (is_method(r, "POST"))
+            handle_function_post(r, calls[i].kind, true);
+        else
+            respond_error(r, 405, "MethodNotAllowed", "Use POST for this endpoint");
         return;
     }
     if (strncmp(path, "/api/run/", 9) == 0) {
         r->route = "/api/run";
-        if (is_method(r, "POST")) handle_run(r, path + 9);
-        else respond_error(r, 405, "MethodNotAllowed", "Use POST for this endpoint");
+        if (is_method(r, "POST"))
+            handle_run(r, path + 9);
+        else
+            respond_error(r, 405, "MethodNotAllowed", "Use POST for this endpoint");
         return;
     }
     if (is_sync_path(path) && s->sync) {

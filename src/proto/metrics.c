@@ -38,10 +38,13 @@ void metrics_record_request(metrics *m, const char *route, int status, uint64_t 
 {
     metrics_route *r = route_slot(m, route);
     int i = 0;
-    while (i < r->n_statuses && r->statuses[i] != status) i++;
+    while (i < r->n_statuses && r->statuses[i] != status)
+        i++;
     if (i == r->n_statuses) {
-        if (r->n_statuses == METRICS_STATUSES_MAX) i = METRICS_STATUSES_MAX - 1;
-        else r->statuses[r->n_statuses++] = status;
+        if (r->n_statuses == METRICS_STATUSES_MAX)
+            i = METRICS_STATUSES_MAX - 1;
+        else
+            r->statuses[r->n_statuses++] = status;
     }
     r->counts[i]++;
     double s = (double)duration_us / 1e6;
@@ -65,9 +68,12 @@ void metrics_record_call(metrics *m, const char *fn_path, int rc)
         f = &m->functions[m->n_functions++];
         f->path = fn_path;
     }
-    if (rc == 0) f->ok++;
-    else if (err_is_application(rc)) f->app_error++;
-    else f->internal_error++;
+    if (rc == 0)
+        f->ok++;
+    else if (err_is_application(rc))
+        f->app_error++;
+    else
+        f->internal_error++;
 }
 
 char *metrics_render(const metrics *m, int open_connections, int ws_sessions, uint64_t last_ts)
@@ -75,51 +81,50 @@ char *metrics_render(const metrics *m, int open_connections, int ws_sessions, ui
     sbuf b;
     sbuf_init(&b, 4096);
     sbuf_printf(&b, "# HELP dojo_http_requests_total HTTP requests by route and status.\n"
-                  "# TYPE dojo_http_requests_total counter\n");
+                    "# TYPE dojo_http_requests_total counter\n");
     for (int i = 0; i < m->n_routes; i++)
         for (int s = 0; s < m->routes[i].n_statuses; s++)
             sbuf_printf(&b, "dojo_http_requests_total{route=\"%s\",status=\"%d\"} %" PRIu64 "\n",
-                      m->routes[i].route, m->routes[i].statuses[s], m->routes[i].counts[s]);
+                        m->routes[i].route, m->routes[i].statuses[s], m->routes[i].counts[s]);
     sbuf_printf(&b, "# HELP dojo_http_request_duration_seconds HTTP request latency.\n"
-                  "# TYPE dojo_http_request_duration_seconds histogram\n");
+                    "# TYPE dojo_http_request_duration_seconds histogram\n");
     for (int i = 0; i < m->n_routes; i++) {
         const metrics_route *r = &m->routes[i];
         uint64_t cumulative = 0;
         for (int bkt = 0; bkt < METRICS_BUCKETS; bkt++) {
             cumulative += r->latency_buckets[bkt];
             sbuf_printf(&b,
-                      "dojo_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %" PRIu64
-                      "\n",
-                      r->route, bucket_bounds_s[bkt], cumulative);
+                        "dojo_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %" PRIu64
+                        "\n",
+                        r->route, bucket_bounds_s[bkt], cumulative);
         }
-        sbuf_printf(&b,
-                  "dojo_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64
-                  "\n"
-                  "dojo_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
-                  "dojo_http_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n",
-                  r->route, r->latency_count, r->route, r->latency_sum_s, r->route,
-                  r->latency_count);
+        sbuf_printf(
+            &b,
+            "dojo_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64 "\n"
+            "dojo_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+            "dojo_http_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n",
+            r->route, r->latency_count, r->route, r->latency_sum_s, r->route, r->latency_count);
     }
     sbuf_printf(&b, "# HELP dojo_function_calls_total Function calls by function and outcome.\n"
-                  "# TYPE dojo_function_calls_total counter\n");
+                    "# TYPE dojo_function_calls_total counter\n");
     for (int i = 0; i < m->n_functions; i++) {
         const metrics_function *f = &m->functions[i];
         sbuf_printf(&b,
-                  "dojo_function_calls_total{function=\"%s\",outcome=\"ok\"} %" PRIu64 "\n"
-                  "dojo_function_calls_total{function=\"%s\",outcome=\"error\"} %" PRIu64 "\n"
-                  "dojo_function_calls_total{function=\"%s\",outcome=\"internal_error\"} %" PRIu64
-                  "\n",
-                  f->path, f->ok, f->path, f->app_error, f->path, f->internal_error);
+                    "dojo_function_calls_total{function=\"%s\",outcome=\"ok\"} %" PRIu64 "\n"
+                    "dojo_function_calls_total{function=\"%s\",outcome=\"error\"} %" PRIu64 "\n"
+                    "dojo_function_calls_total{function=\"%s\",outcome=\"internal_error\"} %" PRIu64
+                    "\n",
+                    f->path, f->ok, f->path, f->app_error, f->path, f->internal_error);
     }
     sbuf_printf(&b,
-              "# HELP dojo_http_connections Open HTTP connections.\n"
-              "# TYPE dojo_http_connections gauge\ndojo_http_connections %d\n"
-              "# HELP dojo_sync_sessions Open WebSocket sync sessions.\n"
-              "# TYPE dojo_sync_sessions gauge\ndojo_sync_sessions %d\n"
-              "# HELP dojo_commit_timestamp_ns Newest commit timestamp.\n"
-              "# TYPE dojo_commit_timestamp_ns gauge\ndojo_commit_timestamp_ns %" PRIu64 "\n"
-              "# HELP dojo_start_time_seconds Process start time.\n"
-              "# TYPE dojo_start_time_seconds gauge\ndojo_start_time_seconds %" PRIu64 "\n",
-              open_connections, ws_sessions, last_ts, m->started_at_ms / 1000);
+                "# HELP dojo_http_connections Open HTTP connections.\n"
+                "# TYPE dojo_http_connections gauge\ndojo_http_connections %d\n"
+                "# HELP dojo_sync_sessions Open WebSocket sync sessions.\n"
+                "# TYPE dojo_sync_sessions gauge\ndojo_sync_sessions %d\n"
+                "# HELP dojo_commit_timestamp_ns Newest commit timestamp.\n"
+                "# TYPE dojo_commit_timestamp_ns gauge\ndojo_commit_timestamp_ns %" PRIu64 "\n"
+                "# HELP dojo_start_time_seconds Process start time.\n"
+                "# TYPE dojo_start_time_seconds gauge\ndojo_start_time_seconds %" PRIu64 "\n",
+                open_connections, ws_sessions, last_ts, m->started_at_ms / 1000);
     return sbuf_take(&b);
 }

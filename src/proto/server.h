@@ -20,13 +20,13 @@
 #include "proto/metrics.h"
 
 typedef struct server_config {
-    const char *db_url;          /* "sqlite:PATH" or "postgres://…" */
-    const char *host;            /* default "127.0.0.1" */
-    int port;                    /* default 3210; 0 = any */
-    const char *admin_key;       /* NULL: admin functions are refused */
-    size_t body_bytes_max;       /* 0 = LIMIT_HTTP_BODY_BYTES_MAX */
-    int reader_threads;          /* 0 = 2 */
-    bool dev_logs;               /* one readable line per call (dojo dev) */
+    const char *db_url;    /* "sqlite:PATH" or "postgres://…" */
+    const char *host;      /* default "127.0.0.1" */
+    int port;              /* default 3210; 0 = any */
+    const char *admin_key; /* NULL: admin functions are refused */
+    size_t body_bytes_max; /* 0 = LIMIT_HTTP_BODY_BYTES_MAX */
+    int reader_threads;    /* 0 = 2 */
+    bool dev_logs;         /* one readable line per call (dojo dev) */
     const schema *schema;
     const registry *registry;
     /* Periodic system functions: path and interval. */

@@ -81,7 +81,8 @@ void sync_hub_close(sync_hub *hub, void (*done)(void *data), void *data)
     hub->closing = true;
     hub->done = done;
     hub->done_data = data;
-    for (session *s = hub->sessions; s; s = s->next) ws_close(s->ws, 1001, "ServerShutdown");
+    for (session *s = hub->sessions; s; s = s->next)
+        ws_close(s->ws, 1001, "ServerShutdown");
     uv_timer_stop(&hub->tick);
     uv_close((uv_handle_t *)&hub->tick, on_tick_closed);
 }
@@ -96,8 +97,10 @@ void sync_hub_free(sync_hub *hub)
 
 void sync_hub_session_gone(sync_hub *hub, session *s)
 {
-    if (s->prev) s->prev->next = s->next;
-    else hub->sessions = s->next;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        hub->sessions = s->next;
     if (s->next) s->next->prev = s->prev;
     s->prev = s->next = NULL;
     hub->n_sessions--;

@@ -26,8 +26,8 @@
 /* One entry of a session's query set. */
 typedef struct sess_query {
     uint32_t id;
-    sub_query *q;          /* NULL when the query could not be subscribed */
-    err_t static_err;      /* why, when q is NULL */
+    sub_query *q;     /* NULL when the query could not be subscribed */
+    err_t static_err; /* why, when q is NULL */
     char *path;
     json_t *args;          /* decoded argument object */
     char *journal;         /* from Add.journal */
@@ -39,7 +39,7 @@ typedef struct sess_query {
 typedef struct sess_mutation {
     int64_t request_id;
     char *path;
-    json_t *args;          /* decoded, or NULL when decoding failed (err says why) */
+    json_t *args; /* decoded, or NULL when decoding failed (err says why) */
     err_t err;
     json_t *identity;
     bool admin;
@@ -61,16 +61,16 @@ typedef struct session {
      * answered mutations need covered. */
     sync_versions v;
 
-    json_t *identity;            /* NULL = anonymous */
+    json_t *identity; /* NULL = anonymous */
     bool admin;
     int64_t identity_exp_s;
 
     sess_query *queries;
     int n_queries, cap_queries;
-    uint32_t *removed;           /* QueryRemoved still to send */
+    uint32_t *removed; /* QueryRemoved still to send */
     int n_removed, cap_removed;
 
-    json_t **inbox;              /* messages waiting while an Authenticate is verified */
+    json_t **inbox; /* messages waiting while an Authenticate is verified */
     int inbox_len;
     bool draining; /* process_inbox is running (it is not re-entrant) */
     bool auth_pending;
@@ -80,7 +80,7 @@ typedef struct session {
     bool mut_in_flight;
 
     uint64_t last_send_ms;
-    bool waiting;                /* on the hub's list of sessions to flush */
+    bool waiting; /* on the hub's list of sessions to flush */
     struct session *wait_next;
 } session;
 

@@ -97,8 +97,8 @@ static void append_version(sbuf *b, const char *name, const state_version *v)
 {
     char ts[13];
     b64_u64le_encode(v->ts, ts);
-    sbuf_printf(b, "\"%s\":{\"querySet\":%u,\"identity\":%u,\"ts\":\"%s\"}", name,
-                v->query_set, v->identity, ts);
+    sbuf_printf(b, "\"%s\":{\"querySet\":%u,\"identity\":%u,\"ts\":\"%s\"}", name, v->query_set,
+                v->identity, ts);
 }
 
 static void append_json(sbuf *b, const json_t *v)
@@ -147,11 +147,11 @@ static void append_query(sbuf *b, const sess_query *sq)
     }
     const err_t *e = q ? &q->err : &sq->static_err;
     bool app = err_is_application(e->code);
-    json_t *mod = json_pack("{s:s, s:i, s:s, s:o, s:o}", "type", "QueryFailed", "queryId",
-                            (int)sq->id, "errorMessage",
-                            app ? e->msg : "Your request couldn't be completed. Try again later.",
-                            "logLines", q && q->log_lines ? json_incref(q->log_lines) : json_array(),
-                            "journal", q && q->journal ? json_string(q->journal) : json_null());
+    json_t *mod = json_pack(
+        "{s:s, s:i, s:s, s:o, s:o}", "type", "QueryFailed", "queryId", (int)sq->id, "errorMessage",
+        app ? e->msg : "Your request couldn't be completed. Try again later.", "logLines",
+        q && q->log_lines ? json_incref(q->log_lines) : json_array(), "journal",
+        q && q->journal ? json_string(q->journal) : json_null());
     if (app && e->data) json_object_set_new(mod, "errorData", wire_encode(e->data, WIRE_ENCODED));
     append_json(b, mod);
     json_decref(mod);
@@ -217,8 +217,8 @@ void session_flush(session *s)
     query_state(s, &all_fresh, &pending);
     sync_versions probe = s->v;
     state_version start, end;
-    sync_decision d =
-        sync_versions_next(&probe, subs_processed_ts(s->hub->subs), all_fresh, pending, &start, &end);
+    sync_decision d = sync_versions_next(&probe, subs_processed_ts(s->hub->subs), all_fresh,
+                                         pending, &start, &end);
     if (d == SYNC_WAIT) wait_list_add(s);
     if (d != SYNC_SEND) return;
     if (identity_expired(s)) {

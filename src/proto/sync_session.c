@@ -43,7 +43,8 @@ static void sess_query_clear(session *s, sess_query *sq)
 
 void session_drop_queries(session *s)
 {
-    for (int i = 0; i < s->n_queries; i++) sess_query_clear(s, &s->queries[i]);
+    for (int i = 0; i < s->n_queries; i++)
+        sess_query_clear(s, &s->queries[i]);
     s->n_queries = 0;
 }
 
@@ -62,7 +63,8 @@ void session_unref(session *s)
     session_drop_queries(s);
     free(s->queries);
     free(s->removed);
-    for (int i = 0; i < s->inbox_len; i++) json_decref(s->inbox[i]);
+    for (int i = 0; i < s->inbox_len; i++)
+        json_decref(s->inbox[i]);
     free(s->inbox);
     while (s->mut_head) {
         sess_mutation *m = s->mut_head;
@@ -123,8 +125,8 @@ static void subscribe_entry(session *s, sess_query *sq)
     if (!sq->args) return; /* a static failure stays one */
     char canonical[LIMIT_FUNCTION_PATH_BYTES_MAX];
     err_clear(&sq->static_err);
-    const fn_def *fn = lookup_function(s, sq->path, FN_QUERY, &sq->static_err, canonical,
-                                       sizeof canonical);
+    const fn_def *fn =
+        lookup_function(s, sq->path, FN_QUERY, &sq->static_err, canonical, sizeof canonical);
     sub_query *old = sq->q;
     sq->q = NULL;
     if (fn) {
@@ -229,7 +231,8 @@ static void on_modify_query_set(session *s, const json_t *msg)
     }
     size_t i;
     const json_t *mod;
-    json_array_foreach(mods, i, mod) {
+    json_array_foreach(mods, i, mod)
+    {
         const char *type = json_string_value(json_object_get(mod, "type"));
         if (type && strcmp(type, "Add") == 0) {
             if (add_query(s, mod) != 0) return;
@@ -253,7 +256,8 @@ static void set_identity(session *s, json_t *identity, bool admin, int64_t exp_s
     s->admin = admin;
     s->identity_exp_s = exp_s;
     s->v.identity_received++;
-    for (int i = 0; i < s->n_queries; i++) subscribe_entry(s, &s->queries[i]);
+    for (int i = 0; i < s->n_queries; i++)
+        subscribe_entry(s, &s->queries[i]);
 }
 
 static void process_inbox(session *s);
@@ -328,8 +332,9 @@ static void respond_mutation_error(session *s, int64_t request_id, const err_t *
                             "requestId", (json_int_t)request_id, "success", 0, "result",
                             app ? e->msg : INTERNAL_ERROR_MESSAGE, "ts", "logLines", lines);
     if (app && e->data) json_object_set_new(msg, "errorData", wire_encode(e->data, WIRE_ENCODED));
-    if (!app) log_error("sync: mutation %lld of session %s failed: %s", (long long)request_id,
-                        s->session_id, e->msg);
+    if (!app)
+        log_error("sync: mutation %lld of session %s failed: %s", (long long)request_id,
+                  s->session_id, e->msg);
     session_send(s, msg);
 }
 
@@ -348,10 +353,10 @@ static void on_mutation_done(call *c)
         } else {
             char ts[13];
             b64_u64le_encode(c->ts, ts);
-            session_send(s, json_pack("{s:s, s:I, s:b, s:o, s:s, s:O}", "type",
-                                      "MutationResponse", "requestId", (json_int_t)c->request_id,
-                                      "success", 1, "result", wire_encode(c->result, WIRE_ENCODED),
-                                      "ts", ts, "logLines", c->log_lines));
+            session_send(s, json_pack("{s:s, s:I, s:b, s:o, s:s, s:O}", "type", "MutationResponse",
+                                      "requestId", (json_int_t)c->request_id, "success", 1,
+                                      "result", wire_encode(c->result, WIRE_ENCODED), "ts", ts,
+                                      "logLines", c->log_lines));
             if (c->ts > s->v.need_ts) s->v.need_ts = c->ts;
             s->v.owe_transition = true;
             session_flush(s);
@@ -371,8 +376,8 @@ static void dispatch_mutation(session *s)
         s->mut_len--;
         char canonical[LIMIT_FUNCTION_PATH_BYTES_MAX];
         const fn_def *fn = NULL;
-        if (m->args) fn = lookup_function(s, m->path, FN_MUTATION, &m->err, canonical,
-                                          sizeof canonical);
+        if (m->args)
+            fn = lookup_function(s, m->path, FN_MUTATION, &m->err, canonical, sizeof canonical);
         if (!fn) {
             respond_mutation_error(s, m->request_id, &m->err, NULL);
             mutation_free(m);
@@ -426,8 +431,10 @@ static void on_mutation(session *s, const json_t *msg)
     if (!m->args) err_app(&m->err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
     m->identity = s->identity ? json_incref(s->identity) : NULL;
     m->admin = s->admin;
-    if (s->mut_tail) s->mut_tail->next = m;
-    else s->mut_head = m;
+    if (s->mut_tail)
+        s->mut_tail->next = m;
+    else
+        s->mut_head = m;
     s->mut_tail = m;
     s->mut_len++;
     dispatch_mutation(s);
@@ -480,14 +487,22 @@ static void on_connect(session *s, const json_t *msg)
 static void handle(session *s, json_t *msg)
 {
     const char *type = json_string_value(json_object_get(msg, "type"));
-    if (!type) session_fatal(s, "WSMessageInvalidJson: a message needs a type");
-    else if (strcmp(type, "Connect") == 0) on_connect(s, msg);
-    else if (strcmp(type, "ModifyQuerySet") == 0) on_modify_query_set(s, msg);
-    else if (strcmp(type, "Authenticate") == 0) on_authenticate(s, msg);
-    else if (strcmp(type, "Mutation") == 0) on_mutation(s, msg);
-    else if (strcmp(type, "Action") == 0) on_action(s, msg);
-    else if (strcmp(type, "Event") == 0) return;
-    else session_fatal(s, "WSMessageInvalidJson: unknown message type");
+    if (!type)
+        session_fatal(s, "WSMessageInvalidJson: a message needs a type");
+    else if (strcmp(type, "Connect") == 0)
+        on_connect(s, msg);
+    else if (strcmp(type, "ModifyQuerySet") == 0)
+        on_modify_query_set(s, msg);
+    else if (strcmp(type, "Authenticate") == 0)
+        on_authenticate(s, msg);
+    else if (strcmp(type, "Mutation") == 0)
+        on_mutation(s, msg);
+    else if (strcmp(type, "Action") == 0)
+        on_action(s, msg);
+    else if (strcmp(type, "Event") == 0)
+        return;
+    else
+        session_fatal(s, "WSMessageInvalidJson: unknown message type");
 }
 
 /* Handles the messages that waited behind an Authenticate, in order, until

@@ -45,16 +45,20 @@ static json_t *refuse(decoder *d, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    if (d->path[0]) err_set(d->e, ERR_INVALID_ARGUMENT, "Invalid argument `%s`: %s", d->path, why);
-    else err_set(d->e, ERR_INVALID_ARGUMENT, "Invalid arguments: %s", why);
+    if (d->path[0])
+        err_set(d->e, ERR_INVALID_ARGUMENT, "Invalid argument `%s`: %s", d->path, why);
+    else
+        err_set(d->e, ERR_INVALID_ARGUMENT, "Invalid arguments: %s", why);
     return NULL;
 }
 
 static size_t path_push(decoder *d, const char *key, long index)
 {
     size_t len = strlen(d->path);
-    if (key) snprintf(d->path + len, sizeof d->path - len, "%s%s", len ? "." : "", key);
-    else snprintf(d->path + len, sizeof d->path - len, "[%ld]", index);
+    if (key)
+        snprintf(d->path + len, sizeof d->path - len, "%s%s", len ? "." : "", key);
+    else
+        snprintf(d->path + len, sizeof d->path - len, "[%ld]", index);
     return len;
 }
 
@@ -73,7 +77,8 @@ static json_t *decode_special(decoder *d, const char *key, const json_t *v)
         if (!text || strlen(text) != 12 || b64_decode(text, 12, raw) != 8)
             return refuse(d, "invalid $integer: expected base64 of 8 bytes");
         uint64_t u = 0;
-        for (int i = 0; i < 8; i++) u |= (uint64_t)raw[i] << (8 * i);
+        for (int i = 0; i < 8; i++)
+            u |= (uint64_t)raw[i] << (8 * i);
         int64_t x = (int64_t)u;
         if (x > 9007199254740991LL || x < -9007199254740991LL)
             return refuse(d, "integer %lld is out of range: at most 2^53-1", (long long)x);
@@ -83,7 +88,8 @@ static json_t *decode_special(decoder *d, const char *key, const json_t *v)
         if (!text || strlen(text) != 12 || b64_decode(text, 12, raw) != 8)
             return refuse(d, "invalid $float: expected base64 of 8 bytes");
         uint64_t u = 0;
-        for (int i = 0; i < 8; i++) u |= (uint64_t)raw[i] << (8 * i);
+        for (int i = 0; i < 8; i++)
+            u |= (uint64_t)raw[i] << (8 * i);
         double x;
         memcpy(&x, &u, sizeof x);
         if (!isfinite(x)) return refuse(d, "NaN and Infinity are not supported values");
@@ -104,7 +110,8 @@ static json_t *decode_array(decoder *d, const json_t *v, int depth)
     json_t *out = json_array();
     size_t i;
     const json_t *item;
-    json_array_foreach(v, i, item) {
+    json_array_foreach(v, i, item)
+    {
         size_t len = path_push(d, NULL, (long)i);
         json_t *x = decode_value(d, item, depth + 1);
         d->path[len] = '\0';
@@ -124,14 +131,16 @@ static json_t *decode_object(decoder *d, const json_t *v, int depth)
                       LIMIT_OBJECT_FIELDS_MAX);
     const char *key;
     const json_t *fv;
-    json_object_foreach((json_t *)v, key, fv) {
+    json_object_foreach((json_t *)v, key, fv)
+    {
         if (key[0] == '$') {
             if (json_object_size(v) == 1) return decode_special(d, key, fv);
             return refuse(d, "field names may not start with '$' (got \"%.64s\")", key);
         }
     }
     json_t *out = json_object();
-    json_object_foreach((json_t *)v, key, fv) {
+    json_object_foreach((json_t *)v, key, fv)
+    {
         /* The client refuses to decode such names: never store one. */
         if (strlen(key) > LIMIT_FIELD_NAME_BYTES_MAX || !printable_ascii(key)) {
             json_decref(out);
@@ -227,7 +236,8 @@ static json_t *encode_copy(const json_t *v, wire_format fmt)
         json_t *out = json_object();
         const char *k;
         const json_t *item;
-        json_object_foreach((json_t *)v, k, item) json_object_set_new(out, k, encode_copy(item, fmt));
+        json_object_foreach((json_t *)v, k, item)
+            json_object_set_new(out, k, encode_copy(item, fmt));
         return out;
     }
     return json_incref((json_t *)v);

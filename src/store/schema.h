@@ -28,25 +28,27 @@ struct validator;
 #define SCHEMA_KEY_LEN_MAX (SCHEMA_INDEX_FIELDS_MAX + 2) /* fields + _creationTime + _id */
 
 typedef struct schema_index {
-    const char *name;                              /* e.g. "by_user" */
-    const char *fields[SCHEMA_INDEX_FIELDS_MAX];   /* top-level field names; "_creationTime" allowed */
+    const char *name; /* e.g. "by_user" */
+    const char
+        *fields[SCHEMA_INDEX_FIELDS_MAX]; /* top-level field names; "_creationTime" allowed */
     int n_fields;
-    bool unique;                                   /* unique over its fields alone */
+    bool unique; /* unique over its fields alone */
 } schema_index;
 
 typedef struct schema_table {
-    const char *name;          /* e.g. "users"; names starting with '_' are system tables */
-    int number;                /* 1..255, encoded in the table's ids; never reused */
+    const char *name;            /* e.g. "users"; names starting with '_' are system tables */
+    int number;                  /* 1..255, encoded in the table's ids; never reused */
     const struct validator *doc; /* V_OBJECT of the user fields (without _id, _creationTime) */
     const schema_index *indexes;
     int n_indexes;
-    bool append_only;          /* the store refuses UPDATE and DELETE (the ledger) */
-    const char *const *nonnegative_fields; /* the store refuses a negative value (NULL-terminated) */
-    bool system;               /* hidden from codegen and users */
+    bool append_only; /* the store refuses UPDATE and DELETE (the ledger) */
+    const char *const
+        *nonnegative_fields; /* the store refuses a negative value (NULL-terminated) */
+    bool system;             /* hidden from codegen and users */
 } schema_table;
 
 typedef struct schema {
-    int version;               /* bumped whenever the DDL derived from it changes */
+    int version; /* bumped whenever the DDL derived from it changes */
     const schema_table *tables;
     int n_tables;
 } schema;

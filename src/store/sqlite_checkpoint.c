@@ -19,8 +19,8 @@ struct sqlite_checkpointer {
     uv_thread_t thread;
     uv_mutex_t lock;
     uv_cond_t cond;
-    bool wanted;  /* guarded by lock */
-    bool stopping; /* guarded by lock */
+    bool wanted;        /* guarded by lock */
+    bool stopping;      /* guarded by lock */
     unsigned long done; /* guarded by lock */
 };
 
@@ -29,7 +29,8 @@ static void checkpoint_main(void *arg)
     sqlite_checkpointer *cp = arg;
     for (;;) {
         uv_mutex_lock(&cp->lock);
-        while (!cp->wanted && !cp->stopping) uv_cond_wait(&cp->cond, &cp->lock);
+        while (!cp->wanted && !cp->stopping)
+            uv_cond_wait(&cp->cond, &cp->lock);
         bool stop = cp->stopping;
         cp->wanted = false;
         uv_mutex_unlock(&cp->lock);

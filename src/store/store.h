@@ -49,7 +49,7 @@ typedef struct store_range {
     json_t *lo, *hi;           /* borrowed */
     bool lo_inclusive, hi_inclusive;
     bool descending;
-    int limit;                 /* rows at most, >= 1 */
+    int limit; /* rows at most, >= 1 */
 } store_range;
 
 /* What store_open did to the schema, for `dojo dev` to print one line. */
@@ -86,8 +86,8 @@ void store_disconnect(store_conn *c);
  * store_savepoint_rollback or store_rollback. Conflicts a database reports
  * (serialization failure, deadlock, lock wait timeout) are ERR_BUSY: retry. */
 int store_begin(store_conn *c, bool write, err_t *e);
-int store_commit(store_conn *c, err_t *e);   /* durable when it returns 0 */
-void store_rollback(store_conn *c);          /* ends any transaction; safe to call twice */
+int store_commit(store_conn *c, err_t *e); /* durable when it returns 0 */
+void store_rollback(store_conn *c);        /* ends any transaction; safe to call twice */
 /* Nested savepoint inside a write transaction: one per mutation of a group. */
 int store_savepoint(store_conn *c, err_t *e);
 int store_savepoint_release(store_conn *c, err_t *e);

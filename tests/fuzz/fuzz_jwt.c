@@ -24,8 +24,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     err_t e;
     err_init(&e);
     if (jwt_decode(token, &t, &f, &e) == 0) {
-        jwt_policy p = {.issuer = "https://issuer.example", .audience = "convex",
-                        .now_s = 1800000000, .skew_s = 60};
+        jwt_policy p = {.issuer = "https://issuer.example",
+                        .audience = "convex",
+                        .now_s = 1800000000,
+                        .skew_s = 60};
         err_t v;
         err_init(&v);
         int rc = jwt_verify(t, NULL, &p, &f, &v);

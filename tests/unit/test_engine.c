@@ -103,8 +103,8 @@ static void on_commit(void *data, uint64_t ts, const write_set *writes)
 
 static void open_engine(fixture *f)
 {
-    engine_config cfg = {.loop = &f->loop, .db_url = f->url, .schema = &test_schema,
-                         .registry = &f->reg};
+    engine_config cfg = {
+        .loop = &f->loop, .db_url = f->url, .schema = &test_schema, .registry = &f->reg};
     char report[STORE_REPORT_BYTES_MAX];
     err_t e;
     err_init(&e);
@@ -172,7 +172,8 @@ static call *submit(fixture *f, slot *s, const char *path, json_t *args, const c
 
 static void wait_all(fixture *f)
 {
-    while (f->pending > 0) uv_run(&f->loop, UV_RUN_ONCE);
+    while (f->pending > 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
 }
 
 static int64_t count(fixture *f)
@@ -193,8 +194,8 @@ static void failing_mutation_rolls_back_alone(void **state)
     fixture *f = *state;
     slot s[3];
     call *a = submit(f, &s[0], "notes:add", json_pack("{s:s}", "name", "a"), NULL, -1);
-    call *b = submit(f, &s[1], "notes:add", json_pack("{s:s, s:b}", "name", "b", "fail", 1), NULL,
-                     -1);
+    call *b =
+        submit(f, &s[1], "notes:add", json_pack("{s:s, s:b}", "name", "b", "fail", 1), NULL, -1);
     call *c = submit(f, &s[2], "notes:add", json_pack("{s:s}", "name", "c"), NULL, -1);
     wait_all(f);
     assert_int_equal(a->rc, 0);
@@ -239,8 +240,8 @@ static void storage_fault_writes_nothing_and_others_run_again(void **state)
      * innocent ones run again and commit. */
     slot s[3];
     call *calls[3];
-    calls[0] = submit(f, &s[0], "notes:add", json_pack("{s:s, s:b}", "name", "x", "fault", 1), NULL,
-                      -1);
+    calls[0] =
+        submit(f, &s[0], "notes:add", json_pack("{s:s, s:b}", "name", "x", "fault", 1), NULL, -1);
     for (int i = 1; i < 3; i++)
         calls[i] = submit(f, &s[i], "notes:add", json_pack("{s:s}", "name", "y"), NULL, -1);
     wait_all(f);
@@ -324,8 +325,8 @@ static void arguments_are_checked_before_running(void **state)
 {
     fixture *f = *state;
     slot s;
-    call *c = submit(f, &s, "notes:add", json_pack("{s:s, s:i}", "name", "a", "color", 3), NULL,
-                     -1);
+    call *c =
+        submit(f, &s, "notes:add", json_pack("{s:s, s:i}", "name", "a", "color", 3), NULL, -1);
     assert_int_equal(c->rc, ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(c->err.msg, "`color`"));
     assert_non_null(c->err.data);
@@ -345,8 +346,8 @@ static void document_over_one_mebibyte_is_refused_and_nothing_written(void **sta
     memset(big, 'x', n);
     big[n] = '\0';
     slot s;
-    call *c = submit(f, &s, "notes:add", json_pack("{s:s, s:s}", "name", "big", "blob", big), NULL,
-                     -1);
+    call *c =
+        submit(f, &s, "notes:add", json_pack("{s:s, s:s}", "name", "big", "blob", big), NULL, -1);
     free(big);
     wait_all(f);
     assert_int_equal(c->rc, ERR_INVALID_ARGUMENT);
@@ -358,8 +359,10 @@ static void document_over_one_mebibyte_is_refused_and_nothing_written(void **sta
 static void internal_function_needs_the_admin_key(void **state)
 {
     fixture *f = *state;
-    static const fn_def internal = {.path = "notes:secret", .kind = FN_QUERY,
-                                    .visibility = FN_INTERNAL, .args = &v_no_args,
+    static const fn_def internal = {.path = "notes:secret",
+                                    .kind = FN_QUERY,
+                                    .visibility = FN_INTERNAL,
+                                    .args = &v_no_args,
                                     .impl = count_notes};
     call *c = call_new();
     c->fn = &internal;
@@ -373,8 +376,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(failing_mutation_rolls_back_alone, setup, teardown),
-        cmocka_unit_test_setup_teardown(many_mutations_all_commit_with_increasing_timestamps,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(many_mutations_all_commit_with_increasing_timestamps, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(storage_fault_writes_nothing_and_others_run_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(resent_mutation_is_answered_from_its_record, setup,

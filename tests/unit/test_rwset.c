@@ -15,8 +15,8 @@ static const schema_index runs_indexes[] = {
     {.name = "by_user", .fields = {"userId", "_creationTime"}, .n_fields = 2},
     {.name = "by_status", .fields = {"status", "_creationTime"}, .n_fields = 2},
 };
-static const schema_table runs = {.name = "runs", .number = 3, .doc = &v_any,
-                                  .indexes = runs_indexes, .n_indexes = 2};
+static const schema_table runs = {
+    .name = "runs", .number = 3, .doc = &v_any, .indexes = runs_indexes, .n_indexes = 2};
 static const schema_table users = {.name = "users", .number = 1, .doc = &v_any};
 
 static json_t *run_doc(const char *id, const char *user, const char *status, double ct)
@@ -168,7 +168,8 @@ static void too_many_ranges_fall_back_to_everything(void **state)
     (void)state;
     read_set rs;
     read_set_init(&rs);
-    for (int i = 0; i <= READ_SET_RANGES_MAX; i++) read_set_add_point(&rs, &users, "u");
+    for (int i = 0; i <= READ_SET_RANGES_MAX; i++)
+        read_set_add_point(&rs, &users, "u");
     assert_true(rs.whole_database);
     json_t *doc = run_doc("r1", "x", "queued", 1.0);
     write_set ws;

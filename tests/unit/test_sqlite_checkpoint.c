@@ -32,9 +32,8 @@ static void checkpoints_run_off_the_writer(void **state)
     assert_int_equal(store_open(url, &test_schema, &st, report, &e), 0);
     assert_int_equal(store_connect(st, true, &w, &e), 0);
     char autockpt[32];
-    assert_int_equal(store_sqlite_query_text(w, "PRAGMA wal_autocheckpoint", autockpt,
-                                             sizeof autockpt, &e),
-                     0);
+    assert_int_equal(
+        store_sqlite_query_text(w, "PRAGMA wal_autocheckpoint", autockpt, sizeof autockpt, &e), 0);
     assert_string_equal(autockpt, "0");
     static char big[16 * 1024];
     memset(big, 'x', sizeof big - 1);
@@ -48,7 +47,8 @@ static void checkpoints_run_off_the_writer(void **state)
         json_decref(doc);
         assert_int_equal(store_commit(w, &e), 0);
     }
-    for (int tries = 0; tries < 200 && store_sqlite_checkpoints(st) == 0; tries++) usleep(10000);
+    for (int tries = 0; tries < 200 && store_sqlite_checkpoints(st) == 0; tries++)
+        usleep(10000);
     assert_true(store_sqlite_checkpoints(st) > 0);
     int64_t n = 0;
     assert_int_equal(store_begin(w, false, &e), 0);

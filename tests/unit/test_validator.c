@@ -20,12 +20,8 @@ static const v_field inner_fields[] = {{"numItems", &amount, false}};
 static const validator inner = V_OBJECT_INIT(inner_fields);
 static const validator user_id = V_ID_INIT("users");
 static const v_field fields[] = {
-    {"title", &title, false},
-    {"amount", &amount, true},
-    {"status", &status, true},
-    {"items", &items, true},
-    {"opts", &inner, true},
-    {"userId", &user_id, true},
+    {"title", &title, false}, {"amount", &amount, true}, {"status", &status, true},
+    {"items", &items, true},  {"opts", &inner, true},    {"userId", &user_id, true},
 };
 static const validator args = V_OBJECT_INIT(fields);
 
@@ -90,7 +86,8 @@ static void string_length_bounds_count_characters(void **state)
     err_t e;
     /* 200 two-byte characters are 200 characters. */
     char wide[1024] = "{\"title\":\"";
-    for (int i = 0; i < 200; i++) strcat(wide, "\xc3\xa9");
+    for (int i = 0; i < 200; i++)
+        strcat(wide, "\xc3\xa9");
     strcat(wide, "\"}");
     assert_int_equal(check(wide, &e), 0);
 }

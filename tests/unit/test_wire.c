@@ -96,8 +96,10 @@ static void nesting_is_bounded(void **state)
 {
     (void)state;
     char deep[1024] = "";
-    for (int i = 0; i < LIMIT_VALUE_DEPTH_MAX + 2; i++) strcat(deep, "[");
-    for (int i = 0; i < LIMIT_VALUE_DEPTH_MAX + 2; i++) strcat(deep, "]");
+    for (int i = 0; i < LIMIT_VALUE_DEPTH_MAX + 2; i++)
+        strcat(deep, "[");
+    for (int i = 0; i < LIMIT_VALUE_DEPTH_MAX + 2; i++)
+        strcat(deep, "]");
     err_t e;
     assert_null(decode(deep, &e));
     assert_non_null(strstr(e.msg, "deeper"));
