@@ -26,6 +26,10 @@
 #define LIMIT_WS_SESSIONS_MAX 10000
 #define LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX 1000
 #define LIMIT_WS_PENDING_MUTATIONS_PER_SESSION_MAX 1000
+/* Client messages one session holds before running them (waiting behind an
+ * Authenticate, or mutations queued behind the one in flight), by their
+ * size on the wire. */
+#define LIMIT_WS_SESSION_HELD_BYTES_MAX (64u * 1024 * 1024)
 #define LIMIT_WS_PING_INTERVAL_MS 15000
 #define LIMIT_WS_CLIENT_SILENCE_MS 120000
 /* A reconnecting client's maxObservedTimestamp moves the commit clock past

@@ -39,7 +39,8 @@ typedef struct sess_query {
 typedef struct sess_mutation {
     int64_t request_id;
     char *path;
-    json_t *args; /* decoded, or NULL when decoding failed (err says why) */
+    json_t *args;      /* decoded, or NULL when decoding failed (err says why) */
+    size_t wire_bytes; /* the Mutation message's size, counted in held_bytes */
     err_t err;
     json_t *identity;
     bool admin;
@@ -70,9 +71,11 @@ typedef struct session {
     uint32_t *removed; /* QueryRemoved still to send */
     int n_removed, cap_removed;
 
-    json_t **inbox; /* messages waiting while an Authenticate is verified */
+    json_t **inbox;      /* messages waiting while an Authenticate is verified */
+    size_t *inbox_bytes; /* their sizes on the wire */
     int inbox_len;
-    bool draining; /* process_inbox is running (it is not re-entrant) */
+    size_t held_bytes; /* inbox and queued mutations, ≤ LIMIT_WS_SESSION_HELD_BYTES_MAX */
+    bool draining;     /* process_inbox is running (it is not re-entrant) */
     bool auth_pending;
 
     sess_mutation *mut_head, *mut_tail;

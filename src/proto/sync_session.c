@@ -10,6 +10,7 @@
  * ignored. A malformed message ends the session with FatalError.
  * Thread: the event-loop thread only.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,7 @@ void session_unref(session *s)
     for (int i = 0; i < s->inbox_len; i++)
         json_decref(s->inbox[i]);
     free(s->inbox);
+    free(s->inbox_bytes);
     while (s->mut_head) {
         sess_mutation *m = s->mut_head;
         s->mut_head = m->next;
@@ -374,6 +376,8 @@ static void dispatch_mutation(session *s)
         s->mut_head = m->next;
         if (!s->mut_head) s->mut_tail = NULL;
         s->mut_len--;
+        assert(s->held_bytes >= m->wire_bytes);
+        s->held_bytes -= m->wire_bytes;
         char canonical[LIMIT_FUNCTION_PATH_BYTES_MAX];
         const fn_def *fn = NULL;
         if (m->args)
@@ -404,7 +408,7 @@ static void dispatch_mutation(session *s)
     }
 }
 
-static void on_mutation(session *s, const json_t *msg)
+static void on_mutation(session *s, const json_t *msg, size_t wire_bytes)
 {
     json_t *rid = json_object_get(msg, "requestId");
     const char *path = json_string_value(json_object_get(msg, "udfPath"));
@@ -413,18 +417,30 @@ static void on_mutation(session *s, const json_t *msg)
         return;
     }
     sess_mutation *m = calloc(1, sizeof *m);
-    if (!m) return;
+    if (!m || !(m->path = strdup(path))) {
+        free(m);
+        session_fatal(s, "InternalServerError: out of memory");
+        return;
+    }
     m->request_id = json_integer_value(rid);
-    m->path = strdup(path);
     err_init(&m->err);
     if (s->mut_len >= LIMIT_WS_PENDING_MUTATIONS_PER_SESSION_MAX) {
         err_app(&m->err, ERR_INVALID_ARGUMENT, NULL,
                 "TooManyConcurrentMutations: at most %d mutations may wait per session",
                 LIMIT_WS_PENDING_MUTATIONS_PER_SESSION_MAX);
+    } else if (s->mut_in_flight && s->held_bytes + wire_bytes > LIMIT_WS_SESSION_HELD_BYTES_MAX) {
+        err_app(&m->err, ERR_INVALID_ARGUMENT, NULL,
+                "TooManyConcurrentMutations: the mutations waiting on a session may hold at "
+                "most %u MiB",
+                LIMIT_WS_SESSION_HELD_BYTES_MAX / (1024 * 1024));
+    }
+    if (m->err.code) {
         respond_mutation_error(s, m->request_id, &m->err, NULL);
         mutation_free(m);
         return;
     }
+    m->wire_bytes = wire_bytes;
+    s->held_bytes += wire_bytes;
     err_t e;
     err_init(&e);
     m->args = wire_args(json_object_get(msg, "args"), &e);
@@ -484,7 +500,7 @@ static void on_connect(session *s, const json_t *msg)
     engine_bump_ts(s->hub->srv->en, seen);
 }
 
-static void handle(session *s, json_t *msg)
+static void handle(session *s, json_t *msg, size_t wire_bytes)
 {
     const char *type = json_string_value(json_object_get(msg, "type"));
     if (!type)
@@ -496,7 +512,7 @@ static void handle(session *s, json_t *msg)
     else if (strcmp(type, "Authenticate") == 0)
         on_authenticate(s, msg);
     else if (strcmp(type, "Mutation") == 0)
-        on_mutation(s, msg);
+        on_mutation(s, msg, wire_bytes);
     else if (strcmp(type, "Action") == 0)
         on_action(s, msg);
     else if (strcmp(type, "Event") == 0)
@@ -516,12 +532,23 @@ static void process_inbox(session *s)
     s->draining = true;
     while (s->inbox_len > 0 && !s->auth_pending && !s->closed) {
         json_t *msg = s->inbox[0];
+        size_t bytes = s->inbox_bytes[0];
         s->inbox_len--;
         memmove(s->inbox, s->inbox + 1, (size_t)s->inbox_len * sizeof *s->inbox);
-        handle(s, msg);
+        memmove(s->inbox_bytes, s->inbox_bytes + 1, (size_t)s->inbox_len * sizeof *s->inbox_bytes);
+        assert(s->held_bytes >= bytes);
+        s->held_bytes -= bytes;
+        handle(s, msg, bytes);
         json_decref(msg);
     }
     s->draining = false;
+}
+
+static bool inbox_reserve(session *s)
+{
+    if (!s->inbox) s->inbox = malloc(SYNC_INBOX_MAX * sizeof *s->inbox);
+    if (!s->inbox_bytes) s->inbox_bytes = malloc(SYNC_INBOX_MAX * sizeof *s->inbox_bytes);
+    return s->inbox && s->inbox_bytes;
 }
 
 void session_on_message(void *data, const char *text, size_t len)
@@ -536,17 +563,30 @@ void session_on_message(void *data, const char *text, size_t len)
     }
     session_ref(s); /* handling may close the socket, which ends the session */
     if (s->auth_pending || s->inbox_len > 0) {
+        char why[160];
         if (s->inbox_len >= SYNC_INBOX_MAX) {
             json_decref(msg);
-            session_fatal(s, "TooManyMessages: too many messages while authenticating");
-        } else if (!s->inbox && !(s->inbox = malloc(SYNC_INBOX_MAX * sizeof *s->inbox))) {
+            snprintf(why, sizeof why,
+                     "TooManyMessages: at most %d messages may wait while a token is verified",
+                     SYNC_INBOX_MAX);
+            session_fatal(s, why);
+        } else if (s->held_bytes + len > LIMIT_WS_SESSION_HELD_BYTES_MAX) {
+            json_decref(msg);
+            snprintf(why, sizeof why,
+                     "TooManyMessages: the messages waiting while a token is verified may hold "
+                     "at most %u MiB",
+                     LIMIT_WS_SESSION_HELD_BYTES_MAX / (1024 * 1024));
+            session_fatal(s, why);
+        } else if (!inbox_reserve(s)) {
             json_decref(msg);
             session_fatal(s, "InternalServerError: out of memory");
         } else {
-            s->inbox[s->inbox_len++] = msg;
+            s->inbox[s->inbox_len] = msg;
+            s->inbox_bytes[s->inbox_len++] = len;
+            s->held_bytes += len;
         }
     } else {
-        handle(s, msg);
+        handle(s, msg, len);
         json_decref(msg);
     }
     session_unref(s);

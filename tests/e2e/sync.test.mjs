@@ -369,6 +369,33 @@ describe('bounds', () => {
     await waitFor(() => raw.closed, { what: 'close' });
   });
 
+  test('messages waiting behind a token check may hold 64 MiB; more ends the session', async () => {
+    const ownIssuer = await startIssuer();
+    const own = await startDojo({ issuer: ownIssuer });
+    try {
+      const release = ownIssuer.hold(ownIssuer.jwksPath);
+      const raw = await RawSyncClient.connect(own.url);
+      raw.authenticate(await ownIssuer.token({ sub: newSubject() }));
+      await waitFor(() => ownIssuer.requestCount(ownIssuer.jwksPath) > 0, { what: 'the JWKS fetch' });
+      const filler = 'x'.repeat(15 * 1024 * 1024);
+      for (let i = 0; i < 5; i++) raw.send({ type: 'Event', eventType: 'filler', event: filler });
+      const fatal = await raw.waitFor((ms) => ms.find((m) => m.type === 'FatalError'), {
+        what: 'FatalError',
+        timeoutMs: 30_000,
+      });
+      assert.match(fatal.error, /TooManyMessages: .*at most 64 MiB/);
+      await waitFor(() => raw.closed, { what: 'close' });
+      release();
+      const other = await RawSyncClient.connect(own.url);
+      other.add(0, 'users:me', {});
+      await other.waitFor(() => other.valueOf(0) === null, { what: 'a fresh session works' });
+      other.close();
+    } finally {
+      await own.stop();
+      await ownIssuer.close();
+    }
+  });
+
   test('a client that stops reading its pushes is disconnected', { timeout: 120_000 }, async () => {
     const { c } = await signedIn();
     const wf = await c.mutation(ref('workflows:create'), { title: 'big' });
