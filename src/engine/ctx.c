@@ -7,6 +7,7 @@
 #include "engine/ctx.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -120,21 +121,31 @@ static json_t *array_concat(const json_t *prefix, const json_t *last)
     return a;
 }
 
-/* The rows of one store range, bounded by the ctx's row budget; records the
- * part of the range the rows covered (the whole range unless the limit cut
- * it short, in which case it ends at the last row returned). */
+/* The rows of one store range (up to r->limit); a range with more rows than
+ * the ctx's row budget has left fails "Too many documents read". Records
+ * the part of the range the rows covered (the whole range unless the limit
+ * cut it short, in which case it ends at the last row returned). */
 static int scan_range(ctx *c, store_range *r, json_t **rows_out)
 {
     int budget = c->rows_max - c->rows_read;
     if (budget <= 0)
         return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
                         "Too many documents read: a function may read at most %d", c->rows_max);
-    if (r->limit > budget) r->limit = budget;
+    /* One row past the budget tells a range that does not fit from one
+     * that just fits: never a silently shortened answer. */
+    bool capped = r->limit > budget;
+    if (capped) r->limit = budget + 1;
     err_t e;
     err_init(&e);
     int rc = store_scan(c->conn, r, rows_out, &e);
     if (rc) return store_failed(c, rc, &e);
     int n = (int)json_array_size(*rows_out);
+    if (capped && n > budget) {
+        json_decref(*rows_out);
+        *rows_out = NULL;
+        return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
+                        "Too many documents read: a function may read at most %d", c->rows_max);
+    }
     c->rows_read += n;
     if (!c->record_reads) return 0;
     json_t *lo = r->lo, *hi = r->hi;
@@ -163,7 +174,7 @@ static int query_range(ctx *c, const db_query *q, store_range *r, json_t **lo, j
     r->table = t;
     r->index = ix;
     r->descending = q->descending;
-    r->limit = q->limit > 0 ? q->limit : c->rows_max;
+    r->limit = q->limit > 0 ? q->limit : INT_MAX; /* scan_range bounds it by the budget */
     *lo = *hi = NULL;
     if (q->eq && json_array_size(q->eq) > 0) {
         *lo = json_incref(q->eq);
@@ -326,7 +337,7 @@ int db_paginate(ctx *c, const db_query *q, const json_t *opts, json_t **page_out
             r.hi = p.end, r.hi_inclusive = true;
     }
     bool pinned = p.end || p.end_is_end;
-    r.limit = pinned ? c->rows_max : num_items + 1;
+    r.limit = pinned ? INT_MAX : num_items + 1;
     json_t *rows = NULL;
     /* Record the covered range ourselves: up to the page's end, not the
      * look-ahead row. */

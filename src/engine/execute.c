@@ -21,6 +21,11 @@ int engine_execute(ctx *x, call *c)
     int rc = c->fn->impl(x, c->args, &result);
     json_decref(c->log_lines);
     c->log_lines = json_incref(x->log_lines);
+    /* Also on failure: an error that depends on the data (NOT_FOUND, a
+     * balance) must be re-run as a subscription when that data changes. */
+    read_set_free(&c->reads);
+    c->reads = x->reads;
+    read_set_init(&x->reads);
     if (rc) {
         json_decref(result);
         err_move(&c->err, &x->err);
@@ -32,9 +37,6 @@ int engine_execute(ctx *x, call *c)
     free(c->journal_out);
     c->journal_out = x->journal_out;
     x->journal_out = NULL;
-    read_set_free(&c->reads);
-    c->reads = x->reads;
-    read_set_init(&x->reads);
     return 0;
 }
 

@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 
 #define SUBS_BUCKETS 4096 /* power of two */
 #define SUBS_HISTORY_COMMITS_MAX 1024
+#define SUBS_RETRY_AFTER_FAILURE_MS 1000 /* a run that failed for a passing reason */
 
 typedef struct commit_rec {
     uint64_t ts;
@@ -30,7 +32,7 @@ struct subs {
     int n_instances;
     uint64_t processed_ts;
     uint64_t runs_started;
-    int n_retry; /* instances whose re-run the engine refused */
+    int n_retry; /* instances with retry set */
     void (*advance_cb)(void *data);
     void *advance_data;
     /* Ring of the most recent commits; commits at or before history_floor_ts
@@ -155,7 +157,22 @@ void subs_free(subs *s)
 }
 
 static void start_run(subs *s, sub_query *q);
-static void retry_refused(subs *s);
+
+/* Failures that say nothing about the query's inputs: the same run may well
+ * succeed a moment later. Every other error is the query's result until
+ * what it read changes. */
+static bool passing_failure(int rc)
+{
+    return rc == ERR_BUSY || rc == ERR_STORAGE || rc == ERR_IO || rc == ERR_NOMEM ||
+           rc == ERR_UNAVAILABLE;
+}
+
+static void schedule_retry(subs *s, sub_query *q, uint64_t delay_ms)
+{
+    if (!q->retry) s->n_retry++;
+    q->retry = true;
+    q->retry_at_ms = clock_mono_ms() + delay_ms;
+}
 
 static bool still_listening(const sub_query *q, const sub_listener *l)
 {
@@ -235,19 +252,34 @@ static void on_run_done(call *c)
         return;
     }
     subs *s = q->owner;
-    /* A commit that landed while this run was in flight may have changed
-     * what it read after its snapshot: run again before anyone sees it. */
-    if (c->ts < q->invalidated_ts || (c->rc == 0 && missed_commit(s, c->ts, &c->reads))) {
+    if (passing_failure(c->rc)) {
+        /* Try again in a while. A previous result stays (its sessions wait
+         * for the new one); a first run shows the error meanwhile. */
+        log_warn("subscription %s failed, retried in %d ms: %s", q->fn->path,
+                 SUBS_RETRY_AFTER_FAILURE_MS, c->err.msg);
+        schedule_retry(s, q, SUBS_RETRY_AFTER_FAILURE_MS);
+        if (q->has_result) {
+            call_free(c);
+            return;
+        }
+    } else if (c->ts < q->invalidated_ts || missed_commit(s, c->ts, &c->reads)) {
+        /* A commit that landed while this run was in flight may have
+         * changed what it read after its snapshot: run again before anyone
+         * sees it. */
         if (q->invalidated_ts <= c->ts) q->invalidated_ts = c->ts + 1;
         call_free(c);
+        bool had_result = q->has_result;
         start_run(s, q);
+        /* A first run whose re-run was refused got that refusal as its
+         * result: say so. */
+        if (!had_result && q->has_result) notify(q, true);
         return;
     }
     bool first = !q->has_result;
     uint64_t before = q->version;
     store_result(s, q, c);
     call_free(c);
-    if (s->n_retry > 0) retry_refused(s);
+    if (s->n_retry > 0) subs_retry_due(s);
     notify(q, first || q->version != before);
 }
 
@@ -267,31 +299,31 @@ static void start_run(subs *s, sub_query *q)
     s->runs_started++;
     if (engine_submit(s->en, c) == 0) return;
     q->running = false;
+    bool passing = passing_failure(c->rc);
+    /* An overloaded engine: try again as soon as some run finishes. Nobody
+     * is told anything here, so callers may be in the middle of walking
+     * the instances. */
+    if (passing) schedule_retry(s, q, 0);
     if (q->has_result) {
-        /* A re-run refused because the engine is overloaded: the instance
-         * stays stale (its sessions wait) and is tried again when a run
-         * finishes. Nobody is told anything here, so callers may be in the
-         * middle of walking the instances. */
+        /* The instance stays stale (its sessions wait) until the retry. */
         log_warn("subscription re-run of %s postponed: %s", q->fn->path, c->err.msg);
         call_free(c);
-        if (!q->retry) s->n_retry++;
-        q->retry = true;
         return;
     }
-    /* The first run was refused before running (arguments, permission,
-     * overload): that is the result, valid until the inputs change. The
-     * subscriber reads it when subs_subscribe returns. */
+    /* The first run was refused before running: that is the result — until
+     * the inputs change (arguments, permission), or until the retry
+     * (overload). The subscriber reads it when subs_subscribe returns. */
     c->ts = s->processed_ts;
     store_result(s, q, c);
     call_free(c);
 }
 
-/* Starts the re-runs the engine refused earlier (see start_run). */
-static void retry_refused(subs *s)
+void subs_retry_due(subs *s)
 {
+    uint64_t now = clock_mono_ms();
     for (int b = 0; b < SUBS_BUCKETS && s->n_retry > 0; b++)
         for (sub_query *q = s->buckets[b]; q; q = q->hash_next) {
-            if (!q->retry) continue;
+            if (!q->retry || q->retry_at_ms > now) continue;
             q->retry = false;
             s->n_retry--;
             if (!q->running) start_run(s, q);

@@ -65,7 +65,9 @@ struct sub_query {
     uint64_t invalidated_ts; /* newest commit that changed what it read */
     bool running;
     int notifying;          /* listeners are being told: freeing waits */
-    bool retry;             /* a re-run was refused (engine overloaded): try again */
+    bool retry;             /* run again at retry_at_ms: the engine was overloaded, or the
+                               run failed for a passing reason (storage) */
+    uint64_t retry_at_ms;   /* monotonic clock */
     uint32_t table_mask[8]; /* tables its read set touches (by table number) */
 
     /* Holders. */
@@ -97,6 +99,11 @@ void subs_on_advance(subs *s, void (*cb)(void *data), void *data);
 /* The engine_on_commit listener; register it with
  * engine_on_commit(en, subs_commit, s). */
 void subs_commit(void *data, uint64_t ts, const write_set *writes);
+
+/* Runs again the instances whose run failed for a passing reason (overload,
+ * storage) once their wait is over; call it about once a second. Runs that
+ * finish do the same. */
+void subs_retry_due(subs *s);
 
 int subs_instance_count(const subs *s);
 /* Runs started since the manager was created (tests and metrics). */

@@ -273,6 +273,10 @@ static void run_group(engine *en, call_queue *group)
      * but never after a commit whose outcome is unknown: it may have
      * committed, and running them again would apply them twice. */
     while ((c = call_queue_pop(&ran))) {
+        /* A resent mutation answered from the record an earlier call of
+         * this same group wrote lost that record with the rollback: it is
+         * retried like the call that wrote it (which runs first again). */
+        if (broken && c->replayed && c->ts == ts) c->replayed = false;
         if (broken && !c->replayed && (c->rc == 0 || is_storage_failure(c->rc))) {
             if (c->attempts < WRITER_ATTEMPTS_MAX && c->rc == 0 && !uncertain) {
                 reset_for_retry(c);

@@ -23,6 +23,7 @@ static void on_advance(void *data)
 static void on_tick(uv_timer_t *t)
 {
     sync_hub *hub = t->data;
+    if (hub->subs) subs_retry_due(hub->subs);
     uint64_t now = clock_mono_ms();
     session *s = hub->sessions;
     while (s) {

@@ -18,7 +18,7 @@
 #include "proto/sync.h"
 #include "proto/sync_version.h"
 
-#define SYNC_TICK_MS 5000
+#define SYNC_TICK_MS 1000 /* pings, silent clients, subscription retries */
 #define SYNC_WS_PING_AFTER_SILENCE_MS 30000
 #define SYNC_SESSION_ID_BYTES_MAX 128
 #define SYNC_INBOX_MAX 4096 /* messages waiting behind an Authenticate */

@@ -5,7 +5,10 @@
  * run again, exactly-once records answer a resent mutation without running
  * it, commit timestamps strictly increase also across a restart, documents
  * are validated and bounded before they are written, and queries read a
- * committed snapshot whose timestamp they report.
+ * committed snapshot whose timestamp they report. Subscriptions whose run
+ * failed are run again: when what they read changes, or after an overload
+ * or a storage fault; a page pinned to an end cursor never comes back
+ * shortened by the row budget.
  * Thread: the test's main thread runs the loop; the engine its own threads.
  */
 #include "support.h"
@@ -13,10 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/limits.h"
 #include "engine/ctx.h"
 #include "engine/engine.h"
+#include "engine/engine_impl.h" /* ENGINE_READERS_MAX */
+#include "engine/subs.h"
 #include "engine/system_tables.h"
 
 /* --- a small app ------------------------------------------------------------------ */
@@ -37,11 +43,12 @@ static const schema_table tables[] = {
 };
 static const schema test_schema = {.version = 1, .tables = tables, .n_tables = V_COUNT(tables)};
 
-/* add {name, blob?, fail?, fault?}: inserts a note, then fails when asked;
- * with fault the store fails its next statement (the insert), as a disk
- * error would. */
+/* add {name, blob?, fail?, fault?, slow?}: inserts a note, then fails when
+ * asked; with fault the store fails its next statement (the insert), as a
+ * disk error would; slow keeps the writer busy for 300 ms first. */
 static int add_note(ctx *c, const json_t *args, json_t **result)
 {
+    if (json_is_true(json_object_get(args, "slow"))) usleep(300 * 1000);
     if (json_is_true(json_object_get(args, "fault"))) store_inject_fault_after(1);
     json_t *doc = json_pack("{s:O}", "name", json_object_get(args, "name"));
     if (json_object_get(args, "blob")) json_object_set(doc, "blob", json_object_get(args, "blob"));
@@ -66,16 +73,56 @@ static int count_notes(ctx *c, const json_t *args, json_t **result)
     return rc;
 }
 
+/* Fails NOT_FOUND until a note named "x" exists: an error that depends on
+ * the data. */
+static int need_x(ctx *c, const json_t *args, json_t **result)
+{
+    (void)args;
+    json_t *eq = json_pack("[s]", "x");
+    db_query q = {.table = "notes", .index = "by_name", .eq = eq};
+    json_t *row = NULL;
+    int rc = db_query_first(c, &q, &row);
+    json_decref(eq);
+    if (rc) return rc;
+    if (!row) return ctx_fail(c, ERR_NOT_FOUND, NULL, "no note x yet");
+    json_decref(row);
+    *result = json_true();
+    return 0;
+}
+
+/* Holds a reader for `ms` milliseconds. */
+static int sleep_query(ctx *c, const json_t *args, json_t **result)
+{
+    (void)c;
+    usleep((useconds_t)json_integer_value(json_object_get(args, "ms")) * 1000);
+    *result = json_null();
+    return 0;
+}
+
+static int get_note(ctx *c, const json_t *args, json_t **result)
+{
+    json_t *doc = NULL;
+    int rc = db_get(c, "notes", json_string_value(json_object_get(args, "id")), &doc);
+    if (rc == 0) *result = doc ? doc : json_null();
+    return rc;
+}
+
 static const v_field add_fields[] = {
-    {"name", &name_text, false},
-    {"blob", &blob_text, true},
-    {"fail", &v_boolean, true},
-    {"fault", &v_boolean, true},
+    {"name", &name_text, false}, {"blob", &blob_text, true}, {"fail", &v_boolean, true},
+    {"fault", &v_boolean, true}, {"slow", &v_boolean, true},
 };
 static const validator add_args = V_OBJECT_INIT(add_fields);
+static const validator ms_number = V_INTEGER_RANGE_INIT(0, 10000);
+static const v_field sleep_fields[] = {{"ms", &ms_number, false}};
+static const validator sleep_args = V_OBJECT_INIT(sleep_fields);
+static const v_field get_fields[] = {{"id", &v_string, false}};
+static const validator get_args = V_OBJECT_INIT(get_fields);
 static const fn_def fns[] = {
     {.path = "notes:add", .kind = FN_MUTATION, .args = &add_args, .impl = add_note},
     {.path = "notes:count", .kind = FN_QUERY, .args = &v_no_args, .impl = count_notes},
+    {.path = "notes:needX", .kind = FN_QUERY, .args = &v_no_args, .impl = need_x},
+    {.path = "notes:sleep", .kind = FN_QUERY, .args = &sleep_args, .impl = sleep_query},
+    {.path = "notes:get", .kind = FN_QUERY, .args = &get_args, .impl = get_note},
 };
 
 /* --- harness ------------------------------------------------------------------------ */
@@ -86,6 +133,8 @@ typedef struct fixture {
     uv_loop_t loop;
     registry reg;
     engine *en;
+    subs *subs;  /* NULL unless a test subscribes */
+    int results; /* subscription results delivered */
     int pending;
     int commits;
     uint64_t last_commit_ts;
@@ -131,6 +180,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     if (f->en) engine_close(f->en);
+    if (f->subs) subs_free(f->subs);
     store_inject_fault_after(0);
     uv_loop_close(&f->loop);
     test_rmtree(f->dir);
@@ -185,6 +235,46 @@ static int64_t count(fixture *f)
     int64_t n = json_integer_value(c->result);
     call_free(c);
     return n;
+}
+
+static void on_result(void *listener, sub_query *q, bool changed)
+{
+    (void)q;
+    (void)changed;
+    ((fixture *)listener)->results++;
+}
+
+/* Subscribes the fixture to a query without arguments; commits reach it. */
+static sub_query *subscribe(fixture *f, const char *path)
+{
+    if (!f->subs) {
+        f->subs = subs_new(f->en);
+        engine_on_commit(f->en, subs_commit, f->subs);
+    }
+    json_t *args = json_object();
+    sub_query *q =
+        subs_subscribe(f->subs, registry_find(&f->reg, path), args, NULL, true, NULL, on_result, f);
+    json_decref(args);
+    assert_non_null(q);
+    return q;
+}
+
+/* Runs the loop for about ms milliseconds. */
+static void spin(fixture *f, int ms)
+{
+    for (int i = 0; i < ms / 10; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(10 * 1000);
+    }
+}
+
+static void add(fixture *f, const char *name)
+{
+    slot s;
+    call *c = submit(f, &s, "notes:add", json_pack("{s:s}", "name", name), NULL, -1);
+    wait_all(f);
+    assert_int_equal(c->rc, 0);
+    call_free(c);
 }
 
 /* --- tests ---------------------------------------------------------------------------- */
@@ -372,6 +462,161 @@ static void internal_function_needs_the_admin_key(void **state)
     call_free(c);
 }
 
+static void failed_subscription_runs_again_when_its_data_changes(void **state)
+{
+    fixture *f = *state;
+    sub_query *q = subscribe(f, "notes:needX");
+    while (!q->has_result)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(q->rc, ERR_NOT_FOUND);
+    add(f, "x");
+    for (int i = 0; i < 100 && q->rc != 0; i++)
+        spin(f, 20);
+    assert_int_equal(q->rc, 0);
+    subs_unsubscribe(f->subs, q, f);
+}
+
+static void subscription_refused_for_overload_is_tried_again(void **state)
+{
+    fixture *f = *state;
+    /* Hold every reader, then fill the read queue until it refuses. */
+    slot held[ENGINE_READERS_MAX];
+    call *holding[ENGINE_READERS_MAX];
+    for (int i = 0; i < ENGINE_READERS_MAX; i++)
+        holding[i] = submit(f, &held[i], "notes:sleep", json_pack("{s:i}", "ms", 300), NULL, -1);
+    usleep(100 * 1000);
+    slot *fill_slots = calloc(LIMIT_READ_QUEUE_MAX + ENGINE_READERS_MAX + 1, sizeof *fill_slots);
+    call **fill = calloc(LIMIT_READ_QUEUE_MAX + ENGINE_READERS_MAX + 1, sizeof *fill);
+    int n = 0;
+    for (;;) {
+        fill[n] = submit(f, &fill_slots[n], "notes:sleep", json_pack("{s:i}", "ms", 0), NULL, -1);
+        if (fill[n++]->rc == ERR_BUSY) break;
+        assert_true(n <= LIMIT_READ_QUEUE_MAX + ENGINE_READERS_MAX);
+    }
+    sub_query *q = subscribe(f, "notes:needX");
+    assert_true(q->has_result);
+    assert_int_equal(q->rc, ERR_BUSY);
+    wait_all(f);
+    /* The queue drained; the next retry (the sync tick) gives the real answer. */
+    subs_retry_due(f->subs);
+    for (int i = 0; i < 100 && q->rc == ERR_BUSY; i++)
+        spin(f, 20);
+    assert_int_equal(q->rc, ERR_NOT_FOUND);
+    assert_true(f->results >= 1);
+    for (int i = 0; i < n; i++)
+        call_free(fill[i]);
+    for (int i = 0; i < ENGINE_READERS_MAX; i++)
+        call_free(holding[i]);
+    free(fill);
+    free(fill_slots);
+    subs_unsubscribe(f->subs, q, f);
+}
+
+static void subscription_that_hit_a_storage_fault_is_tried_again(void **state)
+{
+    fixture *f = *state;
+    add(f, "x");
+    store_inject_fault_after(1); /* the subscription's first statement fails */
+    sub_query *q = subscribe(f, "notes:needX");
+    while (!q->has_result)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(q->rc, ERR_STORAGE);
+    spin(f, 1100); /* the retry waits a second */
+    subs_retry_due(f->subs);
+    for (int i = 0; i < 100 && q->rc != 0; i++)
+        spin(f, 20);
+    assert_int_equal(q->rc, 0);
+    subs_unsubscribe(f->subs, q, f);
+}
+
+static void resend_answered_from_a_record_of_its_own_rolled_back_group_is_retried(void **state)
+{
+    fixture *f = *state;
+    /* While the writer is busy, a mutation and its resend (same session and
+     * request id) queue up with one that hits a storage fault: one group.
+     * The resend is answered from the record the first wrote — which the
+     * rollback takes away, so it must not be reported as done from it. */
+    slot s[5];
+    call *slow =
+        submit(f, &s[0], "notes:add", json_pack("{s:s, s:b}", "name", "s", "slow", 1), NULL, -1);
+    usleep(100 * 1000);
+    call *first = submit(f, &s[1], "notes:add", json_pack("{s:s}", "name", "a"), "sess", 1);
+    call *again = submit(f, &s[2], "notes:add", json_pack("{s:s}", "name", "a"), "sess", 1);
+    call *bad =
+        submit(f, &s[3], "notes:add", json_pack("{s:s, s:b}", "name", "c", "fault", 1), NULL, -1);
+    wait_all(f);
+    store_inject_fault_after(0);
+    assert_int_equal(bad->rc, ERR_STORAGE);
+    assert_int_equal(first->rc, 0);
+    assert_int_equal(again->rc, 0);
+    assert_true(json_equal(first->result, again->result));
+    assert_true(first->ts == again->ts);
+    call *got = submit(f, &s[4], "notes:get",
+                       json_pack("{s:s}", "id", json_string_value(again->result)), NULL, -1);
+    wait_all(f);
+    assert_false(json_is_null(got->result)); /* the id the resend was told exists */
+    assert_int_equal(count(f), 2);           /* "s" and "a", once */
+    call_free(got);
+    call_free(slow);
+    call_free(first);
+    call_free(again);
+    call_free(bad);
+}
+
+static void pinned_page_over_the_row_budget_fails_rather_than_shortens(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < 10; i++)
+        add(f, "n");
+    engine_close(f->en);
+    f->en = NULL;
+    store *st;
+    store_conn *conn;
+    err_t e;
+    err_init(&e);
+    char report[STORE_REPORT_BYTES_MAX];
+    assert_int_equal(store_open(f->url, &test_schema, &st, report, &e), 0);
+    assert_int_equal(store_connect(st, false, &conn, &e), 0);
+    assert_int_equal(store_begin(conn, false, &e), 0);
+    db_query q = {.table = "notes"};
+    ctx x;
+    ctx_init(&x, conn, &test_schema, false);
+    json_t *opts = json_pack("{s:i, s:n}", "numItems", 8, "cursor");
+    json_t *page = NULL;
+    assert_int_equal(db_paginate(&x, &q, opts, &page), 0);
+    ctx_release(&x);
+    json_t *pinned_opts = json_pack("{s:i, s:n, s:O}", "numItems", 8, "cursor", "endCursor",
+                                    json_object_get(page, "continueCursor"));
+    /* Within the budget: all 8 rows. */
+    ctx_init(&x, conn, &test_schema, false);
+    json_t *pinned = NULL;
+    assert_int_equal(db_paginate(&x, &q, pinned_opts, &pinned), 0);
+    assert_int_equal(json_array_size(json_object_get(pinned, "page")), 8);
+    json_decref(pinned);
+    ctx_release(&x);
+    /* Over it (5 stands for LIMIT_QUERY_ROWS_MAX): an error, never 5 rows
+     * that claim to reach the end cursor. */
+    ctx_init(&x, conn, &test_schema, false);
+    x.rows_max = 5;
+    pinned = NULL;
+    assert_int_equal(db_paginate(&x, &q, pinned_opts, &pinned), ERR_INVALID_ARGUMENT);
+    assert_null(pinned);
+    assert_non_null(strstr(x.err.msg, "Too many documents read"));
+    ctx_release(&x);
+    /* An unbounded read over the budget fails the same way. */
+    ctx_init(&x, conn, &test_schema, false);
+    x.rows_max = 5;
+    json_t *rows = NULL;
+    assert_int_equal(db_query_rows(&x, &q, &rows), ERR_INVALID_ARGUMENT);
+    ctx_release(&x);
+    store_rollback(conn);
+    json_decref(page);
+    json_decref(opts);
+    json_decref(pinned_opts);
+    store_disconnect(conn);
+    store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +636,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(document_over_one_mebibyte_is_refused_and_nothing_written,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(internal_function_needs_the_admin_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_subscription_runs_again_when_its_data_changes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(subscription_refused_for_overload_is_tried_again, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(subscription_that_hit_a_storage_fault_is_tried_again, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            resend_answered_from_a_record_of_its_own_rolled_back_group_is_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(pinned_page_over_the_row_budget_fails_rather_than_shortens,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,6 +88,11 @@ export function dojoCli(args, { cwd, env = {}, timeoutMs = CLI_TIMEOUT_MS, input
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
+    // A command that exits without reading its input (most do) closes the
+    // pipe first: EPIPE on stdin is expected then, not an error.
+    child.stdin.on('error', (err) => {
+      if (err.code !== 'EPIPE') reject(err);
+    });
     child.stdin.end(input ?? '');
   });
 }
