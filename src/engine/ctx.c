@@ -231,6 +231,18 @@ static char *cursor_encode(const json_t *key)
     return out;
 }
 
+/* Index keys hold strings, numbers, booleans and nulls only. */
+static bool all_scalars(const json_t *key)
+{
+    size_t i;
+    const json_t *v;
+    json_array_foreach(key, i, v)
+    {
+        if (json_is_object(v) || json_is_array(v)) return false;
+    }
+    return true;
+}
+
 /* NULL with c->err set ("InvalidCursor") when the cursor is not a full key of
  * ix that starts with the query's equality prefix. */
 static json_t *cursor_decode(ctx *c, const char *cursor, const schema_index *ix, const json_t *eq)
@@ -245,7 +257,7 @@ static json_t *cursor_decode(ctx *c, const char *cursor, const schema_index *ix,
     }
     size_t eq_len = eq ? json_array_size(eq) : 0;
     if (!json_is_array(key) || (int)json_array_size(key) != schema_key_len(ix) ||
-        (eq_len && schema_key_cmp_prefix(key, eq, eq_len) != 0)) {
+        !all_scalars(key) || (eq_len && schema_key_cmp_prefix(key, eq, eq_len) != 0)) {
         json_decref(key);
         ctx_fail(c, ERR_INVALID_ARGUMENT, json_pack("{s:s}", "paginationError", "InvalidCursor"),
                  "InvalidCursor: the cursor does not belong to this query; start again from the "

@@ -23,6 +23,11 @@ static const v_field session_request_fields[] = {
     {"logLines", &v_any, false},
     {"ts", &v_string, false},        /* commit timestamp, decimal nanoseconds */
     {"expiresAt", &v_number, false}, /* ms since the epoch */
+    /* Who made the request and what it called: a record answers only the
+     * same caller's resend of the same function (older records lack them
+     * and answer nobody). */
+    {"caller", &v_string, true},
+    {"udfPath", &v_string, true},
 };
 const validator system_session_request_doc = V_OBJECT_INIT(session_request_fields);
 const schema_index system_session_request_indexes[2] = {

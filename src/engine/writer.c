@@ -85,7 +85,21 @@ static int catch_up_clocks(engine *en, err_t *e)
     return 0;
 }
 
-/* Answers c from its exactly-once record when there is one. */
+/* Who is calling, as the exactly-once record keeps it: the token's
+ * tokenIdentifier, "admin" (acting as one, "admin|" + it) or "anonymous". */
+static void caller_of(const call *c, char *out, size_t out_bytes)
+{
+    const char *tid = json_string_value(json_object_get(c->identity, "tokenIdentifier"));
+    if (c->admin)
+        snprintf(out, out_bytes, "admin%s%s", tid ? "|" : "", tid ? tid : "");
+    else
+        snprintf(out, out_bytes, "%s", tid ? tid : "anonymous");
+}
+
+/* Answers c from its exactly-once record when there is one. A record of
+ * another caller or function is not an answer: the (sessionId, requestId)
+ * was reused — a client that replays someone else's session id must learn
+ * nothing — and the call fails without running. */
 static int try_replay(engine *en, call *c, bool *replayed)
 {
     *replayed = false;
@@ -96,8 +110,18 @@ static int try_replay(engine *en, call *c, bool *replayed)
     json_t *row = NULL;
     int rc = db_query_first(&x, &q, &row);
     json_decref(eq);
+    char caller[LIMIT_JWT_BYTES_MAX];
+    caller_of(c, caller, sizeof caller);
+    const char *row_caller = json_string_value(json_object_get(row, "caller"));
+    const char *row_path = json_string_value(json_object_get(row, "udfPath"));
     if (rc) {
         err_move(&c->err, &x.err);
+    } else if (row && (!row_caller || strcmp(row_caller, caller) != 0 || !row_path ||
+                       strcmp(row_path, c->fn->path) != 0)) {
+        rc = err_app(&c->err, ERR_INVALID_ARGUMENT, NULL,
+                     "Request %lld of this session was already used for another call; a client "
+                     "must not reuse a session id",
+                     (long long)c->request_id);
     } else if (row) {
         *replayed = true;
         c->replayed = true;
@@ -114,10 +138,13 @@ static int record_outcome(ctx *x, const call *c, uint64_t ts)
 {
     char ts_text[24];
     snprintf(ts_text, sizeof ts_text, "%" PRIu64, ts);
-    json_t *doc =
-        json_pack("{s:s, s:I, s:O, s:O, s:s, s:f}", "sessionId", c->session_id, "requestId",
-                  (json_int_t)c->request_id, "result", c->result, "logLines", c->log_lines, "ts",
-                  ts_text, "expiresAt", x->now_ms + (double)LIMIT_SESSION_REQUEST_RETENTION_MS);
+    char caller[LIMIT_JWT_BYTES_MAX];
+    caller_of(c, caller, sizeof caller);
+    json_t *doc = json_pack("{s:s, s:I, s:O, s:O, s:s, s:f, s:s, s:s}", "sessionId", c->session_id,
+                            "requestId", (json_int_t)c->request_id, "result", c->result, "logLines",
+                            c->log_lines, "ts", ts_text, "expiresAt",
+                            x->now_ms + (double)LIMIT_SESSION_REQUEST_RETENTION_MS, "caller",
+                            caller, "udfPath", c->fn->path);
     int rc = doc ? db_insert(x, SYSTEM_TABLE_SESSION_REQUESTS, doc, NULL) : ERR_NOMEM;
     json_decref(doc);
     return rc;

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/limits.h"
 #include "engine/subs.h"
 #include "net/ws.h"
 #include "proto/server.h"
@@ -22,6 +23,15 @@
 #define SYNC_WS_PING_AFTER_SILENCE_MS 30000
 #define SYNC_SESSION_ID_BYTES_MAX 128
 #define SYNC_INBOX_MAX 4096 /* messages waiting behind an Authenticate */
+/* Adds refused for the subscription bound are kept (to answer QueryFailed)
+ * up to this many more entries; past them the session ends. */
+#define SYNC_REFUSED_ADDS_MAX 64
+/* Arguments, paths and journals a session's query set may hold. */
+#define SYNC_QUERY_SET_BYTES_MAX (16u * 1024 * 1024)
+#define SYNC_JOURNAL_BYTES_MAX 4096 /* a pinned page end: an encoded cursor */
+/* Removes and Adds of one ModifyQuerySet: a whole query set twice over. */
+#define SYNC_MODIFICATIONS_PER_MESSAGE_MAX                                                         \
+    (2 * (LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX + SYNC_REFUSED_ADDS_MAX))
 
 /* One entry of a session's query set. */
 typedef struct sess_query {
@@ -31,6 +41,7 @@ typedef struct sess_query {
     char *path;
     json_t *args;          /* decoded argument object */
     char *journal;         /* from Add.journal */
+    size_t held_bytes;     /* args, path and journal, counted in query_set_bytes */
     bool sent;             /* a result was pushed at least once */
     uint64_t sent_version; /* q->version last pushed */
 } sess_query;
@@ -53,6 +64,8 @@ typedef struct session {
     struct session *prev, *next; /* hub's list of open sessions */
     int refs;                    /* the socket + each callback in flight */
     bool closed;
+    bool ending;    /* FatalError or AuthError sent: nothing more runs or is sent */
+    bool connected; /* Connect received: the session id is known */
 
     char session_id[SYNC_SESSION_ID_BYTES_MAX];
     bool has_skew;
@@ -68,7 +81,8 @@ typedef struct session {
 
     sess_query *queries;
     int n_queries, cap_queries;
-    uint32_t *removed; /* QueryRemoved still to send */
+    size_t query_set_bytes; /* ≤ SYNC_QUERY_SET_BYTES_MAX */
+    uint32_t *removed;      /* QueryRemoved still to send */
     int n_removed, cap_removed;
 
     json_t **inbox;      /* messages waiting while an Authenticate is verified */
@@ -117,6 +131,8 @@ void session_send(session *s, json_t *msg);
  * otherwise puts the session on the hub's wait list. */
 void session_flush(session *s);
 void session_fatal(session *s, const char *message);
+/* Whether the session's token has expired (beyond the clock skew). */
+bool session_identity_expired(const session *s);
 void session_auth_error(session *s, const char *message, uint32_t base_version, bool attempted);
 /* The hub's list of sessions waiting to flush, retried after every commit. */
 void hub_flush_waiting(sync_hub *hub);

@@ -54,7 +54,8 @@ void session_send(session *s, json_t *msg)
 
 void session_fatal(session *s, const char *message)
 {
-    if (s->closed) return;
+    if (s->closed || s->ending) return;
+    s->ending = true;
     log_info("sync: session %s: fatal error: %s", s->session_id, message);
     session_ref(s);
     session_send(s, json_pack("{s:s, s:s}", "type", "FatalError", "error", message));
@@ -64,7 +65,8 @@ void session_fatal(session *s, const char *message)
 
 void session_auth_error(session *s, const char *message, uint32_t base_version, bool attempted)
 {
-    if (s->closed) return;
+    if (s->closed || s->ending) return;
+    s->ending = true;
     session_ref(s);
     session_send(s, json_pack("{s:s, s:s, s:i, s:b}", "type", "AuthError", "error", message,
                               "baseVersion", (int)base_version, "authUpdateAttempted", attempted));
@@ -194,7 +196,7 @@ static void send_transition(session *s, const state_version *start, const state_
     sbuf_free(&b);
 }
 
-static bool identity_expired(const session *s)
+bool session_identity_expired(const session *s)
 {
     if (!s->identity_exp_s) return false;
     int64_t now_s = (int64_t)(clock_now_ms() / 1000.0);
@@ -212,7 +214,7 @@ static void wait_list_add(session *s)
 
 void session_flush(session *s)
 {
-    if (s->closed) return;
+    if (s->closed || s->ending) return;
     bool all_fresh, pending;
     query_state(s, &all_fresh, &pending);
     sync_versions probe = s->v;
@@ -221,7 +223,7 @@ void session_flush(session *s)
                                          pending, &start, &end);
     if (d == SYNC_WAIT) wait_list_add(s);
     if (d != SYNC_SEND) return;
-    if (identity_expired(s)) {
+    if (session_identity_expired(s)) {
         session_auth_error(s, "The token expired: the client should fetch a fresh token",
                            s->v.identity_received, false);
         return;

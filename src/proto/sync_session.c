@@ -33,6 +33,9 @@ static void sess_query_clear(session *s, sess_query *sq)
 {
     if (sq->q && s->hub->subs) subs_unsubscribe(s->hub->subs, sq->q, s);
     sq->q = NULL;
+    assert(s->query_set_bytes >= sq->held_bytes);
+    s->query_set_bytes -= sq->held_bytes;
+    sq->held_bytes = 0;
     err_clear(&sq->static_err);
     free(sq->path);
     json_decref(sq->args);
@@ -145,12 +148,24 @@ static void subscribe_entry(session *s, sess_query *sq)
     }
 }
 
+/* Adds one entry to the query set. An Add the session cannot serve (over a
+ * bound, bad arguments, unknown function) is kept as a static failure, so
+ * the client hears QueryFailed for it — but only its id is kept, and only
+ * SYNC_REFUSED_ADDS_MAX of them past the subscription bound. */
 static int add_query(session *s, const json_t *mod)
 {
     json_t *jid = json_object_get(mod, "queryId");
     const char *path = json_string_value(json_object_get(mod, "udfPath"));
     if (!json_is_integer(jid) || !path) {
         session_fatal(s, "InvalidModification: Add needs queryId and udfPath");
+        return -1;
+    }
+    if (s->n_queries >= LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX + SYNC_REFUSED_ADDS_MAX) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "TooManySubscriptions: a session may subscribe to at most %d queries",
+                 LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX);
+        session_fatal(s, why);
         return -1;
     }
     uint32_t id = (uint32_t)json_integer_value(jid);
@@ -173,13 +188,29 @@ static int add_query(session *s, const json_t *mod)
     memset(sq, 0, sizeof *sq);
     sq->id = id;
     err_init(&sq->static_err);
-    sq->path = strdup(path);
     const char *journal = json_string_value(json_object_get(mod, "journal"));
-    sq->journal = journal ? strdup(journal) : NULL;
+    size_t path_bytes = strlen(path), journal_bytes = journal ? strlen(journal) : 0;
+    sq->path = strdup(path_bytes < LIMIT_FUNCTION_PATH_BYTES_MAX ? path : "");
+    if (!sq->path) {
+        session_fatal(s, "out of memory");
+        return -1;
+    }
     if (s->n_queries > LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX) {
         err_app(&sq->static_err, ERR_INVALID_ARGUMENT, NULL,
                 "Too many subscriptions: a session may subscribe to at most %d queries",
                 LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX);
+        return 0;
+    }
+    if (path_bytes >= LIMIT_FUNCTION_PATH_BYTES_MAX) {
+        err_app(&sq->static_err, ERR_INVALID_ARGUMENT, NULL,
+                "Invalid argument `udfPath`: a function path has at most %d bytes",
+                LIMIT_FUNCTION_PATH_BYTES_MAX - 1);
+        return 0;
+    }
+    if (journal_bytes > SYNC_JOURNAL_BYTES_MAX) {
+        err_app(&sq->static_err, ERR_INVALID_ARGUMENT, NULL,
+                "InvalidCursor: a journal has at most %d bytes; start again from the first page",
+                SYNC_JOURNAL_BYTES_MAX);
         return 0;
     }
     if (component && !json_is_null(component) && strcmp(json_string_value(component), "") != 0) {
@@ -188,25 +219,37 @@ static int add_query(session *s, const json_t *mod)
                 json_string_value(component) ? json_string_value(component) : "?");
         return 0;
     }
+    const json_t *args = json_object_get(mod, "args");
+    size_t held = path_bytes + journal_bytes + (args ? json_dumpb(args, NULL, 0, JSON_COMPACT) : 0);
+    if (s->query_set_bytes + held > SYNC_QUERY_SET_BYTES_MAX) {
+        err_app(&sq->static_err, ERR_INVALID_ARGUMENT, NULL,
+                "Too many subscriptions: the arguments of a session's queries may hold at most "
+                "%u MiB",
+                SYNC_QUERY_SET_BYTES_MAX / (1024 * 1024));
+        return 0;
+    }
     err_t e;
     err_init(&e);
-    sq->args = wire_args(json_object_get(mod, "args"), &e);
+    sq->args = wire_args(args, &e);
     if (!sq->args) {
         err_app(&sq->static_err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
         return 0;
     }
+    sq->journal = journal ? strdup(journal) : NULL;
+    sq->held_bytes = held;
+    s->query_set_bytes += held;
     subscribe_entry(s, sq);
     return 0;
 }
 
+/* Removes an entry; an id not in the set is ignored (the client only
+ * removes what it added, and nothing is owed for an unknown one). */
 static void remove_query(session *s, uint32_t id)
 {
-    for (int i = 0; i < s->n_queries; i++) {
-        if (s->queries[i].id != id) continue;
-        sess_query_clear(s, &s->queries[i]);
-        s->queries[i] = s->queries[--s->n_queries];
-        break;
-    }
+    sess_query *sq = find_query(s, id);
+    if (!sq) return;
+    sess_query_clear(s, sq);
+    *sq = s->queries[--s->n_queries];
     if (s->n_removed == s->cap_removed) {
         int cap = s->cap_removed ? s->cap_removed * 2 : 8;
         uint32_t *grown = realloc(s->removed, (size_t)cap * sizeof *grown);
@@ -229,6 +272,14 @@ static void on_modify_query_set(session *s, const json_t *msg)
     if ((uint32_t)json_integer_value(base) != s->v.qs_received ||
         json_integer_value(next) <= json_integer_value(base)) {
         session_fatal(s, "BaseVersionMismatch: the query set's base version does not match");
+        return;
+    }
+    if (json_array_size(mods) > SYNC_MODIFICATIONS_PER_MESSAGE_MAX) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "InvalidModification: a ModifyQuerySet carries at most %d modifications",
+                 SYNC_MODIFICATIONS_PER_MESSAGE_MAX);
+        session_fatal(s, why);
         return;
     }
     size_t i;
@@ -371,7 +422,13 @@ static void on_mutation_done(call *c)
 
 static void dispatch_mutation(session *s)
 {
-    while (!s->mut_in_flight && s->mut_head && !s->closed) {
+    while (!s->mut_in_flight && s->mut_head && !s->closed && !s->ending) {
+        if (!s->admin && s->identity && session_identity_expired(s)) {
+            /* Never run a function under an expired token. */
+            session_auth_error(s, "The token expired: the client should fetch a fresh token",
+                               s->v.identity_received, false);
+            return;
+        }
         sess_mutation *m = s->mut_head;
         s->mut_head = m->next;
         if (!s->mut_head) s->mut_tail = NULL;
@@ -477,10 +534,15 @@ static void on_action(session *s, const json_t *msg)
 static void on_connect(session *s, const json_t *msg)
 {
     const char *sid = json_string_value(json_object_get(msg, "sessionId"));
-    if (!sid || strlen(sid) >= sizeof s->session_id) {
+    if (s->connected) {
+        session_fatal(s, "InvalidMessage: Connect was already sent on this connection");
+        return;
+    }
+    if (!sid || !*sid || strlen(sid) >= sizeof s->session_id) {
         session_fatal(s, "InvalidMessage: Connect needs a sessionId");
         return;
     }
+    s->connected = true;
     snprintf(s->session_id, sizeof s->session_id, "%s", sid);
     json_t *client_ts = json_object_get(msg, "clientTs");
     if (json_is_number(client_ts)) {
@@ -505,6 +567,8 @@ static void handle(session *s, json_t *msg, size_t wire_bytes)
     const char *type = json_string_value(json_object_get(msg, "type"));
     if (!type)
         session_fatal(s, "WSMessageInvalidJson: a message needs a type");
+    else if (!s->connected && strcmp(type, "Connect") != 0)
+        session_fatal(s, "InvalidMessage: the first message must be Connect");
     else if (strcmp(type, "Connect") == 0)
         on_connect(s, msg);
     else if (strcmp(type, "ModifyQuerySet") == 0)
@@ -530,7 +594,7 @@ static void process_inbox(session *s)
 {
     if (s->draining) return;
     s->draining = true;
-    while (s->inbox_len > 0 && !s->auth_pending && !s->closed) {
+    while (s->inbox_len > 0 && !s->auth_pending && !s->closed && !s->ending) {
         json_t *msg = s->inbox[0];
         size_t bytes = s->inbox_bytes[0];
         s->inbox_len--;
@@ -554,7 +618,7 @@ static bool inbox_reserve(session *s)
 void session_on_message(void *data, const char *text, size_t len)
 {
     session *s = data;
-    if (s->closed) return;
+    if (s->closed || s->ending) return;
     json_t *msg = json_loadb(text, len, 0, NULL);
     if (!json_is_object(msg)) {
         json_decref(msg);

@@ -473,7 +473,10 @@ describe('pagination', () => {
     const a = await signUp(dojo, issuer);
     const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
     for (const fn of [api.listRuns, api.transactions]) {
-      for (const cursor of ['garbage', '!!!', b64({ a: 1 }), b64([1, 2, 3]), b64('x')]) {
+      // Also keys of the right length and prefix whose other parts are not scalars.
+      const own = a.user._id;
+      const shaped = [b64([own, { a: 1 }, 'z']), b64([own, 1, [2]]), b64([own, { a: 1 }, 'z', 'y'])];
+      for (const cursor of ['garbage', '!!!', b64({ a: 1 }), b64([1, 2, 3]), b64('x'), ...shaped]) {
         await rejectsWith(a.client.query(fn, opts(2, cursor)), { code: 'INVALID_ARGUMENT', message: /InvalidCursor/ });
         await rejectsWith(a.client.query(fn, opts(2, null, { endCursor: cursor })), {
           code: 'INVALID_ARGUMENT',

@@ -333,6 +333,74 @@ describe('exactly once', () => {
     await c.close();
     await proxy.close();
   });
+  test("a resend under another identity or function never answers with someone else's result", async () => {
+    const sub = newSubject();
+    const alice = await RawSyncClient.connect(dojo.url);
+    alice.authenticate(await issuer.token({ sub }));
+    const mine = await alice.mutation('users:getOrCreate', {}, { requestId: 0 });
+    assert.equal(mine.success, true, JSON.stringify(mine));
+    alice.close();
+    // Someone who learned the session id, without a token: refused, nothing leaks.
+    const thief = await RawSyncClient.connect(dojo.url, { sessionId: alice.sessionId, connectionCount: 1 });
+    const stolen = await thief.mutation('users:getOrCreate', {}, { requestId: 0 });
+    assert.equal(stolen.success, false);
+    assert.match(stolen.result, /already used for another call/);
+    assert.ok(!JSON.stringify(stolen).includes(sub), 'nothing of the first caller in the answer');
+    // Same caller, other function: refused too.
+    const other = await thief.mutation('workflows:create', { title: 'x' }, { requestId: 0 });
+    assert.equal(other.success, false);
+    thief.close();
+    // The owner's own resend is still answered from the record.
+    const again = await RawSyncClient.connect(dojo.url, { sessionId: alice.sessionId, connectionCount: 2 });
+    again.authenticate(await issuer.token({ sub }));
+    const resent = await again.mutation('users:getOrCreate', {}, { requestId: 0 });
+    assert.equal(resent.success, true);
+    assert.deepEqual(resent.result, mine.result);
+    assert.equal(resent.ts, mine.ts);
+    again.close();
+  });
+
+  test('a message before Connect ends the session', async () => {
+    const ws = new WebSocket(`${dojo.url.replace(/^http/, 'ws')}/api/1.48.0/sync`);
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    const got = [];
+    ws.on('message', (d) => got.push(JSON.parse(d.toString())));
+    const closed = new Promise((resolve) => ws.once('close', resolve));
+    ws.send(JSON.stringify({ type: 'Mutation', requestId: 0, udfPath: 'users:getOrCreate', args: [{}] }));
+    await closed;
+    assert.equal(got.length, 1, JSON.stringify(got));
+    assert.equal(got[0].type, 'FatalError');
+    assert.match(got[0].error, /first message must be Connect/);
+  });
+
+  test('a mutation sent after the token expired is not run', async () => {
+    const sub = newSubject();
+    const raw = await RawSyncClient.connect(dojo.url);
+    // Valid for about two more seconds (the 60 s clock skew allowance).
+    raw.authenticate(await issuer.token({ sub }, { exp: Math.floor(Date.now() / 1000) - 58 }));
+    raw.add(0, 'users:me', {});
+    await raw.waitFor(() => raw.transitions.find((t) => t.endVersion.identity === 1), { what: 'accepted' });
+    await new Promise((resolve) => setTimeout(resolve, 4500));
+    raw.send({ type: 'Mutation', requestId: 0, udfPath: 'users:getOrCreate', args: [{}] });
+    const authError = await raw.waitFor((ms) => ms.find((m) => m.type === 'AuthError'), { what: 'AuthError' });
+    assert.match(authError.error, /expired/);
+    assert.ok(!raw.messages.some((m) => m.type === 'MutationResponse' && m.success), 'nothing ran');
+    const grant = await fetch(`${dojo.url}/api/mutation`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Convex ${dojo.adminKey}` },
+      body: JSON.stringify({
+        path: 'admin:grantCredits',
+        args: { tokenIdentifier: `${issuer.url}|${sub}`, amount: 1 },
+        format: 'json',
+      }),
+    });
+    const body = await grant.json();
+    assert.equal(body.status, 'error', 'no user was created');
+    assert.equal(body.errorData?.code, 'NOT_FOUND', JSON.stringify(body));
+  });
 });
 
 describe('bounds', () => {
@@ -348,6 +416,29 @@ describe('bounds', () => {
     assert.equal(failed[0].queryId, 1000);
     assert.match(failed[0].errorMessage, /at most 1000/);
     raw.close();
+  });
+
+  test('a query set past the subscription bound, a long path or journal: refused without holding them', async () => {
+    const raw = await RawSyncClient.connect(dojo.url);
+    raw.modify([
+      { type: 'Add', queryId: 0, udfPath: 'u'.repeat(300), args: [{}] },
+      { type: 'Add', queryId: 1, udfPath: 'runs:list', args: [{ paginationOpts: { numItems: 1, cursor: null } }], journal: 'J'.repeat(5000) },
+    ]);
+    await raw.waitFor(() => raw.transitions.find((t) => t.endVersion.querySet === 1), { what: 'query set 1' });
+    const failed = raw.transitions.flatMap((t) => t.modifications).filter((m) => m.type === 'QueryFailed');
+    assert.match(failed.find((m) => m.queryId === 0).errorMessage, /udfPath.*at most 255 bytes/);
+    assert.match(failed.find((m) => m.queryId === 1).errorMessage, /journal has at most 4096 bytes/);
+    // 1,100 Adds: the bound plus a few refusals are answered, then the session ends.
+    const adds = Array.from({ length: 1100 }, (_, i) => ({ type: 'Add', queryId: 10 + i, udfPath: 'users:me', args: [{}] }));
+    raw.modify(adds);
+    const fatal = await raw.waitFor((ms) => ms.find((m) => m.type === 'FatalError'), { what: 'FatalError' });
+    assert.match(fatal.error, /TooManySubscriptions: .*at most 1000/);
+    await waitFor(() => raw.closed, { what: 'close' });
+    // More modifications in one message than a query set can hold: refused at once.
+    const big = await RawSyncClient.connect(dojo.url);
+    big.modify(Array.from({ length: 5000 }, (_, i) => ({ type: 'Remove', queryId: i })));
+    const tooMany = await big.waitFor((ms) => ms.find((m) => m.type === 'FatalError'), { what: 'FatalError' });
+    assert.match(tooMany.error, /at most \d+ modifications/);
   });
 
   test('a message over 16 MiB closes the socket with 1009 and the server keeps serving', async () => {
