@@ -18,6 +18,13 @@
 #define LIMIT_HTTP_CONNECTIONS_MAX 4096
 #define LIMIT_HTTP_PIPELINE_REQUESTS_MAX 16 /* parsed but unanswered, per connection */
 #define LIMIT_HTTP_SHUTDOWN_GRACE_MS 10000  /* in-flight requests may finish this long */
+/* Bytes of responses queued for writing on one connection (written with
+ * uv_write, not yet all taken by the kernel): above this, no more requests are
+ * read or parsed on it until the client reads (back-pressure). It may be
+ * overshot by the responses to requests already parsed (at most
+ * LIMIT_HTTP_PIPELINE_REQUESTS_MAX of them). */
+#define LIMIT_HTTP_WRITE_QUEUE_BYTES_MAX (4u * 1024 * 1024)
+#define LIMIT_HTTP_WRITE_TIMEOUT_MS 30000 /* pending writes without progress; then close */
 
 /* WebSocket (net/ws.c, proto/sync) */
 #define LIMIT_WS_MESSAGE_BYTES_MAX (16u * 1024 * 1024)

@@ -11,12 +11,16 @@
  *   (an upgrade request only once it is at the head of the queue) → the
  *   handler answers (now or later) → answered messages leave the queue from the
  *   head, in order, each as one uv_write → idle → next request or idle timeout.
+ *   Back-pressure: while the bytes of unfinished writes exceed
+ *   LIMIT_HTTP_WRITE_QUEUE_BYTES_MAX (a client that sends but does not read),
+ *   no further request is read or parsed; a connection whose pending writes
+ *   make no progress for LIMIT_HTTP_WRITE_TIMEOUT_MS is closed.
  *   A response carrying "Connection: close" ends the connection: the write side
  *   is shut down and input is drained briefly (lingering close) so that the
  *   client reads the response instead of a reset.
  *
  * Ownership: a connection is reference-counted. Its open handles (stream and
- * timer) hold one reference together; every http_msg, every write in flight
+ * two timers) hold one reference together; every http_msg, every write in flight
  * and the pending shutdown request hold one each. So a request handed to the
  * handler stays valid after the client has gone until http_respond frees it.
  * The uv_tcp_t is allocated on its own so http_take_over can give it away
@@ -95,13 +99,14 @@ typedef enum http_parse_event {
 } http_parse_event;
 
 struct http_conn {
-    http_server *server; /* NULL once detached (handles closed or taken over) */
-    uv_tcp_t *tcp;       /* own allocation; NULL once closed or taken over */
-    uv_timer_t timer;
+    http_server *server;    /* NULL once detached (handles closed or taken over) */
+    uv_tcp_t *tcp;          /* own allocation; NULL once closed or taken over */
+    uv_timer_t timer;       /* the timeouts of http_timer_kind */
+    uv_timer_t write_timer; /* runs while writes_in_flight > 0: write progress */
     uv_shutdown_t shutdown_req;
     http_parser parser;
     int refs;
-    int handles_open; /* tcp and timer while ours */
+    int handles_open; /* tcp and both timers while ours */
 
     size_t body_bytes_max;
     size_t header_bytes_max;
@@ -111,7 +116,12 @@ struct http_conn {
     http_msg *queue_tail;
     int queue_len; /* bounded by LIMIT_HTTP_PIPELINE_REQUESTS_MAX */
     int writes_in_flight;
-    size_t head_bytes; /* raw bytes of the current request line and headers */
+    /* Bytes of the writes in flight: reading and parsing pause above
+     * LIMIT_HTTP_WRITE_QUEUE_BYTES_MAX. */
+    size_t write_queue_bytes;
+    uint64_t write_bytes_total; /* ever handed to uv_write, for write progress */
+    uint64_t write_sent_mark;   /* bytes out when the write timer was (re)armed */
+    size_t head_bytes;          /* raw bytes of the current request line and headers */
     http_parse_event event;
 
     /* Bytes read but not parsed: the parser stopped (pipeline full, upgrade).
@@ -159,5 +169,9 @@ void http_conn_message_done(http_conn *c, http_msg *m);
  * and stops reading requests; the connection closes once it is written. */
 void http_conn_fail(http_conn *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Test hook (tests/unit/test_http.c): the write timeout of write timers armed
+ * from now on, instead of LIMIT_HTTP_WRITE_TIMEOUT_MS. */
+void http_server_set_write_timeout_for_test(http_server *s, uint64_t ms);
 
 #endif

@@ -2,7 +2,8 @@
  * http_server.c — the HTTP/1.1 server's connections (see http.h): listening
  * and accepting, the life of a connection (reading, the pipeline of requests
  * answered strictly in order, keep-alive, timeouts, lingering close), writing
- * responses, handing a stream over to another protocol, and graceful
+ * responses (with back-pressure and a write timeout for a client that does
+ * not read), handing a stream over to another protocol, and graceful
  * shutdown. Turning bytes into requests is http_parse.c; the shared structures
  * are in http_conn.h. Called by the layer above through http.h and by libuv.
  * Thread: the event-loop thread only.
@@ -17,7 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#ifdef __linux__
+#include <linux/sockios.h> /* SIOCOUTQ */
+#endif
 
 #include "base/clock.h"
 #include "base/limits.h"
@@ -47,6 +52,7 @@ struct http_server {
     bool grace_closing;
     void (*done)(void *data);
     void *done_data;
+    uint64_t write_timeout_ms; /* LIMIT_HTTP_WRITE_TIMEOUT_MS but in tests */
     time_t date_s;
     char date[40];
     char read_buf[HTTP_READ_BYTES_MAX]; /* one read at a time on the loop thread */
@@ -55,6 +61,7 @@ struct http_server {
 struct http_out {
     uv_write_t write;
     http_conn *conn;
+    size_t write_bytes; /* all buffers of the write, counted in conn->write_queue_bytes */
     size_t head_len;
     size_t body_len; /* body bytes to send: 0 for HEAD and bodiless statuses */
     char data[];     /* head, then body */
@@ -77,7 +84,7 @@ void http_conn_unref(http_conn *c)
     assert(c->refs > 0);
     if (--c->refs > 0) return;
     assert(c->handles_open == 0 && c->parsing == NULL && c->queue_head == NULL);
-    assert(c->writes_in_flight == 0);
+    assert(c->writes_in_flight == 0 && c->write_queue_bytes == 0);
     free(c->stash);
     free(c);
 }
@@ -167,6 +174,7 @@ static void conn_close(http_conn *c)
     c->stop_parsing = true;
     c->reading = false;
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&c->write_timer, on_timer_closed);
     uv_close((uv_handle_t *)c->tcp, on_tcp_closed);
     conn_drop_messages(c);
 }
@@ -219,12 +227,60 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- writing ---- */
 
+/* Bytes of the writes so far that reached the client: grows while it reads,
+ * stands still while it does not. Those the kernel holds unacknowledged count
+ * as unsent (SIOCOUTQ): the kernel's send buffer can hold megabytes, and it
+ * takes more only once half of it is free, so a slow reader could otherwise
+ * look stalled for long. */
+static uint64_t conn_bytes_sent(const http_conn *c)
+{
+    uint64_t unsent = uv_stream_get_write_queue_size((const uv_stream_t *)c->tcp);
+#ifdef SIOCOUTQ
+    uv_os_fd_t fd;
+    int in_kernel = 0;
+    if (uv_fileno((const uv_handle_t *)c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &in_kernel) == 0 &&
+        in_kernel > 0) {
+        unsent += (uint64_t)in_kernel;
+    }
+#endif
+    /* The kernel's count may include a FIN; never report a negative. */
+    return unsent < c->write_bytes_total ? c->write_bytes_total - unsent : 0;
+}
+
+static void on_write_timer(uv_timer_t *t);
+
+static void write_timer_arm(http_conn *c)
+{
+    if (c->closing) return;
+    c->write_sent_mark = conn_bytes_sent(c);
+    uv_timer_start(&c->write_timer, on_write_timer, c->server->write_timeout_ms, 0);
+}
+
+/* Pending writes that made no progress for a whole period close the
+ * connection (the client stopped reading); progress arms it again. So a stall
+ * is noticed between one and two periods after it began. */
+static void on_write_timer(uv_timer_t *t)
+{
+    http_conn *c = t->data;
+    assert(!c->closing && c->writes_in_flight > 0);
+    if (conn_bytes_sent(c) > c->write_sent_mark) {
+        write_timer_arm(c);
+        return;
+    }
+    log_info("http: closing %s: it read none of its responses (%zu bytes queued) for %llu ms",
+             c->remote_addr, c->write_queue_bytes, (unsigned long long)c->server->write_timeout_ms);
+    conn_close(c);
+}
+
 static void on_written(uv_write_t *w, int status)
 {
     http_out *out = w->data;
     http_conn *c = out->conn;
+    assert(c->writes_in_flight > 0 && c->write_queue_bytes >= out->write_bytes);
+    c->write_queue_bytes -= out->write_bytes;
     free(out);
     c->writes_in_flight--;
+    if (c->writes_in_flight == 0 && !c->closing) uv_timer_stop(&c->write_timer);
     if (status < 0 && !c->closing) {
         log_debug("http: write to %s failed: %s", c->remote_addr, uv_strerror(status));
         conn_close(c);
@@ -245,14 +301,23 @@ static int conn_write(http_conn *c, uv_stream_t *stream, http_out *out, const ch
     if (out->body_len) bufs[n++] = uv_buf_init(out->data + out->head_len, (unsigned)out->body_len);
     out->conn = c;
     out->write.data = out;
+    out->write_bytes = 0;
+    for (unsigned i = 0; i < n; i++)
+        out->write_bytes += bufs[i].len;
+    /* Counted first: what uv_write writes at once leaves the stream's queue
+     * size at once, and conn_bytes_sent compares that with the total. */
+    c->write_bytes_total += out->write_bytes;
     int rc = uv_write(&out->write, stream, bufs, n, on_written);
     if (rc < 0) {
         log_debug("http: write to %s failed: %s", c->remote_addr, uv_strerror(rc));
+        c->write_bytes_total -= out->write_bytes;
         free(out);
         return rc;
     }
     http_conn_ref(c);
     c->writes_in_flight++;
+    c->write_queue_bytes += out->write_bytes;
+    if (c->writes_in_flight == 1) write_timer_arm(c);
     return 0;
 }
 
@@ -373,10 +438,15 @@ static int msg_set_error(http_msg *m, int status, const char *code, const char *
 
 /* ---- the connection's state machine ---- */
 
+/* Requests are read and parsed only while the pipeline has room and the
+ * responses already queued for writing are within their bound (a request
+ * begun is finished first, so that its timers never run while reading is
+ * paused by the server). */
 bool http_conn_can_parse(const http_conn *c)
 {
     return !c->closing && !c->stop_parsing && !c->lingering &&
-           c->queue_len < LIMIT_HTTP_PIPELINE_REQUESTS_MAX;
+           c->queue_len < LIMIT_HTTP_PIPELINE_REQUESTS_MAX &&
+           (c->parsing != NULL || c->write_queue_bytes <= LIMIT_HTTP_WRITE_QUEUE_BYTES_MAX);
 }
 
 void http_conn_message_begun(http_conn *c)
@@ -572,6 +642,7 @@ static void conn_update_reading(http_conn *c)
 static void conn_settle(http_conn *c)
 {
     if (c->closing) return;
+    assert(c->writes_in_flight > 0 || c->write_queue_bytes == 0);
     http_server *s = c->server;
     bool quiet = c->queue_head == NULL && c->writes_in_flight == 0;
     if (quiet && !c->lingering && (c->eof || (s && s->shutting_down))) {
@@ -702,12 +773,14 @@ static http_conn *conn_new(http_server *s, bool rejected)
     }
     uv_tcp_init(s->loop, tcp);
     uv_timer_init(s->loop, &c->timer);
+    uv_timer_init(s->loop, &c->write_timer);
     tcp->data = c;
     c->timer.data = c;
+    c->write_timer.data = c;
     c->tcp = tcp;
     c->server = s;
     c->refs = 1;
-    c->handles_open = 2;
+    c->handles_open = 3;
     c->rejected = rejected;
     c->body_bytes_max = s->cfg.body_bytes_max;
     c->header_bytes_max = s->cfg.header_bytes_max;
@@ -828,6 +901,7 @@ int http_server_start(uv_loop_t *loop, const http_server_config *cfg, http_reque
     s->ctx = ctx;
     s->cfg = *cfg;
     config_defaults(&s->cfg);
+    s->write_timeout_ms = LIMIT_HTTP_WRITE_TIMEOUT_MS;
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
     int rc = server_listen(s, e);
@@ -848,6 +922,12 @@ int http_server_port(const http_server *s)
 int http_server_connections(const http_server *s)
 {
     return s->conns_active;
+}
+
+void http_server_set_write_timeout_for_test(http_server *s, uint64_t ms)
+{
+    assert(ms > 0);
+    s->write_timeout_ms = ms;
 }
 
 static void on_grace_closed(uv_handle_t *h)
@@ -980,10 +1060,11 @@ int http_take_over(http_request *req, const char *response_head, uv_tcp_t **stre
     c->closing = true;
     c->stop_parsing = true;
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&c->write_timer, on_timer_closed);
     *stream_out = c->tcp;
     c->tcp->data = NULL;
     c->tcp = NULL;
-    c->handles_open--; /* the stream is the caller's now; the timer is still closing */
+    c->handles_open--; /* the stream is the caller's now; the timers are still closing */
     if (c->stash_len > 0) {
         *leftover = c->stash;
         *leftover_len = c->stash_len;

@@ -3,10 +3,13 @@
 // ConvexHttpClient do: function endpoints, argument shapes, formats, the 4xx
 // answers to requests that are not function calls (and that the server keeps
 // serving after them), CORS, request ids, /version, /health, /metrics,
-// keep-alive and unknown routes.
+// keep-alive, a pipelining client that never reads, and unknown routes.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { checkAfterEach, startDojo } from './lib/dojo.mjs';
 import { startIssuer } from './lib/issuer.mjs';
@@ -329,6 +332,76 @@ test('several requests share one keep-alive connection', async () => {
   }
   assert.equal(sockets.size, 1, 'one connection carried every request');
   assert.deepEqual(reused, [false, true, true, true, true]);
+});
+
+/** Resident memory of a process in bytes (VmRSS of /proc/<pid>/status). */
+function rssBytes(pid) {
+  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB$/m);
+  assert.ok(m, `no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** GET on a connection of its own, answered within ms (a liveness bound). */
+async function getWithin(urlPath, ms) {
+  const res = await fetch(`${dojo.url}${urlPath}`, { signal: AbortSignal.timeout(ms) });
+  return { status: res.status, text: await res.text() };
+}
+
+/** GET /metrics served so far, from another connection (which adds one). */
+async function metricsServed() {
+  const res = await getWithin('/metrics', 10_000);
+  assert.equal(res.status, 200);
+  const m = res.text.match(/^dojo_http_requests_total\{route="\/metrics",status="200"\} (\d+)$/m);
+  return m ? Number(m[1]) : 0;
+}
+
+test('a client that pipelines requests but never reads is paused, not buffered without bound', async () => {
+  // 40,000 × GET /metrics asks for 80+ MB of responses. The server must stop
+  // reading that connection once its queued responses pass the write bound
+  // (4 MiB) instead of answering everything into memory.
+  const N = 40_000;
+  const pid = dojo.proc.pid;
+  const served0 = await metricsServed();
+  const rss0 = rssBytes(pid);
+  const { hostname, port } = new URL(dojo.url);
+  const sock = net.connect({ host: hostname, port: Number(port) });
+  sock.pause(); // reads nothing (beyond Node's small internal buffer)
+  sock.on('error', () => {});
+  try {
+    await new Promise((resolve, reject) => {
+      sock.once('connect', resolve);
+      sock.once('error', reject);
+    });
+    sock.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(N));
+
+    // Wait until the server stops answering that connection (liveness bound:
+    // 60 s). Each sample is itself one more /metrics request.
+    let polls = 1;
+    let last = -1;
+    let steady = 0;
+    const deadline = Date.now() + 60_000;
+    while (steady < 3) {
+      assert.ok(Date.now() < deadline, `the server kept answering the unread connection: ${last} of ${N}`);
+      await sleep(300);
+      const served = (await metricsServed()) - served0 - polls++;
+      steady = Math.abs(served - last) <= 1 ? steady + 1 : 0;
+      last = served;
+    }
+    const grownBytes = rssBytes(pid) - rss0;
+    assert.ok(last > 0, 'the connection was served at first');
+    assert.ok(last < N / 2, `${last} of ${N} unread requests were answered`);
+    assert.ok(
+      grownBytes < 48 * 1024 * 1024,
+      `the server grew by ${(grownBytes / 1048576).toFixed(1)} MiB for ${last} unread responses`,
+    );
+
+    // Meanwhile other clients are served promptly.
+    const version = await getWithin('/version', 5_000);
+    assert.equal(version.status, 200);
+    await assertStillServing();
+  } finally {
+    sock.destroy();
+  }
 });
 
 test('an unknown route gets 404 with a JSON {code, message}', async () => {

@@ -26,6 +26,7 @@
 #include "base/limits.h"
 #include "base/log.h"
 #include "net/http.h"
+#include "net/http_conn.h" /* http_server_set_write_timeout_for_test */
 
 #define WAIT_MS 2000
 #define RESPONSES_MAX 32
@@ -128,6 +129,19 @@ static void take_over(env *e, http_request *req)
     uv_read_start((uv_stream_t *)e->ws, ws_alloc, ws_read);
 }
 
+/* /big?n=BYTES: a body of that many bytes. */
+static void respond_big(env *e, http_request *req)
+{
+    size_t n = req->query && !strncmp(req->query, "n=", 2) ? (size_t)atol(req->query + 2) : 0;
+    char *body = malloc(n + 1);
+    assert_non_null(body);
+    memset(body, 'x', n);
+    static const http_header headers[] = {{"Content-Type", "application/octet-stream"}};
+    e->outstanding--;
+    http_respond(req, 200, headers, 1, body, n);
+    free(body);
+}
+
 static void handler(void *ctx, http_request *req)
 {
     env *e = ctx;
@@ -142,6 +156,8 @@ static void handler(void *ctx, http_request *req)
         take_over(e, req);
     } else if (!strcmp(req->path, "/async")) {
         answer_later(e, req);
+    } else if (!strcmp(req->path, "/big")) {
+        respond_big(e, req);
     } else if (!strcmp(req->path, "/error")) {
         e->outstanding--;
         http_respond_error(req, 404, "NotFound", "No \"such\" thing");
@@ -905,6 +921,194 @@ static void test_connections_over_limit_get_503(void **state)
     env_stop(&e);
 }
 
+/* ---- a client that does not read (or reads slowly) ---- */
+
+#define BIG_RESPONSE_BYTES (256u * 1024)
+#define SMALL_RCVBUF_BYTES 4096
+
+/* A raw client counting the responses it reads, bodies discarded. */
+typedef struct reader {
+    int fd;
+    http_parser parser;
+    int responses;
+    int responses_ok;  /* 200 with a body of the expected size */
+    size_t body_bytes; /* of the response being read */
+    size_t expect_body_bytes;
+    size_t read_bytes;
+    bool eof;
+} reader;
+
+static int rd_begin(http_parser *p)
+{
+    ((reader *)p->data)->body_bytes = 0;
+    return 0;
+}
+
+static int rd_body(http_parser *p, const char *at, size_t n)
+{
+    ((reader *)p->data)->body_bytes += n;
+    return 0;
+}
+
+static int rd_done(http_parser *p)
+{
+    reader *r = p->data;
+    r->responses++;
+    if (p->status_code == 200 && r->body_bytes == r->expect_body_bytes) r->responses_ok++;
+    return 0;
+}
+
+static const http_parser_settings reader_settings = {
+    .on_message_begin = rd_begin,
+    .on_body = rd_body,
+    .on_message_complete = rd_done,
+};
+
+/* Connects with a small receive buffer (set before connect, so that the
+ * window is small from the start) and sends n pipelined GET /big requests. */
+static void reader_open(reader *r, env *e, int n, size_t body_bytes)
+{
+    memset(r, 0, sizeof *r);
+    r->expect_body_bytes = body_bytes;
+    http_parser_init(&r->parser, HTTP_RESPONSE);
+    r->parser.data = r;
+    r->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(r->fd >= 0);
+    int rcvbuf = SMALL_RCVBUF_BYTES;
+    assert_int_equal(setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)e->port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    assert_int_equal(connect(r->fd, (struct sockaddr *)&a, sizeof a), 0);
+    fcntl(r->fd, F_SETFL, fcntl(r->fd, F_GETFL) | O_NONBLOCK);
+    char one[96];
+    int len = snprintf(one, sizeof one, "GET /big?n=%zu HTTP/1.1\r\nHost: t\r\n\r\n", body_bytes);
+    uint64_t deadline = clock_mono_ms() + WAIT_MS;
+    for (int i = 0; i < n; i++) {
+        size_t off = 0;
+        while (off < (size_t)len) {
+            ssize_t k = send(r->fd, one + off, (size_t)len - off, MSG_NOSIGNAL);
+            if (k > 0)
+                off += (size_t)k;
+            else if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+                fail_msg("send: %s", strerror(errno));
+            else
+                step(e, NULL);
+            assert_true(clock_mono_ms() < deadline);
+        }
+    }
+}
+
+/* Reads at most max_bytes of what has arrived. */
+static void reader_read(reader *r, size_t max_bytes)
+{
+    char buf[16384];
+    while (max_bytes > 0 && !r->eof) {
+        size_t want = max_bytes < sizeof buf ? max_bytes : sizeof buf;
+        ssize_t n = recv(r->fd, buf, want, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) {
+            r->eof = true;
+            return;
+        }
+        r->read_bytes += (size_t)n;
+        max_bytes -= (size_t)n;
+        size_t used = http_parser_execute(&r->parser, &reader_settings, buf, (size_t)n);
+        assert_int_equal(used, (size_t)n);
+    }
+}
+
+static bool has_no_connections(env *e, client *c, int unused)
+{
+    return http_server_connections(e->srv) == 0;
+}
+
+static void test_unread_responses_pause_reading_until_the_client_reads(void **state)
+{
+    /* 64 MiB of responses asked for; the client reads none of them at first. */
+    enum { N = 256 };
+    env e;
+    reader r;
+    env_start(&e, defaults());
+    reader_open(&r, &e, N, BIG_RESPONSE_BYTES);
+    run_for(&e, NULL, 300);
+    /* Only about the write bound's worth of requests was parsed (plus what
+     * the kernel buffers took and one pipeline's worth of overshoot): the
+     * rest waits unread in the socket instead of as responses in memory. */
+    int parsed = e.requests;
+    size_t kernel_allowance_bytes = 16u * 1024 * 1024;
+    int bound =
+        (int)((LIMIT_HTTP_WRITE_QUEUE_BYTES_MAX + kernel_allowance_bytes) / BIG_RESPONSE_BYTES) +
+        LIMIT_HTTP_PIPELINE_REQUESTS_MAX;
+    assert_true(bound < N);
+    if (parsed > bound) fail_msg("%d of %d requests parsed with no response read", parsed, N);
+    run_for(&e, NULL, 200);
+    assert_int_equal(e.requests, parsed); /* it stays paused */
+    assert_int_equal(http_server_connections(e.srv), 1);
+    /* The client reads: every response arrives, in full, on the same connection. */
+    uint64_t deadline = clock_mono_ms() + 10 * WAIT_MS;
+    while (r.responses < N && !r.eof && clock_mono_ms() < deadline) {
+        reader_read(&r, SIZE_MAX);
+        step(&e, NULL);
+    }
+    assert_int_equal(r.responses, N);
+    assert_int_equal(r.responses_ok, N);
+    assert_false(r.eof);
+    assert_int_equal(e.requests, N);
+    assert_int_equal(http_server_connections(e.srv), 1);
+    close(r.fd);
+    env_stop(&e);
+}
+
+static void test_write_timeout_closes_a_client_that_never_reads(void **state)
+{
+    enum { N = 128 }; /* 32 MiB: more than the write bound and the kernel buffers */
+    env e;
+    reader r;
+    env_start(&e, defaults());
+    http_server_set_write_timeout_for_test(e.srv, 150);
+    reader_open(&r, &e, N, BIG_RESPONSE_BYTES);
+    assert_true(run_until(&e, NULL, has_requests, 1, WAIT_MS));
+    /* Generous: a stall is noticed within two periods of the timeout. */
+    assert_true(run_until(&e, NULL, has_no_connections, 0, WAIT_MS));
+    assert_true(e.requests < N);
+    reader_read(&r, SIZE_MAX); /* what the kernel held, then the end */
+    assert_true(r.responses < N);
+    close(r.fd);
+    env_stop(&e);
+}
+
+static void test_slow_reader_making_progress_is_not_timed_out(void **state)
+{
+    enum { N = 16, WRITE_TIMEOUT_MS = 150 };
+    env e;
+    reader r;
+    env_start(&e, defaults());
+    http_server_set_write_timeout_for_test(e.srv, WRITE_TIMEOUT_MS);
+    reader_open(&r, &e, N, BIG_RESPONSE_BYTES);
+    /* 4 MiB at about 2 MiB/s: far longer than the write timeout, with the
+     * server's writes pending (the client's window is small) all along. */
+    uint64_t t0 = clock_mono_ms();
+    uint64_t deadline = t0 + 10 * WAIT_MS;
+    while (r.responses < N && !r.eof && clock_mono_ms() < deadline) {
+        reader_read(&r, 16384);
+        uint64_t pause_end = clock_mono_ms() + 8;
+        while (clock_mono_ms() < pause_end)
+            step(&e, NULL);
+    }
+    uint64_t took = clock_mono_ms() - t0;
+    assert_int_equal(r.responses, N);
+    assert_int_equal(r.responses_ok, N);
+    assert_false(r.eof);
+    assert_true(took > 4 * WRITE_TIMEOUT_MS); /* the test tested something */
+    assert_int_equal(http_server_connections(e.srv), 1);
+    /* Once everything is written the write timer is off: the connection
+     * waits for its next request like any idle keep-alive connection. */
+    run_for(&e, NULL, 3 * WRITE_TIMEOUT_MS);
+    assert_int_equal(http_server_connections(e.srv), 1);
+    close(r.fd);
+    env_stop(&e);
+}
+
 static void test_client_reset_before_async_response_is_safe(void **state)
 {
     env e;
@@ -1147,6 +1351,9 @@ int main(void)
         cmocka_unit_test(test_slow_body_times_out_with_408),
         cmocka_unit_test(test_idle_keep_alive_connection_is_closed_silently),
         cmocka_unit_test(test_connections_over_limit_get_503),
+        cmocka_unit_test(test_unread_responses_pause_reading_until_the_client_reads),
+        cmocka_unit_test(test_write_timeout_closes_a_client_that_never_reads),
+        cmocka_unit_test(test_slow_reader_making_progress_is_not_timed_out),
         cmocka_unit_test(test_client_reset_before_async_response_is_safe),
         cmocka_unit_test(test_client_half_close_still_gets_async_response),
         cmocka_unit_test(test_expect_100_continue_gets_interim_response),
