@@ -30,6 +30,11 @@
 #define LIMIT_WS_MESSAGE_BYTES_MAX (16u * 1024 * 1024)
 #define LIMIT_WS_FRAME_BYTES_MAX (16u * 1024 * 1024)
 #define LIMIT_WS_SEND_BUFFER_BYTES_MAX (64u * 1024 * 1024) /* unread pushes; then disconnect */
+/* Unread pushes of all sockets together: above it, each socket holding more
+ * than LIMIT_WS_SEND_BUFFER_FAIR_BYTES is disconnected when it next sends,
+ * so ten thousand slow readers cannot take 64 MiB each. */
+#define LIMIT_WS_SEND_BUFFER_TOTAL_BYTES_MAX (1024ull * 1024 * 1024)
+#define LIMIT_WS_SEND_BUFFER_FAIR_BYTES (1u * 1024 * 1024)
 #define LIMIT_WS_SESSIONS_MAX 10000
 #define LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX 1000
 #define LIMIT_WS_PENDING_MUTATIONS_PER_SESSION_MAX 1000

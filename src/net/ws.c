@@ -23,6 +23,9 @@
 #define WS_READ_CHUNK_BYTES (64 * 1024)
 #define WS_CLOSE_GRACE_MS 2000
 
+/* Unread bytes of every socket of the process (the loop thread's alone). */
+static size_t ws_total_pending_bytes;
+
 struct ws_conn {
     uv_tcp_t *tcp;
     uv_timer_t close_timer;
@@ -111,7 +114,9 @@ static void on_written(uv_write_t *req, int status)
 {
     ws_write *w = (ws_write *)req;
     ws_conn *c = w->conn;
+    assert(c->pending_write_bytes >= w->len && ws_total_pending_bytes >= w->len);
     c->pending_write_bytes -= w->len;
+    ws_total_pending_bytes -= w->len;
     free(w);
     if (status < 0) {
         shut(c, 1006);
@@ -147,6 +152,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
         return -1;
     }
     c->pending_write_bytes += len;
+    ws_total_pending_bytes += len;
     return (ssize_t)len;
 }
 
@@ -182,6 +188,13 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         c->cb.on_message(c->data, (const char *)arg->msg, arg->msg_length);
 }
 
+bool ws_unread_too_much(size_t own_bytes, size_t all_bytes)
+{
+    return own_bytes > LIMIT_WS_SEND_BUFFER_BYTES_MAX ||
+           (all_bytes > LIMIT_WS_SEND_BUFFER_TOTAL_BYTES_MAX &&
+            own_bytes > LIMIT_WS_SEND_BUFFER_FAIR_BYTES);
+}
+
 /* Lets wslay send what is queued; closes when it has nothing more to do. */
 static void pump(ws_conn *c)
 {
@@ -190,9 +203,10 @@ static void pump(ws_conn *c)
         shut(c, 1006);
         return;
     }
-    if (c->pending_write_bytes > LIMIT_WS_SEND_BUFFER_BYTES_MAX) {
-        log_warn("websocket: peer is not reading (%zu bytes queued); disconnecting",
-                 c->pending_write_bytes);
+    if (ws_unread_too_much(c->pending_write_bytes, ws_total_pending_bytes)) {
+        log_warn("websocket: peer is not reading (%zu bytes queued, %zu on all sockets); "
+                 "disconnecting",
+                 c->pending_write_bytes, ws_total_pending_bytes);
         shut(c, 1013);
         return;
     }

@@ -11,6 +11,7 @@
 #ifndef DOJO_NET_WS_H
 #define DOJO_NET_WS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,10 @@ void ws_close(ws_conn *c, uint16_t code, const char *reason);
 
 /* Bytes queued but not yet written to the socket. */
 size_t ws_buffered_bytes(const ws_conn *c);
+/* Whether a socket holding own_bytes unread, while all sockets hold
+ * all_bytes, is disconnected (1013): over its own bound, or over a fair share
+ * when all of them together are over theirs (limits.h). */
+bool ws_unread_too_much(size_t own_bytes, size_t all_bytes);
 /* Milliseconds (clock_mono_ms) of the last byte received. */
 uint64_t ws_last_receive_ms(const ws_conn *c);
 

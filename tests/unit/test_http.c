@@ -27,6 +27,7 @@
 #include "base/log.h"
 #include "net/http.h"
 #include "net/http_conn.h" /* http_server_set_write_timeout_for_test */
+#include "net/ws.h"
 
 #define WAIT_MS 2000
 #define RESPONSES_MAX 32
@@ -1322,10 +1323,28 @@ static void test_bad_host_is_refused_with_message(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A WebSocket whose peer reads nothing is cut off at its own bound; when all
+ * sockets together hold too much, any holding more than a fair share is. */
+static void test_unread_websocket_bytes_are_bounded_per_socket_and_in_all(void **state)
+{
+    (void)state;
+    assert_false(ws_unread_too_much(0, 0));
+    assert_false(
+        ws_unread_too_much(LIMIT_WS_SEND_BUFFER_BYTES_MAX, LIMIT_WS_SEND_BUFFER_BYTES_MAX));
+    assert_true(
+        ws_unread_too_much(LIMIT_WS_SEND_BUFFER_BYTES_MAX + 1, LIMIT_WS_SEND_BUFFER_BYTES_MAX + 1));
+    size_t over_all = (size_t)LIMIT_WS_SEND_BUFFER_TOTAL_BYTES_MAX + 1;
+    assert_false(ws_unread_too_much(LIMIT_WS_SEND_BUFFER_FAIR_BYTES, over_all));
+    assert_true(ws_unread_too_much(LIMIT_WS_SEND_BUFFER_FAIR_BYTES + 1, over_all));
+    assert_false(ws_unread_too_much(LIMIT_WS_SEND_BUFFER_FAIR_BYTES + 1,
+                                    (size_t)LIMIT_WS_SEND_BUFFER_TOTAL_BYTES_MAX));
+}
+
 int main(void)
 {
     log_init(LOG_ERROR);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unread_websocket_bytes_are_bounded_per_socket_and_in_all),
         cmocka_unit_test(test_get_echoes_method_path_and_headers),
         cmocka_unit_test(test_post_with_content_length_delivers_body),
         cmocka_unit_test(test_chunked_body_is_reassembled),
