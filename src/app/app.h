@@ -19,6 +19,12 @@ void app_register(registry *r);
 #define APP_LEASE_SWEEP_INTERVAL_MS 250
 #define APP_SESSION_CLEANUP_INTERVAL_MS (10 * 60 * 1000)
 
+/* Whether a deployment variable may be set to value: the name's shape, and
+ * the value of a variable the app interprets (SIGNUP_CREDITS, MAX_ATTEMPTS,
+ * PRICING, AUTH_APPLICATION_ID). The same checks for `dojo env set` and for
+ * `dojo import`. */
+int app_env_check(const char *name, const char *value, err_t *e);
+
 /* Module registration, one per file. */
 void users_register(registry *r);
 void workflows_register(registry *r);

@@ -22,51 +22,58 @@ static const validator name_args = V_OBJECT_INIT(name_fields);
 static const v_field set_fields[] = {{"name", &env_name, false}, {"value", &env_value, false}};
 static const validator set_args = V_OBJECT_INIT(set_fields);
 
-static int check_name(ctx *c, const char *name)
+static int check_name(const char *name, err_t *e)
 {
     bool ok = isalpha((unsigned char)name[0]);
     for (const char *p = name; ok && *p; p++)
         ok = isalnum((unsigned char)*p) || *p == '_';
     if (!ok)
-        return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
-                        "Invalid argument `name`: a deployment variable name is letters, digits "
-                        "and '_', starting with a letter (got \"%.64s\")",
-                        name);
+        return err_app(e, ERR_INVALID_ARGUMENT, NULL,
+                       "Invalid argument `name`: a deployment variable name is letters, digits "
+                       "and '_', starting with a letter (got \"%.64s\")",
+                       name);
     return 0;
 }
 
-static int check_integer(ctx *c, const char *name, const char *value, long long min, long long max)
+static int check_integer(const char *name, const char *value, long long min, long long max,
+                         err_t *e)
 {
     char *end;
     long long v = strtoll(value, &end, 10);
     if (*value == '\0' || *end != '\0' || v < min || v > max)
-        return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
-                        "Invalid argument `value`: %s must be an integer from %lld to %lld", name,
-                        min, max);
+        return err_app(e, ERR_INVALID_ARGUMENT, NULL,
+                       "Invalid argument `value`: %s must be an integer from %lld to %lld", name,
+                       min, max);
     return 0;
 }
 
 /* The variables whose meaning the app knows are checked here. */
-static int check_value(ctx *c, const char *name, const char *value)
+static int check_value(const char *name, const char *value, err_t *e)
 {
     if (strcmp(name, "SIGNUP_CREDITS") == 0)
-        return check_integer(c, name, value, 0, APP_CREDITS_MAX);
+        return check_integer(name, value, 0, APP_CREDITS_MAX, e);
     if (strcmp(name, "MAX_ATTEMPTS") == 0)
-        return check_integer(c, name, value, 1, APP_MAX_ATTEMPTS_MAX);
+        return check_integer(name, value, 1, APP_MAX_ATTEMPTS_MAX, e);
     if (strcmp(name, "PRICING") == 0) {
-        err_t e;
-        err_init(&e);
-        json_t *p = app_pricing_parse(value, &e);
+        err_t pe;
+        err_init(&pe);
+        json_t *p = app_pricing_parse(value, &pe);
         json_decref(p);
-        if (p) return 0;
-        int rc = ctx_fail(c, ERR_INVALID_ARGUMENT, NULL, "Invalid argument `value`: %s", e.msg);
-        err_clear(&e);
+        int rc =
+            p ? 0 : err_app(e, ERR_INVALID_ARGUMENT, NULL, "Invalid argument `value`: %s", pe.msg);
+        err_clear(&pe);
         return rc;
     }
     if (strcmp(name, "AUTH_APPLICATION_ID") == 0 && *value == '\0')
-        return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
-                        "Invalid argument `value`: AUTH_APPLICATION_ID may not be empty");
+        return err_app(e, ERR_INVALID_ARGUMENT, NULL,
+                       "Invalid argument `value`: AUTH_APPLICATION_ID may not be empty");
     return 0;
+}
+
+int app_env_check(const char *name, const char *value, err_t *e)
+{
+    int rc = check_name(name, e);
+    return rc ? rc : check_value(name, value, e);
 }
 
 static int find(ctx *c, const char *name, json_t **row_out)
@@ -82,8 +89,7 @@ static int env_set(ctx *c, const json_t *args, json_t **result)
 {
     const char *name = app_str(args, "name");
     const char *value = app_str(args, "value");
-    int rc = check_name(c, name);
-    if (rc == 0) rc = check_value(c, name, value);
+    int rc = app_env_check(name, value, &c->err);
     json_t *row = NULL;
     if (rc == 0) rc = find(c, name, &row);
     if (rc) return rc;

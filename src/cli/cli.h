@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "base/err.h"
+#include "base/limits.h"
 
 #define CLI_DEFAULT_URL "http://127.0.0.1:3210"
 #define CLI_STATE_DIR ".dojo"
@@ -24,7 +25,7 @@
 
 typedef struct cli_target {
     char url[512];
-    char admin_key[256];
+    char admin_key[LIMIT_ADMIN_KEY_BYTES_MAX + 2]; /* one more byte tells a key too long */
 } cli_target;
 
 /* Fills t from --url/--admin-key values (NULL when not given), then the
@@ -71,6 +72,13 @@ bool cli_file_exists(const char *path);
  * for `command` (NULL returned): the read-only commands must not create one. */
 const char *cli_db_existing(const char *command, const char *db_opt);
 int cli_sqlite_in_use(const char *path, long *pid_out);
+/* The files of a SQLite database: its path with each of these appended. */
+#define CLI_SQLITE_FILES 4
+extern const char *const cli_sqlite_suffixes[CLI_SQLITE_FILES];
+/* The URL as it may be printed: any password hidden (a static buffer). */
+const char *cli_db_shown(const char *db_url);
+/* Whether two paths name the same existing file. */
+bool cli_same_file(const char *a, const char *b);
 
 /* Prints "dojo <command>: <message>" to stderr. */
 void cli_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

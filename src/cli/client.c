@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/limits.h"
 #include "cli/cli.h"
 
 #define CLI_RESPONSE_BYTES_MAX (64u * 1024 * 1024)
@@ -69,6 +70,9 @@ int cli_target_resolve(cli_target *t, const char *url_opt, const char *key_opt, 
         }
     }
     trim(t->admin_key);
+    if (strlen(t->admin_key) > LIMIT_ADMIN_KEY_BYTES_MAX)
+        return err_set(e, ERR_INVALID_ARGUMENT, "the admin key is longer than %d bytes",
+                       LIMIT_ADMIN_KEY_BYTES_MAX);
     if (need_key && !t->admin_key[0])
         return err_set(e, ERR_FORBIDDEN,
                        "no admin key: pass --admin-key, set DOJO_ADMIN_KEY, or run this in the "
@@ -197,7 +201,7 @@ int cli_call(const cli_target *t, const char *path, const json_t *args, json_t *
     json_t *req = json_pack("{s:s, s:O, s:s}", "path", path, "args", args, "format", "json");
     char *body = json_dumps(req, JSON_COMPACT);
     json_decref(req);
-    char url[600], auth_header[300];
+    char url[600], auth_header[LIMIT_ADMIN_KEY_BYTES_MAX + 64];
     snprintf(url, sizeof url, "%s/api/function", t->url);
     snprintf(auth_header, sizeof auth_header, "Authorization: Convex %s", t->admin_key);
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");

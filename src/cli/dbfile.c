@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "store/store.h"
 
 #define SQLITE_PENDING_BYTE_OFFSET 0x40000000LL /* SQLite's lock-byte page offset */
 #define SQLITE_SHARED_FIRST_OFFSET (SQLITE_PENDING_BYTE_OFFSET + 2)
@@ -44,6 +45,22 @@ bool cli_file_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+const char *const cli_sqlite_suffixes[CLI_SQLITE_FILES] = {"", "-wal", "-shm", "-journal"};
+
+const char *cli_db_shown(const char *db_url)
+{
+    static char shown[1024]; /* the command line's one thread */
+    store_redact_url(db_url, shown, sizeof shown);
+    return shown;
+}
+
+bool cli_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
 }
 
 const char *cli_db_existing(const char *command, const char *db_opt)

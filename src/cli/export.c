@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,6 +169,19 @@ static int export_snapshot(store_conn *conn, const schema *s, export_out *o, int
     return rc;
 }
 
+/* Whether writing FILE would replace the SQLite database at path (or its
+ * WAL, shared-memory or journal file). */
+static bool writes_over_database(const char *file, const char *path)
+{
+    if (!path || strcmp(file, "-") == 0) return false;
+    for (int i = 0; i < CLI_SQLITE_FILES; i++) {
+        char side[PATH_MAX];
+        snprintf(side, sizeof side, "%s%s", path, cli_sqlite_suffixes[i]);
+        if (cli_same_file(file, side)) return true;
+    }
+    return false;
+}
+
 int cmd_export(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -198,6 +212,11 @@ int cmd_export(int argc, char **argv)
     const char *file = argv[optind];
     const char *db = cli_db_existing("export", db_opt);
     if (!db) return 1;
+    if (writes_over_database(file, cli_sqlite_path(db))) {
+        cli_error("export",
+                  "%s is the database itself (or one of its files): export to another file", file);
+        return 2;
+    }
     const schema *s = app_schema();
     err_t e;
     err_init(&e);
@@ -215,7 +234,7 @@ int cmd_export(int argc, char **argv)
     if (conn) store_disconnect(conn);
     store_close(st);
     if (rc) {
-        cli_error("export", "%s: %s", db, e.msg);
+        cli_error("export", "%s: %s", cli_db_shown(db), e.msg);
         err_clear(&e);
         return 1;
     }
@@ -223,7 +242,8 @@ int cmd_export(int argc, char **argv)
     int64_t total = 0;
     for (int i = 0; i < s->n_tables; i++)
         total += counts[i];
-    fprintf(summary, "exported %lld documents from %s to %s (", (long long)total, db, file);
+    fprintf(summary, "exported %lld documents from %s to %s (", (long long)total, cli_db_shown(db),
+            file);
     for (int i = 0; i < s->n_tables; i++)
         fprintf(summary, "%s%s %lld", i ? ", " : "", s->tables[i].name, (long long)counts[i]);
     fprintf(summary, ")\n");

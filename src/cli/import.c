@@ -20,11 +20,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app/app.h"
 #include "app/verify.h"
@@ -32,12 +34,18 @@
 #include "cli/cli.h"
 #include "cli/export_format.h"
 #include "engine/ctx.h"
+#include "engine/system_tables.h"
 #include "engine/validator.h"
 #include "store/store.h"
 
 #define IMPORT_PAGE_ROWS 500
 #define IMPORT_PROBLEMS_SHOWN_MAX 20 /* violations printed; the count keeps going */
 #define IMPORT_META_TEXT_BYTES 24
+/* How far ahead of this machine's clock a _creationTime may be: new
+ * documents are made later than every imported one, so one far in the
+ * future would drag the creation clock (and the order of every later
+ * document) with it. */
+#define IMPORT_CREATION_AHEAD_MS_MAX (24.0 * 3600 * 1000)
 
 static void import_usage(FILE *out)
 {
@@ -111,6 +119,24 @@ static int prepare_target(import_state *im, err_t *e)
 }
 
 /* Reads, checks and inserts every document line. */
+/* The checks a line's table format cannot make: times relative to now, and
+ * the deployment variables the app interprets (as `dojo env set` checks). */
+static int check_meaning(const schema_table *t, const json_t *doc, err_t *e)
+{
+    double ct = json_number_value(json_object_get(doc, "_creationTime"));
+    if (ct > clock_now_ms() + IMPORT_CREATION_AHEAD_MS_MAX)
+        return err_set(e, ERR_INVALID_ARGUMENT,
+                       "document %s: _creationTime %.0f is more than a day ahead of this "
+                       "machine's clock",
+                       json_string_value(json_object_get(doc, "_id")), ct);
+    if (strcmp(t->name, SYSTEM_TABLE_ENV) == 0) {
+        const char *name = json_string_value(json_object_get(doc, "name"));
+        const char *value = json_string_value(json_object_get(doc, "value"));
+        return app_env_check(name ? name : "", value ? value : "", e);
+    }
+    return 0;
+}
+
 static int insert_lines(import_state *im, export_reader *r, const export_header *h, err_t *e)
 {
     const char *line;
@@ -123,11 +149,13 @@ static int insert_lines(import_state *im, export_reader *r, const export_header 
         err_t le;
         err_init(&le);
         int rc = export_line_parse(line, len, im->s, &ti, &doc, &le);
+        if (rc == 0) rc = check_meaning(&im->s->tables[ti], doc, &le);
         if (rc == 0) rc = store_insert(im->conn, &im->s->tables[ti], doc, &le);
         if (rc) {
             json_decref(doc);
-            rc = err_set(e, rc == ERR_CONSTRAINT ? ERR_INVALID_ARGUMENT : rc, "%s line %lld: %s",
-                         im->file, (long long)r->line_no, le.msg);
+            rc = err_set(e,
+                         rc == ERR_CONSTRAINT || err_is_application(rc) ? ERR_INVALID_ARGUMENT : rc,
+                         "%s line %lld: %s", im->file, (long long)r->line_no, le.msg);
             err_clear(&le);
             return rc;
         }
@@ -309,6 +337,16 @@ static int check_not_in_use(const char *db, bool force, err_t *e)
     return 0;
 }
 
+/* Removes a SQLite database this import created, with its side files. */
+static void remove_database_files(const char *path)
+{
+    for (int i = 0; i < CLI_SQLITE_FILES; i++) {
+        char file[PATH_MAX];
+        snprintf(file, sizeof file, "%s%s", path, cli_sqlite_suffixes[i]);
+        unlink(file);
+    }
+}
+
 int cmd_import(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -369,6 +407,8 @@ int cmd_import(int argc, char **argv)
         err_set(&e, rc, "%s line 1: %s", file, msg);
     }
     if (rc == 0) rc = check_not_in_use(db, force, &e);
+    const char *path = cli_sqlite_path(db);
+    bool created = path && !cli_file_exists(path);
     import_state im = {.s = s, .file = file, .replace = replace, .problems = json_array()};
     store *st = NULL;
     char report[STORE_REPORT_BYTES_MAX];
@@ -387,12 +427,14 @@ int cmd_import(int argc, char **argv)
                 (long long)(im.n_problems - (int64_t)json_array_size(im.problems)));
     json_decref(im.problems);
     if (rc) {
+        /* Nothing was written: leave no database behind either. */
+        if (created) remove_database_files(path);
         cli_error("import", "%s", e.msg);
         err_clear(&e);
         return 1;
     }
-    printf("imported %lld documents from %s into %s%s (", (long long)im.total, file, db,
-           replace ? ", replacing its contents" : "");
+    printf("imported %lld documents from %s into %s%s (", (long long)im.total, file,
+           cli_db_shown(db), replace ? ", replacing its contents" : "");
     for (int t = 0; t < s->n_tables; t++)
         printf("%s%s %lld", t ? ", " : "", s->tables[t].name, (long long)im.found[t]);
     printf("); the ledger invariants hold\n");

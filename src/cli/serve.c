@@ -5,6 +5,7 @@
  * closes), exit 0.
  * Thread: the main thread, which runs the event loop.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -73,6 +74,22 @@ int cli_run_server(server_config *cfg, const char *command, bool dev_banner,
     run_state rs = {0};
     err_t e;
     err_init(&e);
+    if (cfg->admin_key && strlen(cfg->admin_key) > LIMIT_ADMIN_KEY_BYTES_MAX) {
+        cli_error(command, "the admin key is longer than %d bytes", LIMIT_ADMIN_KEY_BYTES_MAX);
+        return 2;
+    }
+    /* SQLite serves one process: a second server on the file would never
+     * see the first one's commits (its subscribers would go stale). */
+    const char *path = cli_sqlite_path(cfg->db_url);
+    long pid = 0;
+    if (path && cli_sqlite_in_use(path, &pid) > 0) {
+        cli_error(command,
+                  "%s is open in another process (pid %ld): is another dojo serve or dojo dev "
+                  "running on it? One SQLite database serves one process; to run several, share "
+                  "a PostgreSQL database (--db postgres://…)",
+                  path, pid);
+        return 1;
+    }
     if (hooks && hooks->codegen_dir) write_bindings(hooks->codegen_dir);
     if (server_start(loop, cfg, &rs.srv, &e) != 0) {
         cli_error(command, "%s", e.msg);
@@ -154,6 +171,17 @@ int cli_parse_log_level(const char *s)
     return -1;
 }
 
+/* A whole decimal number from 0 to max, nothing else. */
+static int parse_count(const char *text, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end != '\0' || v < 0 || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -184,11 +212,24 @@ int cmd_serve(int argc, char **argv)
             }
             break;
         case 'b':
-            body_max = atoll(optarg);
+            if (parse_count(optarg, 1ll << 31, &body_max) != 0) {
+                cli_error("serve",
+                          "--max-body-bytes wants a number of bytes up to 2^31 (0: the "
+                          "default 8 MiB), got \"%s\"",
+                          optarg);
+                return 2;
+            }
             break;
-        case 'r':
-            readers = atoi(optarg);
+        case 'r': {
+            long long n;
+            if (parse_count(optarg, 16, &n) != 0) {
+                cli_error("serve", "--readers wants a number from 0 (automatic) to 16, got \"%s\"",
+                          optarg);
+                return 2;
+            }
+            readers = (int)n;
             break;
+        }
         case 'L':
             if (cli_parse_log_level(optarg) < 0) {
                 cli_error("serve", "--log-level is debug, info, warn or error");

@@ -73,7 +73,7 @@ int cmd_verify(int argc, char **argv)
     if (conn) store_disconnect(conn);
     if (st) store_close(st);
     if (rc) {
-        cli_error("verify", "%s: %s", db, e.msg);
+        cli_error("verify", "%s: %s", cli_db_shown(db), e.msg);
         err_clear(&e);
         return 1;
     }

@@ -25,17 +25,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/log.h"
+
 #define PG_SAVEPOINT_DEPTH_MAX 4
 #define PG_SAVEPOINT_SQL_NAME "dojo_mutation"
 
 /* --- transactions ------------------------------------------------------------------ */
 
-int pg_begin(store_conn *sc, bool write, err_t *e)
+static int begin_once(pg_conn *c, bool write, err_t *e)
 {
-    pg_conn *c = pg_conn_of(sc);
-    assert(!c->in_txn && "store_begin inside a transaction");
-    assert((c->writer || !write) && "a write transaction on a reader connection");
-    c->savepoint_depth = 0;
     int rc;
     if (write) {
         rc = pg_run_simple(c, "BEGIN ISOLATION LEVEL SERIALIZABLE; " PG_WRITE_LOCK_SQL,
@@ -48,6 +46,26 @@ int pg_begin(store_conn *sc, bool write, err_t *e)
                          "lock_timeout; try again");
     } else {
         rc = pg_run_simple(c, "BEGIN ISOLATION LEVEL REPEATABLE READ", "begin read transaction", e);
+    }
+    return rc;
+}
+
+int pg_begin(store_conn *sc, bool write, err_t *e)
+{
+    pg_conn *c = pg_conn_of(sc);
+    assert(!c->in_txn && "store_begin inside a transaction");
+    assert((c->writer || !write) && "a write transaction on a reader connection");
+    c->savepoint_depth = 0;
+    int rc = begin_once(c, write, e);
+    /* A connection the server dropped while idle (a restart, a terminated
+     * backend) still reads as OK until a statement fails: that is the
+     * BEGIN, when nothing has been done yet. Reconnect and begin again,
+     * once, rather than fail the call. */
+    if (rc && PQstatus(c->pg) != CONNECTION_OK) {
+        log_info("store: the connection to %s was lost while idle; reconnecting",
+                 pg_store_of(c)->shown_url);
+        err_clear(e);
+        rc = begin_once(c, write, e);
     }
     c->in_txn = rc == 0;
     c->write_txn = write;

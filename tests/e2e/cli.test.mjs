@@ -153,6 +153,28 @@ describe('dojo serve', () => {
   });
 });
 
+describe('dojo serve refuses', () => {
+  test('a SQLite database another server has open, naming the process', async () => {
+    const r = await dojoCli(['serve', '--db', dojo.dbUrl, '--listen', '127.0.0.1:0'], { timeoutMs: 10_000 });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`open in another process \\(pid ${dojo.proc.pid}\\)`));
+    assert.match(r.stderr, /PostgreSQL/);
+  });
+
+  test('numbers that are not numbers, and an admin key over 256 bytes', async () => {
+    const dbUrl = `sqlite:${path.join(freshDir('dojo-flags-'), 'x.db')}`;
+    for (const [args, message] of [
+      [['--readers', 'two'], /--readers wants a number/],
+      [['--max-body-bytes', '8MiB'], /--max-body-bytes wants a number/],
+      [['--admin-key', 'k'.repeat(257)], /admin key is longer than 256 bytes/],
+    ]) {
+      const r = await dojoCli(['serve', '--db', dbUrl, '--listen', '127.0.0.1:0', ...args], { timeoutMs: 10_000 });
+      assert.notEqual(r.code, 0, `${args.join(' ')} was accepted`);
+      assert.match(r.stderr, message);
+    }
+  });
+});
+
 describe('dojo dev', () => {
   test('creates ./.dojo with a private admin key, prints the URL, the key and the auth setup', async () => {
     const cwd = freshDir('dojo-dev-');

@@ -7,7 +7,7 @@
 // under concurrent writes restores to data `dojo verify` accepts.
 
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, test } from 'node:test';
 import { checkAfterEach, dojoCli, freshDir, makeFunctionReference as ref, startDojo } from './lib/dojo.mjs';
@@ -180,8 +180,7 @@ test('import refuses a file whose ledger does not add up, and writes nothing', a
   assert.match(r.stderr, /refusing a file that would break the ledger invariants/);
   assert.match(r.stderr, /credits/);
   assert.match(r.stderr, /nothing was written/);
-  const after = await exportTo('ledger-after.jsonl', db('ledger.db'));
-  assert.equal(after.docs.length, 0, 'the database is still empty');
+  assert.ok(!existsSync(file('ledger.db')), 'a refused import leaves no new database behind');
   // With --replace, the old contents survive a refused file.
   assert.equal((await cli(['import', file('ledger.jsonl'), '--db', db('ledger.db')])).code, 0);
   const refused = await cli(['import', file('ledger-bad.jsonl'), '--db', db('ledger.db'), '--replace']);
@@ -266,4 +265,63 @@ test('verify of a database that does not exist fails without creating it', async
   assert.match(r.stderr, /no database at .*missing-verify\.db/);
   const again = await cli(['verify', '--db', db('missing-verify.db')]);
   assert.match(again.stderr, /no database at/, 'the first call created nothing');
+});
+
+/** The lines of a fresh export with edit(row) applied to each parsed line (header included). */
+async function editedExport(name, edit) {
+  const { lines } = await exportTo(`${name}-source.jsonl`);
+  const out = lines.map((line) => JSON.stringify(edit(JSON.parse(line)) ?? JSON.parse(line)));
+  writeFileSync(file(`${name}.jsonl`), `${out.join('\n')}\n`);
+  return file(`${name}.jsonl`);
+}
+
+test('import refuses a _creationTime far in the future and deployment variables `dojo env set` refuses', async () => {
+  let done = false;
+  const future = await editedExport('future', (row) => {
+    if (!done && row.table === 'transactions') {
+      done = true;
+      row.doc._creationTime = 1e300;
+      return row;
+    }
+  });
+  const r = await cli(['import', future, '--db', db('future.db')]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /line \d+: document \S+: _creationTime .* more than a day ahead/);
+  assert.ok(!existsSync(file('future.db')));
+  for (const [name, value, message] of [
+    ['MAX_ATTEMPTS', '0', /MAX_ATTEMPTS must be an integer from 1/],
+    ['PRICING', 'not json', /PRICING/],
+    ['bad name', '1', /deployment variable name/],
+  ]) {
+    const bad = await editedExport('env', (row) => {
+      if (row.table === '_env') {
+        row.doc.name = name;
+        row.doc.value = value;
+        return row;
+      }
+    });
+    const refused = await cli(['import', bad, '--db', db('env.db')]);
+    assert.equal(refused.code, 1, `${name}=${value} was accepted`);
+    assert.match(refused.stderr, message);
+  }
+});
+
+test('export refuses to write over the database it reads', async () => {
+  assert.equal((await cli(['import', file('layout.jsonl'), '--db', db('self.db')])).code, 0);
+  for (const target of ['self.db', 'self.db-wal']) {
+    if (!existsSync(file(target))) continue;
+    const r = await cli(['export', file(target), '--db', db('self.db')]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /is the database itself/);
+  }
+  assert.equal((await cli(['verify', '--db', db('self.db')])).code, 0, 'the database is intact');
+});
+
+test('the offline commands never print a database password', async () => {
+  const url = 'postgres://dojo:s3cretpw@127.0.0.1:1/dojo';
+  for (const args of [['verify', '--db', url], ['export', file('pw.jsonl'), '--db', url]]) {
+    const r = await cli(args);
+    assert.notEqual(r.code, 0);
+    assert.doesNotMatch(r.stdout + r.stderr, /s3cretpw/);
+  }
 });

@@ -240,6 +240,20 @@ describe('several dojo serve processes on one PostgreSQL', { skip: !PG_URL && 'D
     for (const c of clients) await c.close();
   });
 
+  test('connections the database dropped while idle are re-established without failing a call', async () => {
+    const u = await signUp(a);
+    const cut = psql(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'dojo'`);
+    assert.ok(Number(cut) >= 2, `cut ${cut} connections`);
+    // Every reader and the writer of both nodes: each first call on a dropped
+    // connection reconnects and succeeds.
+    for (const node of [a, b]) {
+      const client = node.httpClient(u.token);
+      for (let i = 0; i < 6; i++) assert.equal((await client.query(api.me, {})).credits, SIGNUP_CREDITS);
+      const wf = await client.mutation(api.createWorkflow, { title: `after the cut ${node.proc.pid}` });
+      assert.equal((await client.query(api.getWorkflow, { id: wf })).title, `after the cut ${node.proc.pid}`);
+    }
+  });
+
   test('a node whose notification connection is cut listens again and catches up', async () => {
     const u = await signUp(a);
     const c = await syncClient(a, u.token);
