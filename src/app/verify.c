@@ -71,6 +71,11 @@ static int check_user(ctx *c, const json_t *user, verify_report *r, bool full)
         if (full && last_after != sum)
             violation(r, "transaction %s of user %s: balanceAfter %lld but the ledger sum is %lld",
                       app_str(tx, "_id"), uid, (long long)last_after, (long long)sum);
+        const char *kind = app_str(tx, "kind");
+        if (full && (strcmp(kind, "run") == 0 || strcmp(kind, "refund") == 0) &&
+            !json_object_get(tx, "runId"))
+            violation(r, "transaction %s of user %s: a \"%s\" transaction without its runId",
+                      app_str(tx, "_id"), uid, kind);
         r->transactions_checked++;
     }
     bool newest_ok = json_array_size(rows) == 0 ? credits == 0 : last_after == credits;
@@ -120,10 +125,14 @@ static int check_run(ctx *c, const json_t *run, verify_report *r, bool full)
     }
     json_decref(rows);
     if (charges != 1) violation(r, "run %s: %d \"run\" transactions, expected 1", rid, charges);
-    bool failed = strcmp(app_str(run, "status"), "failed") == 0;
+    const char *status = app_str(run, "status");
+    if (strcmp(status, "processing") == 0 &&
+        (!json_object_get(run, "workerId") || !json_object_get(run, "leaseExpiresAt")))
+        violation(r, "run %s: processing without a workerId and a leaseExpiresAt", rid);
+    bool failed = strcmp(status, "failed") == 0;
     int expected_refunds = failed && cost > 0 ? 1 : 0;
     if (refunds != expected_refunds)
-        violation(r, "run %s (%s, cost %lld): %d refunds, expected %d", rid, app_str(run, "status"),
+        violation(r, "run %s (%s, cost %lld): %d refunds, expected %d", rid, status,
                   (long long)cost, refunds, expected_refunds);
     r->runs_checked++;
     return 0;

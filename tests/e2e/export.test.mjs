@@ -325,3 +325,30 @@ test('the offline commands never print a database password', async () => {
     assert.doesNotMatch(r.stdout + r.stderr, /s3cretpw/);
   }
 });
+
+test('import refuses a processing run without its worker and a charge without its run', async () => {
+  let run = false;
+  const processing = await editedExport('processing', (row) => {
+    if (!run && row.table === 'runs' && row.doc.status === 'queued') {
+      run = true;
+      row.doc.status = 'processing';
+      return row;
+    }
+  });
+  assert.ok(run);
+  const r = await cli(['import', processing, '--db', db('processing.db')]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /processing without a workerId/);
+  let tx = false;
+  const orphan = await editedExport('orphan-charge', (row) => {
+    if (!tx && row.table === 'transactions' && row.doc.kind === 'run') {
+      tx = true;
+      delete row.doc.runId;
+      return row;
+    }
+  });
+  assert.ok(tx);
+  const o = await cli(['import', orphan, '--db', db('orphan.db')]);
+  assert.equal(o.code, 1);
+  assert.match(o.stderr, /"run" transaction without its runId/);
+});
