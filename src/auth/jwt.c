@@ -303,7 +303,7 @@ static int check_audience(const jwt *t, const jwt_policy *p, jwt_failure *failur
     char want_q[QUOTE_BYTES_MAX], got_q[QUOTE_BYTES_MAX], hint[2 * QUOTE_BYTES_MAX];
     quote_str(want, want_q, sizeof want_q);
     if (strcmp(want, "convex") == 0)
-        snprintf(hint, sizeof hint, "is the Clerk JWT template named \"convex\"?");
+        snprintf(hint, sizeof hint, "is the Clerk JWT template named convex?");
     else
         snprintf(hint, sizeof hint,
                  "does the Clerk JWT template set aud to %s "

@@ -90,7 +90,7 @@ typedef struct jwt_policy {
  * of keys. The order of checks: issuer configured, iss, aud, key (kid), alg vs
  * key, signature, exp, nbf, iat, sub. On failure: ERR_AUTH, *failure set, and
  * a message that says which check failed and what to fix, e.g.
- *   Token audience is ["web"], expected "convex": is the Clerk JWT template named "convex"?
+ *   Token audience is ["web"], expected "convex": is the Clerk JWT template named convex?
  * keys may be NULL: the checks before the key run, and a token that passes
  * them is refused with JWT_UNKNOWN_KID (auth.c uses this before fetching).
  */

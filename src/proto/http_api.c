@@ -34,6 +34,7 @@ typedef struct api_req {
     char path[LIMIT_FUNCTION_PATH_BYTES_MAX];
     wire_format fmt;
     json_t *args;
+    char args_error[ERR_MSG_BYTES_MAX]; /* args that did not decode: told after auth */
     json_t *identity;
     bool admin;
 } api_req;
@@ -164,6 +165,12 @@ static void dispatch(api_req *r)
     const fn_def *fn = registry_find(r->srv->cfg.registry, r->path);
     err_t e;
     err_init(&e);
+    if (r->args_error[0]) {
+        err_app(&e, ERR_INVALID_ARGUMENT, NULL, "%s", r->args_error);
+        respond_function_error(r, &e, NULL);
+        err_clear(&e);
+        return;
+    }
     if (!fn || (fn->visibility == FN_SYSTEM && !r->admin)) {
         err_app(&e, ERR_INVALID_ARGUMENT, NULL, "Could not find public function for '%s'.",
                 r->path);
@@ -361,16 +368,11 @@ static int take_call_fields(api_req *r, json_t *body, bool path_from_body)
     }
     err_t e;
     err_init(&e);
-    json_t *args = wire_args(json_object_get(body, "args"), &e);
-    if (!args) {
-        err_t app;
-        err_init(&app);
-        err_app(&app, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
-        respond_function_error(r, &app, NULL);
-        err_clear(&app);
-        return -1;
-    }
-    r->args = args;
+    /* Arguments that do not decode are a function error, told only once the
+     * caller is authenticated: a refused token is a 401 whatever the body. */
+    r->args = wire_args(json_object_get(body, "args"), &e);
+    if (!r->args) snprintf(r->args_error, sizeof r->args_error, "%s", e.msg);
+    err_clear(&e);
     return 0;
 }
 
@@ -447,7 +449,13 @@ static void handle_run(api_req *r, const char *rest)
         return;
     }
     *last = ':';
-    snprintf(r->path, sizeof r->path, "%s", decoded);
+    err_t e;
+    err_init(&e);
+    if (registry_canonical_path(decoded, r->path, sizeof r->path, &e) != 0) {
+        respond_error(r, 400, "BadConvexFunctionIdentifier", e.msg);
+        err_clear(&e);
+        return;
+    }
     r->fmt = WIRE_CLEAN;
     handle_function_post(r, API_ANY_KIND, false);
 }
@@ -547,12 +555,15 @@ static void route(api_req *r)
     for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
         if (strcmp(path, calls[i].path) != 0) continue;
         r->route = calls[i].route;
-        if (calls[i].kind == FN_QUERY && is_method(r, "GET"))
+        bool query = calls[i].kind == FN_QUERY;
+        if (query && (is_method(r, "GET") || is_method(r, "HEAD")))
             handle_query_get(r);
         else if (is_method(r, "POST"))
             handle_function_post(r, calls[i].kind, true);
         else
-            respond_error(r, 405, "MethodNotAllowed", "Use POST for this endpoint");
+            respond_error(r, 405, "MethodNotAllowed",
+                          query ? "Use GET or POST for this endpoint"
+                                : "Use POST for this endpoint");
         return;
     }
     if (strncmp(path, "/api/run/", 9) == 0) {
@@ -593,9 +604,16 @@ static void route(api_req *r)
         handle_metrics(r);
         return;
     }
+    if (get && strcmp(path, "/instance_name") == 0) {
+        r->route = "/version";
+        respond_text(r, 200, "dojo");
+        return;
+    }
     if (get && strcmp(path, "/") == 0) {
         r->route = "/";
-        respond_text(r, 200, "This dojo deployment is running. See /health and /metrics.\n");
+        respond_text(r, 200,
+                     "This Convex deployment is running (dojo " DOJO_VERSION
+                     "). See /health and /metrics.\n");
         return;
     }
     r->route = "other";

@@ -93,6 +93,9 @@ static json_t *decode_special(decoder *d, const char *key, const json_t *v)
         double x;
         memcpy(&x, &u, sizeof x);
         if (!isfinite(x)) return refuse(d, "NaN and Infinity are not supported values");
+        /* Only what plain JSON cannot say goes in a $float: here, -0. */
+        if (!(x == 0 && signbit(x)))
+            return refuse(d, "invalid $float: %g is a plain number and must be sent as one", x);
         return json_real(x);
     }
     if (strcmp(key, "$bytes") == 0)

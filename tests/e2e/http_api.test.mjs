@@ -95,6 +95,43 @@ test('POST /api/run/users/me runs users:me', async () => {
   assert.equal(signedIn.json.value.name, 'Test User');
 });
 
+test('/api/run strips a .js module suffix, and refuses a malformed path with 400', async () => {
+  const res = await post('/api/run/users.js/me', { args: {} });
+  assert.equal(res.status, 200, res.text);
+  assert.deepEqual(res.json, { status: 'success', value: null });
+  assertRequestError(await post('/api/run/users/me%3Aextra', { args: {} }), 400, 'BadConvexFunctionIdentifier');
+});
+
+test('HEAD /api/query answers like GET, without a body', async () => {
+  const res = await dojo.http('HEAD', `/api/query?path=users:me&args=${encodeURIComponent('{}')}`);
+  assert.equal(res.status, 200);
+  assert.equal(res.text, '');
+  const put = await dojo.http('PUT', '/api/query', { body: { path: 'users:me', args: {} } });
+  assertRequestError(put, 405, 'MethodNotAllowed');
+  assert.match(put.json.message, /GET or POST/);
+});
+
+test('a refused token is a 401 even when the arguments are malformed too', async () => {
+  for (const args of [null, [{}, {}], 'x']) {
+    const res = await post('/api/query', { path: 'users:me', args }, bearer('not-a-jwt'));
+    assertRequestError(res, 401);
+  }
+  // Without a token, the malformed arguments are the function error.
+  const anonymous = await post('/api/query', { path: 'users:me', args: null });
+  assert.equal(anonymous.status, 200);
+  assert.equal(anonymous.json.status, 'error');
+  assert.equal(anonymous.json.errorData?.code ?? 'INVALID_ARGUMENT', 'INVALID_ARGUMENT');
+});
+
+test('GET /instance_name and GET / answer 200 plain text', async () => {
+  const name = await dojo.http('GET', '/instance_name');
+  assert.equal(name.status, 200);
+  assert.ok(name.text.length > 0);
+  const root = await dojo.http('GET', '/');
+  assert.equal(root.status, 200);
+  assert.match(root.text, /^This Convex deployment is running/);
+});
+
 test('GET /api/query?path=…&args=… runs a query', async () => {
   const token = await newUserToken();
   const qs = new URLSearchParams({ path: 'users:me', args: JSON.stringify({}), format: 'json' });

@@ -292,7 +292,7 @@ static void test_refuses_wrong_audience(void **state)
     outcome o = check(sign_rsa(claims));
     assert_refused(&o, JWT_AUDIENCE,
                    "Token audience is \"web\", expected \"convex\": is the Clerk JWT template "
-                   "named \"convex\"?");
+                   "named convex?");
 }
 
 static void test_refuses_audience_array_without_convex(void **state)
@@ -302,7 +302,7 @@ static void test_refuses_audience_array_without_convex(void **state)
     outcome o = check(sign_rsa(claims));
     assert_refused(&o, JWT_AUDIENCE,
                    "Token audience is [\"web\"], expected \"convex\": is the Clerk JWT template "
-                   "named \"convex\"?");
+                   "named convex?");
 }
 
 static void test_refuses_wrong_issuer(void **state)

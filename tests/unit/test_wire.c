@@ -45,6 +45,10 @@ static void special_floats_are_refused_but_negative_zero_kept(void **state)
     assert_string_equal(text, "{\"$float\":\"AAAAAAAAAIA=\"}");
     free(text);
     json_decref(z);
+    /* A normal number in a $float is refused (protocol §4): 1.0, and +0. */
+    assert_null(decode("{\"$float\":\"AAAAAAAA8D8=\"}", &e));
+    assert_non_null(strstr(e.msg, "plain number"));
+    assert_null(decode("{\"$float\":\"AAAAAAAAAAA=\"}", &e));
 }
 
 static void dollar_keys_and_bytes_are_refused(void **state)
