@@ -305,10 +305,19 @@ static const char *end_cursor_text(const ctx *c, const json_t *opts)
     return end ? end : c->journal_in;
 }
 
-static json_t *page_result(json_t *page, bool done, const char *cont)
+/* A page as the client's usePaginatedQuery reads it. split (may be NULL)
+ * with status "SplitRecommended" or "SplitRequired" asks the client to
+ * replace the page by two: up to split, and after it. */
+static json_t *page_result(json_t *page, bool done, const char *cont, const char *split,
+                           const char *status)
 {
-    return json_pack("{s:o, s:b, s:s, s:n, s:n}", "page", page, "isDone", done, "continueCursor",
-                     cont, "splitCursor", "pageStatus");
+    json_t *out = json_pack("{s:o, s:b, s:s, s:n, s:n}", "page", page, "isDone", done,
+                            "continueCursor", cont, "splitCursor", "pageStatus");
+    if (out && split) {
+        json_object_set_new(out, "splitCursor", json_string(split));
+        json_object_set_new(out, "pageStatus", json_string(status));
+    }
+    return out;
 }
 
 int db_paginate(ctx *c, const db_query *q, const json_t *opts, json_t **page_out)
@@ -331,7 +340,7 @@ int db_paginate(ctx *c, const db_query *q, const json_t *opts, json_t **page_out
     if (p.start_at_end) {
         free(c->journal_out);
         c->journal_out = strdup(CURSOR_END);
-        *page_out = page_result(json_array(), true, CURSOR_END);
+        *page_out = page_result(json_array(), true, CURSOR_END, NULL, NULL);
         goto out;
     }
     /* The start cursor replaces the bound on the reading side, the end cursor
@@ -348,8 +357,11 @@ int db_paginate(ctx *c, const db_query *q, const json_t *opts, json_t **page_out
         else
             r.hi = p.end, r.hi_inclusive = true;
     }
+    /* A pinned page reads up to its end — but no further than the row
+     * budget: a page that reaches it is cut there and must be split. */
     bool pinned = p.end || p.end_is_end;
-    r.limit = pinned ? INT_MAX : num_items + 1;
+    int budget = c->rows_max - c->rows_read;
+    r.limit = !pinned ? num_items + 1 : budget > 0 ? budget : 1;
     json_t *rows = NULL;
     /* Record the covered range ourselves: up to the page's end, not the
      * look-ahead row. */
@@ -359,12 +371,24 @@ int db_paginate(ctx *c, const db_query *q, const json_t *opts, json_t **page_out
     c->record_reads = record;
     if (rc) goto out;
     bool done;
-    char *cont;
+    char *cont, *split = NULL;
+    const char *status = NULL;
     json_t *edge = NULL;
+    int n = (int)json_array_size(rows);
     if (pinned) {
-        done = p.end_is_end;
-        cont = strdup(done ? CURSOR_END : end_cursor_text(c, opts));
-    } else if ((int)json_array_size(rows) > num_items) {
+        /* A page grows as rows arrive between its ends: past twice its size
+         * the client is asked to split it at the middle (at once when it hit
+         * the row budget: then it is incomplete). */
+        bool cut = n == r.limit && budget > 0;
+        done = p.end_is_end && !cut;
+        cont = strdup(p.end_is_end ? CURSOR_END : end_cursor_text(c, opts));
+        if ((cut || n > 2 * num_items) && n >= 2) {
+            json_t *mid = schema_key_of(r.index, json_array_get(rows, (size_t)(n / 2 - 1)));
+            split = cursor_encode(mid);
+            json_decref(mid);
+            status = cut ? "SplitRequired" : "SplitRecommended";
+        }
+    } else if (n > num_items) {
         json_array_remove(rows, (size_t)num_items);
         done = false;
         edge = schema_key_of(r.index, json_array_get(rows, (size_t)num_items - 1));
@@ -385,8 +409,9 @@ int db_paginate(ctx *c, const db_query *q, const json_t *opts, json_t **page_out
     json_decref(edge);
     free(c->journal_out);
     c->journal_out = cont ? strdup(cont) : NULL;
-    *page_out = page_result(rows, done, cont ? cont : CURSOR_END);
+    *page_out = page_result(rows, done, cont ? cont : CURSOR_END, split, status);
     free(cont);
+    free(split);
 out:
     json_decref(p.start);
     json_decref(p.end);

@@ -18,7 +18,12 @@
 
 #define SUBS_BUCKETS 4096 /* power of two */
 #define SUBS_HISTORY_COMMITS_MAX 1024
-#define SUBS_RETRY_AFTER_FAILURE_MS 1000 /* a run that failed for a passing reason */
+/* A run that failed for a passing reason waits this long before the next
+ * try, twice as long after each further failure, up to the maximum. */
+#define SUBS_RETRY_FIRST_MS 20
+#define SUBS_RETRY_MAX_MS 1000
+#define SUBS_RETRY_WALK_INTERVAL_MS 10 /* due retries are looked for at most this often */
+#define SUBS_WARN_INTERVAL_MS 1000     /* one warning about passing failures per second */
 
 typedef struct commit_rec {
     uint64_t ts;
@@ -33,6 +38,9 @@ struct subs {
     uint64_t processed_ts;
     uint64_t runs_started;
     int n_retry; /* instances with retry set */
+    uint64_t retry_walked_ms;
+    uint64_t warned_ms;  /* last warning about passing failures */
+    int warn_suppressed; /* failures since, not logged */
     void (*advance_cb)(void *data);
     void *advance_data;
     /* Ring of the most recent commits; commits at or before history_floor_ts
@@ -167,11 +175,28 @@ static bool passing_failure(int rc)
            rc == ERR_UNAVAILABLE;
 }
 
-static void schedule_retry(subs *s, sub_query *q, uint64_t delay_ms)
+/* Tries q again later, waiting longer the longer the failures go on, and
+ * says so in the log at most once a second (an overload fails thousands of
+ * runs a second). The client sees nothing: a query without a result keeps
+ * its session waiting (a loading state), which is what the client expects
+ * of a busy server; a passing failure is never shown as the query's error. */
+static void retry_later(subs *s, sub_query *q, const err_t *why)
 {
+    uint32_t d = q->retry_delay_ms ? q->retry_delay_ms * 2 : SUBS_RETRY_FIRST_MS;
+    q->retry_delay_ms = d > SUBS_RETRY_MAX_MS ? SUBS_RETRY_MAX_MS : d;
     if (!q->retry) s->n_retry++;
     q->retry = true;
-    q->retry_at_ms = clock_mono_ms() + delay_ms;
+    uint64_t now = clock_mono_ms();
+    q->retry_at_ms = now + q->retry_delay_ms;
+    if (now - s->warned_ms < SUBS_WARN_INTERVAL_MS) {
+        s->warn_suppressed++;
+        return;
+    }
+    log_warn("subscription %s: %s; trying again in %u ms (%d more such failures in the last "
+             "second)",
+             q->fn->path, why->msg, q->retry_delay_ms, s->warn_suppressed);
+    s->warned_ms = now;
+    s->warn_suppressed = 0;
 }
 
 static bool still_listening(const sub_query *q, const sub_listener *l)
@@ -253,16 +278,13 @@ static void on_run_done(call *c)
     }
     subs *s = q->owner;
     if (passing_failure(c->rc)) {
-        /* Try again in a while. A previous result stays (its sessions wait
-         * for the new one); a first run shows the error meanwhile. */
-        log_warn("subscription %s failed, retried in %d ms: %s", q->fn->path,
-                 SUBS_RETRY_AFTER_FAILURE_MS, c->err.msg);
-        schedule_retry(s, q, SUBS_RETRY_AFTER_FAILURE_MS);
-        if (q->has_result) {
-            call_free(c);
-            return;
-        }
-    } else if (c->ts < q->invalidated_ts || missed_commit(s, c->ts, &c->reads)) {
+        /* A previous result stays (its sessions wait for the new one); a
+         * first run has none yet (its sessions wait for it). */
+        retry_later(s, q, &c->err);
+        call_free(c);
+        return;
+    }
+    if (c->ts < q->invalidated_ts || missed_commit(s, c->ts, &c->reads)) {
         /* A commit that landed while this run was in flight may have
          * changed what it read after its snapshot: run again before anyone
          * sees it. */
@@ -277,6 +299,7 @@ static void on_run_done(call *c)
     }
     bool first = !q->has_result;
     uint64_t before = q->version;
+    q->retry_delay_ms = 0;
     store_result(s, q, c);
     call_free(c);
     if (s->n_retry > 0) subs_retry_due(s);
@@ -299,20 +322,19 @@ static void start_run(subs *s, sub_query *q)
     s->runs_started++;
     if (engine_submit(s->en, c) == 0) return;
     q->running = false;
-    bool passing = passing_failure(c->rc);
-    /* An overloaded engine: try again as soon as some run finishes. Nobody
-     * is told anything here, so callers may be in the middle of walking
-     * the instances. */
-    if (passing) schedule_retry(s, q, 0);
-    if (q->has_result) {
-        /* The instance stays stale (its sessions wait) until the retry. */
-        log_warn("subscription re-run of %s postponed: %s", q->fn->path, c->err.msg);
+    /* Nobody is told anything here: callers may be in the middle of
+     * walking the instances. */
+    if (passing_failure(c->rc) || q->has_result) {
+        /* An overloaded engine: the instance waits for its retry. (Arguments
+         * and permission never change, so a re-run is refused only for
+         * overload.) */
+        retry_later(s, q, &c->err);
         call_free(c);
         return;
     }
-    /* The first run was refused before running: that is the result — until
-     * the inputs change (arguments, permission), or until the retry
-     * (overload). The subscriber reads it when subs_subscribe returns. */
+    /* The first run was refused before running for its arguments or its
+     * permission: that is the result, for good. The subscriber reads it
+     * when subs_subscribe returns. */
     c->ts = s->processed_ts;
     store_result(s, q, c);
     call_free(c);
@@ -321,6 +343,8 @@ static void start_run(subs *s, sub_query *q)
 void subs_retry_due(subs *s)
 {
     uint64_t now = clock_mono_ms();
+    if (now - s->retry_walked_ms < SUBS_RETRY_WALK_INTERVAL_MS) return;
+    s->retry_walked_ms = now;
     for (int b = 0; b < SUBS_BUCKETS && s->n_retry > 0; b++)
         for (sub_query *q = s->buckets[b]; q; q = q->hash_next) {
             if (!q->retry || q->retry_at_ms > now) continue;

@@ -64,11 +64,12 @@ struct sub_query {
     /* Scheduling. */
     uint64_t invalidated_ts; /* newest commit that changed what it read */
     bool running;
-    int notifying;          /* listeners are being told: freeing waits */
-    bool retry;             /* run again at retry_at_ms: the engine was overloaded, or the
-                               run failed for a passing reason (storage) */
-    uint64_t retry_at_ms;   /* monotonic clock */
-    uint32_t table_mask[8]; /* tables its read set touches (by table number) */
+    int notifying;           /* listeners are being told: freeing waits */
+    bool retry;              /* run again at retry_at_ms: the engine was overloaded, or the
+                                run failed for a passing reason (storage) */
+    uint64_t retry_at_ms;    /* monotonic clock */
+    uint32_t retry_delay_ms; /* the last wait; doubles while failures go on, 0 after a result */
+    uint32_t table_mask[8];  /* tables its read set touches (by table number) */
 
     /* Holders. */
     sub_listener *listeners;

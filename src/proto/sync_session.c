@@ -134,8 +134,12 @@ static void subscribe_entry(session *s, sess_query *sq)
         lookup_function(s, sq->path, FN_QUERY, &sq->static_err, canonical, sizeof canonical);
     sub_query *old = sq->q;
     sq->q = NULL;
+    /* A page keeps the end its instance pinned (its first run may have set
+     * it since the Add): under a new identity it must not shrink back and
+     * leave a gap before the next page (protocol §5.3). */
+    const char *journal = old && old->journal ? old->journal : sq->journal;
     if (fn) {
-        sq->q = subs_subscribe(s->hub->subs, fn, sq->args, s->identity, s->admin, sq->journal,
+        sq->q = subs_subscribe(s->hub->subs, fn, sq->args, s->identity, s->admin, journal,
                                session_on_query_result, s);
         if (!sq->q) err_set(&sq->static_err, ERR_NOMEM, "out of memory subscribing");
     }

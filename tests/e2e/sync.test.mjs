@@ -302,6 +302,27 @@ describe('paginated subscriptions', () => {
     await c.close();
   });
 
+  test('a page keeps its end when the identity changes (new claims, same user)', async () => {
+    const { c, sub } = await signedIn();
+    for (let i = 0; i < 5; i++) await c.mutation(api.createRun, { input: { model: 'flux', prompt: `r${i}` } });
+    const raw = await RawSyncClient.connect(dojo.url);
+    raw.authenticate(await issuer.token({ sub }));
+    raw.add(0, 'runs:list', { paginationOpts: { numItems: 2, cursor: null, id: 1 } });
+    const first = await raw.waitFor(() => raw.updatesFor(0).find((m) => m.type === 'QueryUpdated'), { what: 'page 1' });
+    await c.mutation(api.createRun, { input: { model: 'flux', prompt: 'new' } });
+    await raw.waitFor(() => raw.valueOf(0)?.page.length === 3, { what: 'page 1 grows' });
+    // A refreshed token with another claim: a new identity for the same user.
+    raw.authenticate(await issuer.token({ sub, name: 'Renamed User' }));
+    await raw.waitFor(() => raw.transitions.find((t) => t.endVersion.identity === 2), { what: 'identity 2' });
+    const after = raw.transitions.filter((t) => t.endVersion.identity === 2).flatMap((t) => t.modifications);
+    const pushed = after.filter((m) => m.queryId === 0 && m.type === 'QueryUpdated');
+    const page = pushed.length ? pushed[pushed.length - 1].value : raw.valueOf(0);
+    assert.equal(page.page.length, 3, 'the page did not shrink back to numItems');
+    assert.equal(page.continueCursor, first.value.continueCursor, 'its end did not move');
+    raw.close();
+    await c.close();
+  });
+
   test('a cursor that cannot be decoded fails with InvalidCursor', async () => {
     const { c, fresh } = await signedIn();
     const raw = await RawSyncClient.connect(dojo.url);
