@@ -63,6 +63,7 @@
 
 /* Engine (engine/) */
 #define LIMIT_PAGE_ITEMS_MAX 1000
+#define LIMIT_QUERY_BATCH_MAX 256          /* queries in one /api/query_batch */
 #define LIMIT_QUERY_ROWS_MAX 10000         /* rows one function may read */
 #define LIMIT_WRITES_PER_MUTATION_MAX 8192 /* documents one mutation may write */
 #define LIMIT_WRITE_QUEUE_MAX 10000        /* mutations waiting for the storage thread */

@@ -47,6 +47,9 @@ void call_free(call *c)
     free(c->journal_out);
     read_set_free(&c->reads);
     write_set_free(&c->writes);
+    for (int i = 0; i < c->n_batch; i++)
+        call_free(c->batch[i]);
+    free(c->batch);
     free(c);
 }
 
@@ -179,9 +182,9 @@ static int check_permission(const call *c)
                    "%s is an internal function: it needs the admin key", c->fn->path);
 }
 
-int engine_submit(engine *en, call *c)
+int engine_check(engine *en, call *c)
 {
-    assert(c->fn && c->done);
+    assert(c->fn);
     if (!c->args) c->args = json_object();
     int rc = check_permission(c);
     if (rc) return c->rc = rc;
@@ -194,6 +197,37 @@ int engine_submit(engine *en, call *c)
         }
         return c->rc = rc;
     }
+    return 0;
+}
+
+/* The function a query batch is submitted as: never run itself (the reader
+ * runs the batch's queries instead). */
+static int batch_impl(ctx *x, const json_t *args, json_t **result)
+{
+    (void)x;
+    (void)args;
+    (void)result;
+    assert(!"a query batch runs its queries, not this");
+    return ERR_INTERNAL;
+}
+
+static const fn_def batch_fn = {
+    .path = "(query batch)", .kind = FN_QUERY, .args = &v_no_args, .impl = batch_impl};
+
+int engine_submit_batch(engine *en, call *c)
+{
+    assert(c->n_batch > 0 && !c->fn);
+    for (int i = 0; i < c->n_batch; i++)
+        assert(c->batch[i]->rc || (c->batch[i]->fn && c->batch[i]->fn->kind == FN_QUERY));
+    c->fn = &batch_fn;
+    return engine_submit(en, c);
+}
+
+int engine_submit(engine *en, call *c)
+{
+    assert(c->fn && c->done);
+    int rc = engine_check(en, c);
+    if (rc) return rc;
     c->submitted_us = clock_mono_us();
     bool is_query = c->fn->kind == FN_QUERY;
     call_queue *q = is_query ? &en->read_queue : &en->write_queue;

@@ -46,6 +46,11 @@ struct call {
     int64_t request_id;
     char *journal_in;  /* owned: pinned page end of an earlier run, or NULL */
     bool record_reads; /* keep the read set (subscriptions) */
+    /* owned: a query batch (engine_submit_batch): these queries run in
+     * this call's read transaction, all at its snapshot; each gets its own
+     * outcome. */
+    struct call **batch;
+    int n_batch;
     call_done_cb done;
     void *data;
 
@@ -89,6 +94,13 @@ void engine_close(engine *en);
 /* Queues a call. Returns 0 (done will be called later, never before this
  * returns), or ERR_BUSY when the queue is full (done is not called). */
 int engine_submit(engine *en, call *c);
+/* The checks engine_submit makes before queueing c (permission, argument
+ * validation): 0, or c->rc and c->err say why. */
+int engine_check(engine *en, call *c);
+/* Submits c as a query batch: its c->batch queries (each checked already
+ * with engine_check) run on one snapshot — but those with rc set, refused
+ * before running, are skipped; done is called once, for c. */
+int engine_submit_batch(engine *en, call *c);
 
 /* Commit listeners, called on the loop in commit order, after the done
  * callbacks of the commit's calls. */

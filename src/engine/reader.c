@@ -2,7 +2,8 @@
  * reader.c — a reader thread: takes queries from the read queue and runs each
  * in a read transaction on its own connection, i.e. on the latest committed
  * snapshot; the snapshot's commit timestamp (meta "ts", read first, inside the
- * same transaction) becomes the call's ts.
+ * same transaction) becomes the call's ts. A query batch runs all its
+ * queries in that one transaction.
  * Thread: one of the engine's reader threads.
  */
 #include "engine/engine_impl.h"
@@ -27,11 +28,28 @@ static void run_query(engine *en, store_conn *conn, call *c)
     }
     c->ts = ts_text ? strtoull(ts_text, NULL, 10) : 0;
     free(ts_text);
-    ctx x;
-    ctx_init(&x, conn, en->schema, false);
-    x.now_ms = clock_now_ms();
-    c->rc = engine_execute(&x, c);
-    ctx_release(&x);
+    if (c->n_batch > 0) {
+        /* A batch: each query on this one snapshot, with its own outcome. */
+        for (int i = 0; i < c->n_batch; i++) {
+            call *q = c->batch[i];
+            if (q->rc) continue; /* refused before running: that is its answer */
+            q->ts = c->ts;
+            q->started_us = clock_mono_us();
+            ctx x;
+            ctx_init(&x, conn, en->schema, false);
+            x.now_ms = clock_now_ms();
+            q->rc = engine_execute(&x, q);
+            ctx_release(&x);
+            q->finished_us = clock_mono_us();
+        }
+        c->rc = 0;
+    } else {
+        ctx x;
+        ctx_init(&x, conn, en->schema, false);
+        x.now_ms = clock_now_ms();
+        c->rc = engine_execute(&x, c);
+        ctx_release(&x);
+    }
     store_rollback(conn);
 }
 

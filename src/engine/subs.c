@@ -224,20 +224,25 @@ static void notify(sub_query *q, bool changed)
     if (q->owner == ORPHAN_MARK && !q->running && !q->notifying) query_free(q);
 }
 
-/* True when a commit after `since` (up to processed_ts) wrote into what
- * reads covered; also true when history no longer reaches back that far. */
-static bool missed_commit(const subs *s, uint64_t since, const read_set *reads)
+bool subs_unchanged_between(const subs *s, uint64_t from, uint64_t to, const read_set *reads)
 {
-    if (since >= s->processed_ts) return false;
-    if (since < s->history_floor_ts) return true;
+    if (from >= to) return true;
+    if (to > s->processed_ts || from < s->history_floor_ts) return false; /* cannot tell */
     uint32_t mask[8];
     read_mask(reads, mask);
     for (int i = 0; i < s->history_len; i++) {
         const commit_rec *c = &s->history[(s->history_head + i) % SUBS_HISTORY_COMMITS_MAX];
-        if (c->ts <= since || !masks_overlap(mask, c->mask)) continue;
-        if (rwset_intersects(reads, &c->writes)) return true;
+        if (c->ts <= from || c->ts > to || !masks_overlap(mask, c->mask)) continue;
+        if (rwset_intersects(reads, &c->writes)) return false;
     }
-    return false;
+    return true;
+}
+
+/* True when a commit after `since` (up to processed_ts) wrote into what
+ * reads covered; also true when history no longer reaches back that far. */
+static bool missed_commit(const subs *s, uint64_t since, const read_set *reads)
+{
+    return !subs_unchanged_between(s, since, s->processed_ts, reads);
 }
 
 static bool same_result(const sub_query *q, const call *c)

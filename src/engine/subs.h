@@ -106,6 +106,11 @@ void subs_commit(void *data, uint64_t ts, const write_set *writes);
  * finish do the same. */
 void subs_retry_due(subs *s);
 
+/* Whether no commit in (from, to] wrote into what reads covered, as far as
+ * the history of recent commits tells (false when it cannot tell: to not
+ * yet processed, or from older than the history). */
+bool subs_unchanged_between(const subs *s, uint64_t from, uint64_t to, const read_set *reads);
+
 int subs_instance_count(const subs *s);
 /* Runs started since the manager was created (tests and metrics). */
 uint64_t subs_runs_started(const subs *s);

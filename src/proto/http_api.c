@@ -1,11 +1,13 @@
 /*
  * http_api.c — the HTTP API of convex-protocol.md §1 and the meta routes:
  * routing, CORS, request ids, authentication of the Authorization header,
- * function calls through the engine and their UdfResponse bodies, /version,
- * /health, /metrics. Every response carries X-Request-Id; every function call
+ * function calls through the engine and their UdfResponse bodies, the
+ * consistent queries (/api/query_ts, /api/query_at_ts, /api/query_batch),
+ * /version, /health, /metrics. Every response carries X-Request-Id; every function call
  * is logged in one line (function, identity, duration, outcome).
  * Thread: the event-loop thread.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include "base/ids.h"
 #include "base/limits.h"
 #include "base/log.h"
+#include "engine/subs.h"
 #include "proto/dashboard.h"
 #include "proto/server.h"
 #include "proto/sync.h"
@@ -37,6 +40,10 @@ typedef struct api_req {
     char args_error[ERR_MSG_BYTES_MAX]; /* args that did not decode: told after auth */
     json_t *identity;
     bool admin;
+    json_t *batch;          /* /api/query_batch: its entries, as sent */
+    wire_format *batch_fmt; /* each entry's output format */
+    bool at_ts;             /* /api/query_at_ts: answer as of ts */
+    uint64_t ts;
 } api_req;
 
 const char *server_identity_label(const json_t *identity, bool admin)
@@ -50,6 +57,8 @@ static void api_req_free(api_req *r)
 {
     json_decref(r->args);
     json_decref(r->identity);
+    json_decref(r->batch);
+    free(r->batch_fmt);
     r->srv->requests_in_flight--;
     free(r);
 }
@@ -141,27 +150,50 @@ static void log_call(api_req *r, const call *c)
     if (c->rc && err_is_application(c->rc)) log_debug("  %s", c->err.msg);
 }
 
+/* The UdfResponse body of a call that succeeded or failed with an
+ * application error. */
+static json_t *udf_response(const call *c, wire_format fmt)
+{
+    json_t *body;
+    if (c->rc == 0) {
+        body = json_pack("{s:s, s:o}", "status", "success", "value", wire_encode(c->result, fmt));
+    } else {
+        assert(err_is_application(c->rc));
+        body = json_pack("{s:s, s:s}", "status", "error", "errorMessage", c->err.msg);
+        if (c->err.data) json_object_set_new(body, "errorData", wire_encode(c->err.data, fmt));
+    }
+    if (c->log_lines && json_array_size(c->log_lines))
+        json_object_set(body, "logLines", c->log_lines);
+    return body;
+}
+
+static bool answer_valid_at_ts(const api_req *r, const call *c);
+
 static void on_call_done(call *c)
 {
     api_req *r = c->data;
     metrics_record_call(&r->srv->metrics, c->fn->path, c->rc);
     log_call(r, c);
-    if (c->rc == 0) {
-        json_t *body =
-            json_pack("{s:s, s:o}", "status", "success", "value", wire_encode(c->result, r->fmt));
-        if (c->log_lines && json_array_size(c->log_lines))
-            json_object_set(body, "logLines", c->log_lines);
-        respond_json(r, 200, body);
-    } else if (err_is_application(c->rc)) {
-        respond_function_error(r, &c->err, c->log_lines);
-    } else {
+    if (r->at_ts && c->rc == 0 && !answer_valid_at_ts(r, c))
+        respond_error(r, 400, "QueryTimestampUnavailable",
+                      "The data this query reads changed after that timestamp, or the timestamp "
+                      "is newer than the server's: dojo keeps no older versions; ask "
+                      "/api/query_ts for a new timestamp");
+    else if (c->rc == 0 || err_is_application(c->rc))
+        respond_json(r, 200, udf_response(c, r->fmt));
+    else
         respond_internal(r, &c->err);
-    }
     call_free(c);
 }
 
+static void dispatch_batch(api_req *r);
+
 static void dispatch(api_req *r)
 {
+    if (r->batch) {
+        dispatch_batch(r);
+        return;
+    }
     const fn_def *fn = registry_find(r->srv->cfg.registry, r->path);
     err_t e;
     err_init(&e);
@@ -191,6 +223,7 @@ static void dispatch(api_req *r)
     c->args = r->args;
     c->identity = r->identity;
     c->admin = r->admin;
+    c->record_reads = r->at_ts;
     r->args = r->identity = NULL;
     c->done = on_call_done;
     c->data = r;
@@ -460,6 +493,166 @@ static void handle_run(api_req *r, const char *rest)
     handle_function_post(r, API_ANY_KIND, false);
 }
 
+/* --- consistent queries: /api/query_ts, /api/query_at_ts, /api/query_batch ---------- */
+
+static void handle_query_ts(api_req *r)
+{
+    char ts[13];
+    b64_u64le_encode(engine_last_ts(r->srv->en), ts);
+    respond_json(r, 200, json_pack("{s:s}", "ts", ts));
+}
+
+/* dojo keeps no older versions: an answer computed at snapshot c->ts is
+ * also the answer at r->ts when no commit between the two touched what the
+ * query read (the subscription manager's history of recent commits). */
+static bool answer_valid_at_ts(const api_req *r, const call *c)
+{
+    if (c->ts == r->ts) return true;
+    const subs *sm = r->srv->sync ? sync_hub_subs(r->srv->sync) : NULL;
+    if (!sm) return false;
+    uint64_t lo = c->ts < r->ts ? c->ts : r->ts, hi = c->ts < r->ts ? r->ts : c->ts;
+    return subs_unchanged_between(sm, lo, hi, &c->reads);
+}
+
+static void handle_query_at_ts(api_req *r)
+{
+    json_t *body = parse_body(r);
+    if (!body) return;
+    const char *ts = json_string_value(json_object_get(body, "ts"));
+    if (!ts || b64_u64le_decode(ts, &r->ts) != 0) {
+        json_decref(body);
+        respond_error(r, 400, "InvalidTimestamp",
+                      "The body needs \"ts\": a timestamp from /api/query_ts (base64 of 8 bytes)");
+        return;
+    }
+    json_object_del(body, "ts");
+    int rc = take_call_fields(r, body, true);
+    json_decref(body);
+    if (rc) return;
+    r->at_ts = true;
+    r->want_kind = FN_QUERY;
+    authenticate_and_dispatch(r);
+}
+
+static void handle_query_batch(api_req *r)
+{
+    json_t *body = parse_body(r);
+    if (!body) return;
+    json_t *queries = json_object_get(body, "queries");
+    if (!json_is_object(body) || !json_is_array(queries)) {
+        json_decref(body);
+        respond_error(r, 400, "BadJsonBody", "The body needs \"queries\": [{path, args}, …]");
+        return;
+    }
+    if (json_array_size(queries) > LIMIT_QUERY_BATCH_MAX) {
+        json_decref(body);
+        char msg[120];
+        snprintf(msg, sizeof msg, "A batch holds at most %d queries", LIMIT_QUERY_BATCH_MAX);
+        respond_error(r, 400, "BadJsonBody", msg);
+        return;
+    }
+    r->batch = json_incref(queries);
+    json_decref(body);
+    r->want_kind = FN_QUERY;
+    authenticate_and_dispatch(r);
+}
+
+/* One entry of a batch as a query call: checked as /api/query checks one;
+ * a refusal is that entry's answer (c->rc set), not the batch's. */
+static call *batch_entry(api_req *r, const json_t *entry, wire_format *fmt)
+{
+    call *c = call_new();
+    c->identity = r->identity ? json_incref(r->identity) : NULL;
+    c->admin = r->admin;
+    *fmt = WIRE_ENCODED;
+    const char *path = json_string_value(json_object_get(entry, "path"));
+    const json_t *format = json_object_get(entry, "format");
+    char canonical[LIMIT_FUNCTION_PATH_BYTES_MAX];
+    err_t e;
+    err_init(&e);
+    if (!json_is_object(entry) || !path) {
+        err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "Each query needs a string \"path\"");
+    } else if (format && !json_is_null(format) &&
+               (!json_is_string(format) || wire_parse_format(json_string_value(format), fmt))) {
+        err_app(&c->err, ERR_INVALID_ARGUMENT, NULL,
+                "Unknown format: use \"json\" or \"convex_encoded_json\"");
+    } else if (registry_canonical_path(path, canonical, sizeof canonical, &e) != 0) {
+        err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
+    } else if (!(c->fn = registry_find(r->srv->cfg.registry, canonical)) ||
+               (c->fn->visibility == FN_SYSTEM && !r->admin)) {
+        err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "Could not find public function for '%s'.",
+                canonical);
+    } else if (c->fn->kind != FN_QUERY) {
+        err_app(&c->err, ERR_INVALID_ARGUMENT, NULL,
+                "Trying to execute %s as Query, but it is defined as %s.", canonical,
+                kind_title((int)c->fn->kind));
+    } else if (!(c->args = wire_args(json_object_get(entry, "args"), &e))) {
+        err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
+    } else {
+        engine_check(r->srv->en, c);
+    }
+    err_clear(&e);
+    if (c->err.code) c->rc = c->err.code;
+    return c;
+}
+
+static void on_batch_done(call *b)
+{
+    api_req *r = b->data;
+    if (b->rc) {
+        respond_internal(r, &b->err);
+        call_free(b);
+        return;
+    }
+    json_t *results = json_array();
+    for (int i = 0; i < b->n_batch; i++) {
+        call *c = b->batch[i];
+        if (c->fn) {
+            metrics_record_call(&r->srv->metrics, c->fn->path, c->rc);
+            c->submitted_us = b->submitted_us;
+            if (!c->finished_us) c->finished_us = c->submitted_us; /* refused: never ran */
+            log_call(r, c);
+        }
+        if (c->rc == 0 || err_is_application(c->rc)) {
+            json_array_append_new(results, udf_response(c, r->batch_fmt[i]));
+        } else {
+            log_error("request %s, query %d failed: %s", r->request_id, i, c->err.msg);
+            json_array_append_new(results, json_pack("{s:s, s:s}", "status", "error",
+                                                     "errorMessage", INTERNAL_ERROR_MESSAGE));
+        }
+    }
+    call_free(b);
+    respond_json(r, 200, json_pack("{s:o}", "results", results));
+}
+
+static void dispatch_batch(api_req *r)
+{
+    size_t n = json_array_size(r->batch);
+    call *b = call_new();
+    b->batch = calloc(n ? n : 1, sizeof *b->batch);
+    r->batch_fmt = calloc(n ? n : 1, sizeof *r->batch_fmt);
+    if (!b->batch || !r->batch_fmt) {
+        call_free(b);
+        respond_error(r, 500, "InternalServerError", "out of memory");
+        return;
+    }
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        b->batch[b->n_batch++] = batch_entry(r, json_array_get(r->batch, i), &r->batch_fmt[i]);
+        any = any || b->batch[i]->rc == 0;
+    }
+    b->done = on_batch_done;
+    b->data = r;
+    b->submitted_us = clock_mono_us();
+    if (!any) { /* nothing to run: every answer is a refusal */
+        on_batch_done(b);
+        return;
+    }
+    if (engine_submit_batch(r->srv->en, b) == 0) return;
+    respond_internal(r, &b->err);
+    call_free(b);
+}
+
 /* --- meta routes ---------------------------------------------------------------------- */
 
 static void on_health_done(call *c)
@@ -564,6 +757,23 @@ static void route(api_req *r)
             respond_error(r, 405, "MethodNotAllowed",
                           query ? "Use GET or POST for this endpoint"
                                 : "Use POST for this endpoint");
+        return;
+    }
+    static const struct {
+        const char *path;
+        void (*handle)(api_req *r);
+    } consistent[] = {
+        {"/api/query_ts", handle_query_ts},
+        {"/api/query_at_ts", handle_query_at_ts},
+        {"/api/query_batch", handle_query_batch},
+    };
+    for (size_t i = 0; i < sizeof consistent / sizeof consistent[0]; i++) {
+        if (strcmp(path, consistent[i].path) != 0) continue;
+        r->route = consistent[i].path;
+        if (is_method(r, "POST"))
+            consistent[i].handle(r);
+        else
+            respond_error(r, 405, "MethodNotAllowed", "Use POST for this endpoint");
         return;
     }
     if (strncmp(path, "/api/run/", 9) == 0) {

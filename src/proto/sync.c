@@ -152,3 +152,8 @@ int sync_session_count(const sync_hub *hub)
 {
     return hub ? hub->n_sessions : 0;
 }
+
+struct subs *sync_hub_subs(const sync_hub *hub)
+{
+    return hub->subs;
+}

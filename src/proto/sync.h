@@ -25,5 +25,8 @@ void sync_hub_free(sync_hub *hub);
 void sync_handle_upgrade(sync_hub *hub, http_request *req);
 
 int sync_session_count(const sync_hub *hub);
+/* The subscription manager (its history of recent commits answers
+ * /api/query_at_ts). */
+struct subs *sync_hub_subs(const sync_hub *hub);
 
 #endif

@@ -132,6 +132,60 @@ test('GET /instance_name and GET / answer 200 plain text', async () => {
   assert.match(root.text, /^This Convex deployment is running/);
 });
 
+test('/api/query_batch answers every query, in order, each with its own outcome', async () => {
+  const token = await newUserToken();
+  const res = await post(
+    '/api/query_batch',
+    {
+      queries: [
+        { path: 'users:me', args: {}, format: 'json' },
+        { path: 'workflows:list', args: {} },
+        { path: 'users:nope', args: {} },
+        { path: 'users:getOrCreate', args: {} },
+        { path: 'workflows:get', args: { id: 'not an id' } },
+      ],
+    },
+    bearer(token),
+  );
+  assert.equal(res.status, 200, res.text);
+  const [me, list, unknown, mutation, badArgs] = res.json.results;
+  assert.equal(me.status, 'success');
+  assert.equal(me.value.name, 'Test User');
+  assert.deepEqual(list, { status: 'success', value: [] });
+  assert.equal(unknown.status, 'error');
+  assert.equal(unknown.errorMessage, "Could not find public function for 'users:nope'.");
+  assert.match(mutation.errorMessage, /as Query, but it is defined as Mutation/);
+  assert.equal(badArgs.status, 'error');
+  assert.equal(res.json.results.length, 5);
+  assertRequestError(await post('/api/query_batch', { queries: 'x' }), 400, 'BadJsonBody');
+  // A refused token refuses the whole batch.
+  assertRequestError(await post('/api/query_batch', { queries: [] }, bearer('nope')), 401);
+});
+
+test('/api/query_ts and /api/query_at_ts: an answer as of a timestamp, while its data is unchanged', async () => {
+  const token = await newUserToken();
+  const tsRes = await post('/api/query_ts', {});
+  assert.equal(tsRes.status, 200, tsRes.text);
+  assert.equal(Buffer.from(tsRes.json.ts, 'base64').length, 8);
+  const ask = () => post('/api/query_at_ts', { path: 'users:me', args: {}, format: 'json', ts: tsRes.json.ts }, bearer(token));
+  const first = await ask();
+  assert.equal(first.status, 200, first.text);
+  assert.equal(first.json.value.name, 'Test User');
+  // Another user's write does not touch what this query read.
+  await newUserToken();
+  const again = await ask();
+  assert.equal(again.status, 200, again.text);
+  assert.deepEqual(again.json, first.json);
+  // A write to this user's own row does: that timestamp is no longer servable.
+  const grant = await post('/api/mutation', {
+    path: 'admin:grantCredits',
+    args: { tokenIdentifier: first.json.value.tokenIdentifier, amount: 3 },
+  }, { Authorization: `Convex ${dojo.adminKey}` });
+  assert.equal(grant.json.status, 'success', grant.text);
+  assertRequestError(await ask(), 400, 'QueryTimestampUnavailable');
+  assertRequestError(await post('/api/query_at_ts', { path: 'users:me', args: {}, ts: 'nope' }), 400, 'InvalidTimestamp');
+});
+
 test('GET /api/query?path=…&args=… runs a query', async () => {
   const token = await newUserToken();
   const qs = new URLSearchParams({ path: 'users:me', args: JSON.stringify({}), format: 'json' });
