@@ -112,6 +112,9 @@ subs *subs_new(engine *en)
     subs *s = calloc(1, sizeof *s);
     if (s) s->en = en;
     if (s) s->processed_ts = engine_last_ts(en);
+    /* Commits before this process started are not in the history: about
+     * them, it cannot tell. */
+    if (s) s->history_floor_ts = s->processed_ts;
     return s;
 }
 
@@ -284,9 +287,22 @@ static void on_run_done(call *c)
     subs *s = q->owner;
     if (passing_failure(c->rc)) {
         /* A previous result stays (its sessions wait for the new one); a
-         * first run has none yet (its sessions wait for it). */
+         * first run has none yet (its sessions wait for it). A failure
+         * that outlasts the backoff and is not an overload (a database
+         * that is gone, a document that cannot be read) becomes the answer
+         * after all — a session must not wait for ever — and the retries
+         * go on, so a recovery still reaches the client. */
         retry_later(s, q, &c->err);
+        bool lasting = c->rc != ERR_BUSY && q->retry_delay_ms >= SUBS_RETRY_MAX_MS;
+        if (!lasting) {
+            call_free(c);
+            return;
+        }
+        bool first = !q->has_result;
+        uint64_t before = q->version;
+        store_result(s, q, c);
         call_free(c);
+        notify(q, first || q->version != before);
         return;
     }
     if (c->ts < q->invalidated_ts || missed_commit(s, c->ts, &c->reads)) {

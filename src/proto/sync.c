@@ -34,7 +34,11 @@ static void on_tick(uv_timer_t *t)
                      (unsigned long long)silent_ms);
             ws_close(s->ws, 1001, "ClientSilent");
         } else {
-            if (silent_ms >= SYNC_WS_PING_AFTER_SILENCE_MS) ws_send_ping(s->ws);
+            if (silent_ms >= SYNC_WS_PING_AFTER_SILENCE_MS &&
+                now - s->last_ws_ping_ms >= SYNC_WS_PING_INTERVAL_MS) {
+                ws_send_ping(s->ws);
+                s->last_ws_ping_ms = now;
+            }
             if (now - s->last_send_ms >= LIMIT_WS_PING_INTERVAL_MS)
                 session_send(s, json_pack("{s:s}", "type", "Ping"));
         }

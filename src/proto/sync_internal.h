@@ -21,6 +21,7 @@
 
 #define SYNC_TICK_MS 1000 /* pings, silent clients, subscription retries */
 #define SYNC_WS_PING_AFTER_SILENCE_MS 30000
+#define SYNC_WS_PING_INTERVAL_MS 5000
 #define SYNC_SESSION_ID_BYTES_MAX 128
 #define SYNC_INBOX_MAX 4096 /* messages waiting behind an Authenticate */
 /* Adds refused for the subscription bound are kept (to answer QueryFailed)
@@ -97,7 +98,8 @@ typedef struct session {
     bool mut_in_flight;
 
     uint64_t last_send_ms;
-    bool waiting; /* on the hub's list of sessions to flush */
+    uint64_t last_ws_ping_ms; /* a silent client is pinged every SYNC_WS_PING_INTERVAL_MS */
+    bool waiting;             /* on the hub's list of sessions to flush */
     struct session *wait_next;
 } session;
 

@@ -537,6 +537,58 @@ static void subscription_that_hit_a_storage_fault_is_tried_again(void **state)
     subs_unsubscribe(f->subs, q, f);
 }
 
+static void lasting_storage_failure_becomes_the_answer_and_recovery_follows(void **state)
+{
+    fixture *f = *state;
+    add(f, "x");
+    /* Every try fails (a fault on each run's first statement) until the
+     * backoff reaches its maximum: then the error is the answer. */
+    store_inject_fault_after(1);
+    sub_query *q = subscribe(f, "notes:needX");
+    int tries = 1;
+    while (!q->has_result && tries < 20) {
+        while (q->running)
+            uv_run(&f->loop, UV_RUN_ONCE);
+        if (q->has_result) break;
+        assert_true(q->retry);
+        spin(f, (int)q->retry_delay_ms + 20);
+        store_inject_fault_after(1);
+        subs_retry_due(f->subs);
+        tries++;
+    }
+    while (q->running)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    store_inject_fault_after(0);
+    assert_true(q->has_result);
+    assert_int_equal(q->rc, ERR_STORAGE);
+    assert_true(tries >= 6); /* not before the backoff ran its course */
+    assert_int_equal(f->results, 1);
+    /* The retries go on: the database answers again, so does the query. */
+    assert_true(q->retry);
+    spin(f, (int)q->retry_delay_ms + 20);
+    subs_retry_due(f->subs);
+    for (int i = 0; i < 100 && q->rc != 0; i++)
+        spin(f, 20);
+    assert_int_equal(q->rc, 0);
+    assert_int_equal(f->results, 2);
+    subs_unsubscribe(f->subs, q, f);
+}
+
+static void history_cannot_vouch_for_commits_before_it_started(void **state)
+{
+    fixture *f = *state;
+    add(f, "a"); /* a commit before the subscription manager exists */
+    subs *sm = subs_new(f->en);
+    read_set none;
+    read_set_init(&none);
+    uint64_t now = subs_processed_ts(sm);
+    assert_true(now > 0);
+    assert_false(subs_unchanged_between(sm, 0, now, &none));
+    assert_true(subs_unchanged_between(sm, now, now, &none));
+    read_set_free(&none);
+    subs_free(sm);
+}
+
 static void resend_answered_from_a_record_of_its_own_rolled_back_group_is_retried(void **state)
 {
     fixture *f = *state;
@@ -702,6 +754,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(subscription_refused_for_overload_is_tried_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(subscription_that_hit_a_storage_fault_is_tried_again, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            lasting_storage_failure_becomes_the_answer_and_recovery_follows, setup, teardown),
+        cmocka_unit_test_setup_teardown(history_cannot_vouch_for_commits_before_it_started, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
             resend_answered_from_a_record_of_its_own_rolled_back_group_is_retried, setup, teardown),
