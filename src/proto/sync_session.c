@@ -542,7 +542,8 @@ static void on_connect(session *s, const json_t *msg)
         session_fatal(s, "InvalidMessage: Connect was already sent on this connection");
         return;
     }
-    if (!sid || !*sid || strlen(sid) >= sizeof s->session_id) {
+    if (!sid || !*sid || strlen(sid) >= sizeof s->session_id ||
+        strlen(sid) != json_string_length(json_object_get(msg, "sessionId"))) {
         session_fatal(s, "InvalidMessage: Connect needs a sessionId");
         return;
     }
@@ -623,7 +624,10 @@ void session_on_message(void *data, const char *text, size_t len)
 {
     session *s = data;
     if (s->closed || s->ending) return;
-    json_t *msg = json_loadb(text, len, 0, NULL);
+    /* NUL inside a string parses: in arguments wire_decode refuses it as
+     * that call's error — never as a fatal one, which the client would
+     * answer by reconnecting and sending the same message again. */
+    json_t *msg = json_loadb(text, len, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(msg)) {
         json_decref(msg);
         session_fatal(s, "WSMessageInvalidJson: a message must be a JSON object");

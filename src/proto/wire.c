@@ -171,6 +171,10 @@ static json_t *decode_value(decoder *d, const json_t *v, int depth)
         return refuse(d, "value nested deeper than %d levels", LIMIT_VALUE_DEPTH_MAX);
     if (json_is_array(v)) return decode_array(d, v, depth);
     if (json_is_object(v)) return decode_object(d, v, depth);
+    /* dojo's strings are C strings in places, and PostgreSQL's jsonb has no
+     * U+0000 either: refused on every store alike. */
+    if (json_is_string(v) && strlen(json_string_value(v)) != json_string_length(v))
+        return refuse(d, "strings may not contain the character U+0000");
     return json_deep_copy(v);
 }
 

@@ -186,6 +186,16 @@ test('/api/query_ts and /api/query_at_ts: an answer as of a timestamp, while its
   assertRequestError(await post('/api/query_at_ts', { path: 'users:me', args: {}, ts: 'nope' }), 400, 'InvalidTimestamp');
 });
 
+test('a string with U+0000 in the arguments is a function error naming the field', async () => {
+  const token = await newUserToken();
+  const res = await post('/api/mutation', { path: 'workflows:create', args: { title: 'a\u0000b' } }, bearer(token));
+  assert.equal(res.status, 200, res.text);
+  assert.equal(res.json.status, 'error');
+  assert.match(res.json.errorMessage, /Invalid argument `title`: strings may not contain the character U\+0000/);
+  const list = await post('/api/query', { path: 'workflows:list', args: {} }, bearer(token));
+  assert.deepEqual(list.json.value, [], 'nothing was written');
+});
+
 test('GET /api/query?path=…&args=… runs a query', async () => {
   const token = await newUserToken();
   const qs = new URLSearchParams({ path: 'users:me', args: JSON.stringify({}), format: 'json' });

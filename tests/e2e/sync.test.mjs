@@ -473,6 +473,19 @@ describe('bounds', () => {
     other.close();
   });
 
+  test('a mutation with U+0000 in a string fails alone; the session goes on', async () => {
+    const raw = await RawSyncClient.connect(dojo.url);
+    raw.authenticate(await issuer.token({ sub: newSubject() }));
+    assert.equal((await raw.mutation('users:getOrCreate', {})).success, true);
+    const bad = await raw.mutation('workflows:create', { title: 'a\u0000b' });
+    assert.equal(bad.success, false);
+    assert.match(bad.result, /strings may not contain the character U\+0000/);
+    const good = await raw.mutation('workflows:create', { title: 'ab' });
+    assert.equal(good.success, true, JSON.stringify(good));
+    assert.ok(!raw.messages.some((m) => m.type === 'FatalError'));
+    raw.close();
+  });
+
   test('a malformed message ends the session with FatalError', async () => {
     const raw = await RawSyncClient.connect(dojo.url);
     raw.ws.send('{not json');
