@@ -429,8 +429,9 @@ static void require_writable(const ctx *c)
 }
 
 /* Validates a document's user fields against its table and its encoded size
- * against LIMIT_DOC_BYTES_MAX. */
-static int check_document(ctx *c, const schema_table *t, const json_t *doc)
+ * against LIMIT_DOC_BYTES_MAX. A document too large is blamed on its largest
+ * field among those this write sets (changed; all of them when NULL). */
+static int check_document(ctx *c, const schema_table *t, const json_t *doc, const json_t *changed)
 {
     json_t *user = json_copy((json_t *)doc);
     json_object_del(user, "_id");
@@ -448,6 +449,7 @@ static int check_document(ctx *c, const schema_table *t, const json_t *doc)
     size_t biggest_bytes = 0;
     json_object_foreach((json_t *)doc, key, value)
     {
+        if (changed && !json_object_get(changed, key)) continue;
         size_t n =
             json_dumpb(value, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY);
         if (n > biggest_bytes) biggest = key, biggest_bytes = n;
@@ -492,7 +494,7 @@ int db_insert(ctx *c, const char *table, const json_t *fields, char id_out[ID_BY
     }
     json_object_set_new(doc, "_id", json_string(id));
     json_object_set_new(doc, "_creationTime", json_real(next_creation_time(c)));
-    int rc = check_document(c, t, doc);
+    int rc = check_document(c, t, doc, NULL);
     if (rc == 0) {
         err_t e;
         err_init(&e);
@@ -537,7 +539,7 @@ int db_patch(ctx *c, const char *table, const char *id, const json_t *fields)
         else
             json_object_set_new(doc, key, json_deep_copy(value));
     }
-    rc = check_document(c, t, doc);
+    rc = check_document(c, t, doc, fields);
     if (rc == 0) {
         err_t e;
         err_init(&e);

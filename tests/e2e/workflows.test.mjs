@@ -253,6 +253,13 @@ test('a document over 1 MiB is refused with INVALID_ARGUMENT and nothing is writ
   });
   assert.deepEqual(await a.client.query(api.listWorkflows, {}), [before]);
   assert.deepEqual(await a.client.query(api.getWorkflow, { id }), before);
+  // An update that tips a big workflow over the limit names the field it sets.
+  const bigId = await a.client.mutation(api.createWorkflow, { title: 'big nodes', nodes: half });
+  const tipping = [{ id: 'tip', data: 'z'.repeat(MiB / 2) }];
+  const err = await rejectsWith(a.client.mutation(api.updateWorkflow, { id: bigId, edges: tipping }), {
+    code: 'INVALID_ARGUMENT',
+  });
+  assert.match(err.message, /Invalid argument `edges`: document too large/);
 });
 
 test('a document just under 1 MiB is stored whole', async () => {
