@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/ids.h"
+#include "base/fieldpath.h"
 #include "base/limits.h"
 
 const validator v_any = V_ANY_INIT;
@@ -156,17 +157,6 @@ static bool in_range(const validator *v, double x)
     return (!v->has_min || x >= v->min) && (!v->has_max || x <= v->max);
 }
 
-/* Appends ".name" or "[i]" to the path for the duration of a nested check. */
-static size_t path_push(v_state *st, const char *name, long index)
-{
-    size_t len = strlen(st->path);
-    if (name)
-        snprintf(st->path + len, sizeof st->path - len, "%s%s", len ? "." : "", name);
-    else
-        snprintf(st->path + len, sizeof st->path - len, "[%ld]", index);
-    return len;
-}
-
 static int check_object(v_state *st, const validator *v, const json_t *value, int depth)
 {
     if (!json_is_object(value)) return fail(st, v, value);
@@ -177,7 +167,7 @@ static int check_object(v_state *st, const validator *v, const json_t *value, in
     json_object_foreach((json_t *)value, key, field_value)
     {
         if (!validator_field(v, key)) {
-            size_t len = path_push(st, key, 0);
+            size_t len = fieldpath_push(st->path, sizeof st->path, key, 0);
             int rc = fail_msg(st, "unknown field");
             st->path[len] = '\0';
             return rc;
@@ -186,7 +176,7 @@ static int check_object(v_state *st, const validator *v, const json_t *value, in
     for (int i = 0; i < v->n_fields; i++) {
         const v_field *f = &v->fields[i];
         const json_t *fv = json_object_get(value, f->name);
-        size_t len = path_push(st, f->name, 0);
+        size_t len = fieldpath_push(st->path, sizeof st->path, f->name, 0);
         int rc = 0;
         if (!fv) {
             if (!f->optional) {
@@ -212,7 +202,7 @@ static int check_record(v_state *st, const validator *v, const json_t *value, in
     const json_t *fv;
     json_object_foreach((json_t *)value, key, fv)
     {
-        size_t len = path_push(st, key, 0);
+        size_t len = fieldpath_push(st->path, sizeof st->path, key, 0);
         int rc = check(st, v->item, fv, depth + 1);
         st->path[len] = '\0';
         if (rc) return rc;
@@ -230,7 +220,7 @@ static int check_array(v_state *st, const validator *v, const json_t *value, int
     const json_t *item;
     json_array_foreach(value, i, item)
     {
-        size_t len = path_push(st, NULL, (long)i);
+        size_t len = fieldpath_push(st->path, sizeof st->path, NULL, (long)i);
         int rc = check(st, v->item, item, depth + 1);
         st->path[len] = '\0';
         if (rc) return rc;

@@ -86,8 +86,10 @@ typedef struct session {
     uint32_t *removed;      /* QueryRemoved still to send */
     int n_removed, cap_removed;
 
-    json_t **inbox;      /* messages waiting while an Authenticate is verified */
-    size_t *inbox_bytes; /* their sizes on the wire */
+    struct inbox_entry {
+        json_t *msg;
+        size_t wire_bytes;
+    } * inbox; /* messages waiting while an Authenticate is verified */
     int inbox_len;
     size_t held_bytes; /* inbox and queued mutations, ≤ LIMIT_WS_SESSION_HELD_BYTES_MAX */
     bool draining;     /* process_inbox is running (it is not re-entrant) */
@@ -132,7 +134,7 @@ void session_send(session *s, json_t *msg);
 /* Sends a Transition when there is something to say and every query is fresh;
  * otherwise puts the session on the hub's wait list. */
 void session_flush(session *s);
-void session_fatal(session *s, const char *message);
+void session_fatal(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Whether the session's token has expired (beyond the clock skew). */
 bool session_identity_expired(const session *s);
 void session_auth_error(session *s, const char *message, uint32_t base_version, bool attempted);

@@ -15,6 +15,7 @@
  * and whenever one of its queries gets a result.
  * Thread: the event-loop thread only.
  */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,10 +53,15 @@ void session_send(session *s, json_t *msg)
     free(text);
 }
 
-void session_fatal(session *s, const char *message)
+void session_fatal(session *s, const char *fmt, ...)
 {
     if (s->closed || s->ending) return;
     s->ending = true;
+    char message[ERR_MSG_BYTES_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
     log_info("sync: session %s: fatal error: %s", s->session_id, message);
     session_ref(s);
     session_send(s, json_pack("{s:s, s:s}", "type", "FatalError", "error", message));

@@ -68,9 +68,8 @@ void session_unref(session *s)
     free(s->queries);
     free(s->removed);
     for (int i = 0; i < s->inbox_len; i++)
-        json_decref(s->inbox[i]);
+        json_decref(s->inbox[i].msg);
     free(s->inbox);
-    free(s->inbox_bytes);
     while (s->mut_head) {
         sess_mutation *m = s->mut_head;
         s->mut_head = m->next;
@@ -165,11 +164,8 @@ static int add_query(session *s, const json_t *mod)
         return -1;
     }
     if (s->n_queries >= LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX + SYNC_REFUSED_ADDS_MAX) {
-        char why[160];
-        snprintf(why, sizeof why,
-                 "TooManySubscriptions: a session may subscribe to at most %d queries",
-                 LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX);
-        session_fatal(s, why);
+        session_fatal(s, "TooManySubscriptions: a session may subscribe to at most %d queries",
+                      LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX);
         return -1;
     }
     uint32_t id = (uint32_t)json_integer_value(jid);
@@ -279,11 +275,8 @@ static void on_modify_query_set(session *s, const json_t *msg)
         return;
     }
     if (json_array_size(mods) > SYNC_MODIFICATIONS_PER_MESSAGE_MAX) {
-        char why[160];
-        snprintf(why, sizeof why,
-                 "InvalidModification: a ModifyQuerySet carries at most %d modifications",
-                 SYNC_MODIFICATIONS_PER_MESSAGE_MAX);
-        session_fatal(s, why);
+        session_fatal(s, "InvalidModification: a ModifyQuerySet carries at most %d modifications",
+                      SYNC_MODIFICATIONS_PER_MESSAGE_MAX);
         return;
     }
     size_t i;
@@ -600,24 +593,16 @@ static void process_inbox(session *s)
     if (s->draining) return;
     s->draining = true;
     while (s->inbox_len > 0 && !s->auth_pending && !s->closed && !s->ending) {
-        json_t *msg = s->inbox[0];
-        size_t bytes = s->inbox_bytes[0];
+        json_t *msg = s->inbox[0].msg;
+        size_t bytes = s->inbox[0].wire_bytes;
         s->inbox_len--;
         memmove(s->inbox, s->inbox + 1, (size_t)s->inbox_len * sizeof *s->inbox);
-        memmove(s->inbox_bytes, s->inbox_bytes + 1, (size_t)s->inbox_len * sizeof *s->inbox_bytes);
         assert(s->held_bytes >= bytes);
         s->held_bytes -= bytes;
         handle(s, msg, bytes);
         json_decref(msg);
     }
     s->draining = false;
-}
-
-static bool inbox_reserve(session *s)
-{
-    if (!s->inbox) s->inbox = malloc(SYNC_INBOX_MAX * sizeof *s->inbox);
-    if (!s->inbox_bytes) s->inbox_bytes = malloc(SYNC_INBOX_MAX * sizeof *s->inbox_bytes);
-    return s->inbox && s->inbox_bytes;
 }
 
 void session_on_message(void *data, const char *text, size_t len)
@@ -635,26 +620,22 @@ void session_on_message(void *data, const char *text, size_t len)
     }
     session_ref(s); /* handling may close the socket, which ends the session */
     if (s->auth_pending || s->inbox_len > 0) {
-        char why[160];
         if (s->inbox_len >= SYNC_INBOX_MAX) {
             json_decref(msg);
-            snprintf(why, sizeof why,
-                     "TooManyMessages: at most %d messages may wait while a token is verified",
-                     SYNC_INBOX_MAX);
-            session_fatal(s, why);
+            session_fatal(s,
+                          "TooManyMessages: at most %d messages may wait while a token is verified",
+                          SYNC_INBOX_MAX);
         } else if (s->held_bytes + len > LIMIT_WS_SESSION_HELD_BYTES_MAX) {
             json_decref(msg);
-            snprintf(why, sizeof why,
-                     "TooManyMessages: the messages waiting while a token is verified may hold "
-                     "at most %u MiB",
-                     LIMIT_WS_SESSION_HELD_BYTES_MAX / (1024 * 1024));
-            session_fatal(s, why);
-        } else if (!inbox_reserve(s)) {
+            session_fatal(s,
+                          "TooManyMessages: the messages waiting while a token is verified may "
+                          "hold at most %u MiB",
+                          LIMIT_WS_SESSION_HELD_BYTES_MAX / (1024 * 1024));
+        } else if (!s->inbox && !(s->inbox = malloc(SYNC_INBOX_MAX * sizeof *s->inbox))) {
             json_decref(msg);
             session_fatal(s, "InternalServerError: out of memory");
         } else {
-            s->inbox[s->inbox_len] = msg;
-            s->inbox_bytes[s->inbox_len++] = len;
+            s->inbox[s->inbox_len++] = (struct inbox_entry){msg, len};
             s->held_bytes += len;
         }
     } else {

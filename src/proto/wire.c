@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/b64.h"
+#include "base/fieldpath.h"
 #include "base/limits.h"
 
 int wire_parse_format(const char *name, wire_format *out)
@@ -50,16 +51,6 @@ static json_t *refuse(decoder *d, const char *fmt, ...)
     else
         err_set(d->e, ERR_INVALID_ARGUMENT, "Invalid arguments: %s", why);
     return NULL;
-}
-
-static size_t path_push(decoder *d, const char *key, long index)
-{
-    size_t len = strlen(d->path);
-    if (key)
-        snprintf(d->path + len, sizeof d->path - len, "%s%s", len ? "." : "", key);
-    else
-        snprintf(d->path + len, sizeof d->path - len, "[%ld]", index);
-    return len;
 }
 
 static bool printable_ascii(const char *key)
@@ -115,7 +106,7 @@ static json_t *decode_array(decoder *d, const json_t *v, int depth)
     const json_t *item;
     json_array_foreach(v, i, item)
     {
-        size_t len = path_push(d, NULL, (long)i);
+        size_t len = fieldpath_push(d->path, sizeof d->path, NULL, (long)i);
         json_t *x = decode_value(d, item, depth + 1);
         d->path[len] = '\0';
         if (!x) {
@@ -147,13 +138,13 @@ static json_t *decode_object(decoder *d, const json_t *v, int depth)
         /* The client refuses to decode such names: never store one. */
         if (strlen(key) > LIMIT_FIELD_NAME_BYTES_MAX || !printable_ascii(key)) {
             json_decref(out);
-            size_t len = path_push(d, key, 0);
+            size_t len = fieldpath_push(d->path, sizeof d->path, key, 0);
             refuse(d, "field names are 1 to %d printable ASCII characters",
                    LIMIT_FIELD_NAME_BYTES_MAX);
             d->path[len] = '\0';
             return NULL;
         }
-        size_t len = path_push(d, key, 0);
+        size_t len = fieldpath_push(d->path, sizeof d->path, key, 0);
         json_t *x = decode_value(d, fv, depth + 1);
         d->path[len] = '\0';
         if (!x) {

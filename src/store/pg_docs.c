@@ -172,8 +172,7 @@ int pg_replace(store_conn *sc, const schema_table *t, const json_t *doc, err_t *
     long changed = 0;
     int rc = write_doc(pg_conn_of(sc), t, doc, sql, what, &changed, e);
     if (rc || changed > 0) return rc;
-    return err_set(e, ERR_NOT_FOUND, "%s: no document %s in %s", what,
-                   json_string_value(json_object_get(doc, "_id")), t->name);
+    return sql_no_document(e, what, json_string_value(json_object_get(doc, "_id")), t->name);
 }
 
 int pg_delete(store_conn *sc, const schema_table *t, const char *id, err_t *e)
@@ -188,8 +187,7 @@ int pg_delete(store_conn *sc, const schema_table *t, const char *id, err_t *e)
     if (rc) return rc;
     long changed = strtol(PQcmdTuples(res), NULL, 10);
     PQclear(res);
-    if (changed > 0) return 0;
-    return err_set(e, ERR_NOT_FOUND, "%s: no document %s in %s", what, id, t->name);
+    return changed > 0 ? 0 : sql_no_document(e, what, id, t->name);
 }
 
 int pg_count(store_conn *sc, const schema_table *t, int64_t *n_out, err_t *e)

@@ -82,3 +82,8 @@ int sql_doc_identity_checked(const json_t *doc, const char **id, double *creatio
         return err_set(e, ERR_INTERNAL, "%s: the document lacks _id or _creationTime", what);
     return 0;
 }
+
+int sql_no_document(err_t *e, const char *what, const char *id, const char *table)
+{
+    return err_set(e, ERR_NOT_FOUND, "%s: no document %s in %s", what, id, table);
+}

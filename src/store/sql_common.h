@@ -45,4 +45,8 @@ int sql_doc_identity_checked(const json_t *doc, const char **id, double *creatio
 /* FNV-1a of text: statement caches compare it before the text itself. */
 uint64_t sql_hash(const char *text);
 
+/* ERR_NOT_FOUND: the replace or delete `what` found no document id in
+ * table — the same words on every engine. */
+int sql_no_document(err_t *e, const char *what, const char *id, const char *table);
+
 #endif

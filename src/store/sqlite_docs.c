@@ -91,7 +91,7 @@ static int changed_one(sqlite_conn *c, const schema_table *t, const char *id, co
                        err_t *e)
 {
     if (sqlite3_changes(c->db) > 0) return 0;
-    return err_set(e, ERR_NOT_FOUND, "%s: no document %s in %s", what, id, t->name);
+    return sql_no_document(e, what, id, t->name);
 }
 
 int sqlite_replace(store_conn *sc, const schema_table *t, const json_t *doc, err_t *e)
