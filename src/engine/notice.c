@@ -51,25 +51,6 @@ static size_t dumped_bytes(const json_t *v)
     return v ? json_dumpb(v, NULL, 0, NOTICE_DUMP_FLAGS) : strlen("null");
 }
 
-/* The fields of doc its index keys are made of: _id, _creationTime and every
- * index field it has. NULL for no document. */
-static json_t *project(const schema_table *t, const json_t *doc)
-{
-    if (!doc) return NULL;
-    json_t *p = json_object();
-    if (!p) return NULL;
-    json_object_set(p, "_id", (json_t *)jr_field(doc, "_id"));
-    json_object_set(p, "_creationTime", (json_t *)jr_field(doc, "_creationTime"));
-    for (int i = 0; i < t->n_indexes; i++) {
-        const schema_index *ix = &t->indexes[i];
-        for (int f = 0; f < ix->n_fields; f++) {
-            json_t *v = (json_t *)jr_field(doc, ix->fields[f]);
-            if (v) json_object_set(p, ix->fields[f], v);
-        }
-    }
-    return p;
-}
-
 static size_t entry_bytes(const notice_entry *en)
 {
     return dumped_bytes(en->old_proj) + dumped_bytes(en->new_proj) + NOTICE_ENTRY_OVERHEAD_BYTES;
@@ -103,7 +84,7 @@ static void listing_add(table_listing *tl, const write_rec *w, size_t payload_by
         notice_entry *en = &tl->entries[i];
         if (strcmp(en->id, w->id) != 0) continue;
         json_decref(en->new_proj);
-        en->new_proj = project(w->table, w->new_doc);
+        en->new_proj = write_rec_keys_of(w->table, w->new_doc);
         if (w->new_doc && !en->new_proj) {
             listing_make_whole(tl);
             return;
@@ -126,8 +107,8 @@ static void listing_add(table_listing *tl, const write_rec *w, size_t payload_by
     }
     notice_entry *en = &tl->entries[tl->n++];
     en->id = w->id;
-    en->old_proj = project(w->table, w->old_doc);
-    en->new_proj = project(w->table, w->new_doc);
+    en->old_proj = write_rec_keys_of(w->table, w->old_doc);
+    en->new_proj = write_rec_keys_of(w->table, w->new_doc);
     if ((w->old_doc && !en->old_proj) || (w->new_doc && !en->new_proj)) {
         listing_make_whole(tl); /* frees what this entry holds too */
         return;

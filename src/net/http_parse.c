@@ -38,12 +38,24 @@ http_msg *http_msg_new(http_conn *c)
     return m;
 }
 
+/* Bytes reserved for the bodies of every request in the process (the loop
+ * thread's alone): bounded by LIMIT_HTTP_BODIES_TOTAL_BYTES_MAX, so many
+ * clients each sending a large body slowly cannot take the memory. */
+static size_t http_body_bytes_total;
+
+size_t http_body_bytes_held(void)
+{
+    return http_body_bytes_total;
+}
+
 void http_msg_free(http_msg *m)
 {
     if (!m) return;
     http_conn *c = m->req.conn;
     free(m->head);
     free(m->headers);
+    ASSERT(http_body_bytes_total >= m->body_cap);
+    http_body_bytes_total -= m->body_cap;
     free(m->body);
     free(m->out);
     free(m);
@@ -233,6 +245,8 @@ static int on_headers_complete(http_parser *p)
     return 0;
 }
 
+/* Grows the body buffer to hold need bytes: 0, -1 out of memory, -2 over
+ * the process's budget for request bodies. */
 static int body_reserve(http_msg *m, size_t need, size_t cap_max)
 {
     if (need <= m->body_cap) return 0;
@@ -240,8 +254,10 @@ static int body_reserve(http_msg *m, size_t need, size_t cap_max)
     if (cap < m->body_expected_bytes + 1) cap = m->body_expected_bytes + 1;
     if (cap > cap_max) cap = cap_max;
     if (cap < need) cap = need;
+    if (http_body_bytes_total - m->body_cap + cap > LIMIT_HTTP_BODIES_TOTAL_BYTES_MAX) return -2;
     char *body = realloc(m->body, cap);
     if (!body) return -1;
+    http_body_bytes_total += cap - m->body_cap;
     m->body = body;
     m->body_cap = cap;
     return 0;
@@ -255,9 +271,13 @@ static int on_body(http_parser *p, const char *at, size_t n)
         return parse_reject(c, 413, "PayloadTooLarge",
                             "Request body exceeds the limit of %zu bytes", c->body_bytes_max);
     }
-    if (body_reserve(m, m->req.body_len + n + 1, c->body_bytes_max + 1) != 0) {
-        return reject_nomem(c);
-    }
+    int reserved = body_reserve(m, m->req.body_len + n + 1, c->body_bytes_max + 1);
+    if (reserved == -2)
+        return parse_reject(c, 503, "Overloaded",
+                            "The server holds too many request bodies at once (at most %u MiB "
+                            "together); try again shortly",
+                            LIMIT_HTTP_BODIES_TOTAL_BYTES_MAX / (1024 * 1024));
+    if (reserved != 0) return reject_nomem(c);
     memcpy(m->body + m->req.body_len, at, n);
     m->req.body_len += n;
     m->body[m->req.body_len] = '\0';

@@ -272,12 +272,22 @@ static void on_write_timer(uv_timer_t *t)
     conn_close(c);
 }
 
+/* Bytes of responses queued on every connection (the loop thread's alone). */
+static size_t http_write_queue_bytes_total;
+
+size_t http_write_queue_bytes_held(void)
+{
+    return http_write_queue_bytes_total;
+}
+
 static void on_written(uv_write_t *w, int status)
 {
     http_out *out = w->data;
     http_conn *c = out->conn;
     ASSERT(c->writes_in_flight > 0 && c->write_queue_bytes >= out->write_bytes);
+    ASSERT(http_write_queue_bytes_total >= out->write_bytes);
     c->write_queue_bytes -= out->write_bytes;
+    http_write_queue_bytes_total -= out->write_bytes;
     free(out);
     c->writes_in_flight--;
     if (c->writes_in_flight == 0 && !c->closing) uv_timer_stop(&c->write_timer);
@@ -317,6 +327,7 @@ static int conn_write(http_conn *c, uv_stream_t *stream, http_out *out, const ch
     http_conn_ref(c);
     c->writes_in_flight++;
     c->write_queue_bytes += out->write_bytes;
+    http_write_queue_bytes_total += out->write_bytes;
     if (c->writes_in_flight == 1) write_timer_arm(c);
     return 0;
 }
@@ -444,9 +455,11 @@ static int msg_set_error(http_msg *m, int status, const char *code, const char *
  * paused by the server). */
 bool http_conn_can_parse(const http_conn *c)
 {
+    bool room = c->write_queue_bytes <= LIMIT_HTTP_WRITE_QUEUE_BYTES_MAX &&
+                (c->write_queue_bytes == 0 ||
+                 http_write_queue_bytes_total <= LIMIT_HTTP_WRITE_QUEUE_TOTAL_BYTES_MAX);
     return !c->closing && !c->stop_parsing && !c->lingering &&
-           c->queue_len < LIMIT_HTTP_PIPELINE_REQUESTS_MAX &&
-           (c->parsing != NULL || c->write_queue_bytes <= LIMIT_HTTP_WRITE_QUEUE_BYTES_MAX);
+           c->queue_len < LIMIT_HTTP_PIPELINE_REQUESTS_MAX && (c->parsing != NULL || room);
 }
 
 void http_conn_message_begun(http_conn *c)

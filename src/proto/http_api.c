@@ -19,6 +19,7 @@
 #include "base/jread.h"
 #include "base/limits.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "engine/subs.h"
 #include "proto/dashboard.h"
 #include "proto/server.h"
@@ -672,8 +673,17 @@ static void handle_health(api_req *r)
 static void handle_metrics(api_req *r)
 {
     server *s = r->srv;
-    char *text = metrics_render(&s->metrics, http_server_connections(s->http),
-                                s->sync ? sync_session_count(s->sync) : 0, engine_last_ts(s->en));
+    metrics_gauges g = {.open_connections = http_server_connections(s->http),
+                        .ws_sessions = s->sync ? sync_session_count(s->sync) : 0,
+                        .last_ts = engine_last_ts(s->en),
+                        .rss_bytes = memory_rss_bytes(),
+                        .heap_free_bytes = memory_heap_free_bytes()};
+    metrics_bounded_add(&g, "http_request_bodies", http_body_bytes_held(),
+                        LIMIT_HTTP_BODIES_TOTAL_BYTES_MAX);
+    metrics_bounded_add(&g, "http_unread_responses", http_write_queue_bytes_held(),
+                        LIMIT_HTTP_WRITE_QUEUE_TOTAL_BYTES_MAX);
+    if (s->sync) sync_hub_gauges(s->sync, &g);
+    char *text = metrics_render(&s->metrics, &g);
     respond(r, 200, "text/plain; version=0.0.4", text ? text : "", text ? strlen(text) : 0);
     free(text);
 }

@@ -11,8 +11,11 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/memory.h"
 #include "engine/system_tables.h"
 #include "proto/sync.h"
+
+#define SERVER_TRIM_INTERVAL_MS 1000
 
 static void configure_auth(server *s)
 {
@@ -26,6 +29,13 @@ static void on_commit(void *data, uint64_t ts, const write_set *writes)
     server *s = data;
     (void)ts;
     if (write_set_touches_table(writes, SYSTEM_TABLE_ENV)) configure_auth(s);
+}
+
+/* Freed heap goes back to the system once a second (base/memory.h). */
+static void on_trim_timer(uv_timer_t *t)
+{
+    (void)t;
+    memory_trim_idle();
 }
 
 int server_start(uv_loop_t *loop, const server_config *cfg, server **out, err_t *e)
@@ -63,6 +73,8 @@ int server_start(uv_loop_t *loop, const server_config *cfg, server **out, err_t 
         free(s);
         return rc;
     }
+    uv_timer_init(loop, &s->trim_timer);
+    uv_timer_start(&s->trim_timer, on_trim_timer, SERVER_TRIM_INTERVAL_MS, SERVER_TRIM_INTERVAL_MS);
     *out = s;
     return 0;
 }
@@ -91,6 +103,7 @@ static void on_sync_closed(void *data)
 static void on_http_closed(void *data)
 {
     stop_state *st = data;
+    uv_close((uv_handle_t *)&st->s->trim_timer, NULL);
     sync_hub_close(st->s->sync, on_sync_closed, st);
 }
 

@@ -36,7 +36,9 @@ static void sess_query_clear(session *s, sess_query *sq)
     if (sq->q && s->hub->subs) subs_unsubscribe(s->hub->subs, sq->q, s);
     sq->q = NULL;
     ASSERT(s->query_set_bytes >= sq->held_bytes);
+    ASSERT(s->hub->query_set_bytes_total >= sq->held_bytes);
     s->query_set_bytes -= sq->held_bytes;
+    s->hub->query_set_bytes_total -= sq->held_bytes;
     sq->held_bytes = 0;
     err_clear(&sq->static_err);
     free(sq->path);
@@ -63,20 +65,72 @@ static void mutation_free(sess_mutation *m)
     free(m);
 }
 
+/* --- held messages and back-pressure ---------------------------------------------- */
+
+static void paused_list_remove(session *s)
+{
+    if (!s->reading_paused) return;
+    sync_hub *hub = s->hub;
+    if (s->paused_prev)
+        s->paused_prev->paused_next = s->paused_next;
+    else
+        hub->paused_head = s->paused_next;
+    if (s->paused_next) s->paused_next->paused_prev = s->paused_prev;
+    s->paused_prev = s->paused_next = NULL;
+    s->reading_paused = false;
+}
+
+void session_held_add(session *s, size_t bytes)
+{
+    sync_hub *hub = s->hub;
+    s->held_bytes += bytes;
+    hub->held_bytes_total += bytes;
+    if (hub->held_bytes_total <= LIMIT_WS_HELD_BYTES_TOTAL_MAX || s->reading_paused || !s->ws)
+        return;
+    /* Too much waits to run in all: this session, which adds to it, is not
+     * read until it drops (its messages wait in the kernel, as for any
+     * server that is busy). */
+    ws_pause_reading(s->ws, true);
+    s->reading_paused = true;
+    s->paused_prev = NULL;
+    s->paused_next = hub->paused_head;
+    if (hub->paused_head) hub->paused_head->paused_prev = s;
+    hub->paused_head = s;
+}
+
+void session_held_sub(session *s, size_t bytes)
+{
+    sync_hub *hub = s->hub;
+    ASSERT(s->held_bytes >= bytes && hub->held_bytes_total >= bytes);
+    s->held_bytes -= bytes;
+    hub->held_bytes_total -= bytes;
+    if (hub->held_bytes_total > LIMIT_WS_HELD_BYTES_TOTAL_MAX / 2) return;
+    while (hub->paused_head) {
+        session *p = hub->paused_head;
+        paused_list_remove(p);
+        if (p->ws) ws_pause_reading(p->ws, false);
+    }
+}
+
 void session_unref(session *s)
 {
     if (--s->refs > 0) return;
     session_drop_queries(s);
+    paused_list_remove(s);
     free(s->queries);
     free(s->removed);
-    for (int i = 0; i < s->inbox_len; i++)
+    for (int i = 0; i < s->inbox_len; i++) {
+        session_held_sub(s, s->inbox[i].wire_bytes);
         json_decref(s->inbox[i].msg);
+    }
     free(s->inbox);
     while (s->mut_head) {
         sess_mutation *m = s->mut_head;
         s->mut_head = m->next;
+        session_held_sub(s, m->wire_bytes);
         mutation_free(m);
     }
+    ASSERT(s->held_bytes == 0 && s->query_set_bytes == 0);
     json_decref(s->identity);
     free(s);
 }
@@ -88,7 +142,10 @@ void session_on_close(void *data, int code)
     s->closed = true;
     s->ws = NULL;
     session_drop_queries(s);
-    /* Take it off the wait list lazily: hub_flush_waiting skips closed ones. */
+    /* Released at once: nothing keeps a closed session (it used to wait on
+     * the hub's wait list for the next commit, which may never come). */
+    wait_list_remove(s);
+    paused_list_remove(s);
     sync_hub_session_gone(s->hub, s);
     session_unref(s);
 }
@@ -255,6 +312,13 @@ static int add_query(session *s, const json_t *mod, const char *where)
                 SYNC_QUERY_SET_BYTES_MAX / (1024 * 1024));
         return 0;
     }
+    if (s->hub->query_set_bytes_total + held > SYNC_QUERY_SETS_TOTAL_BYTES_MAX) {
+        err_app(&sq->static_err, ERR_INVALID_ARGUMENT, NULL,
+                "Too many subscriptions: the arguments of all sessions' queries may hold at most "
+                "%u MiB; try again later",
+                SYNC_QUERY_SETS_TOTAL_BYTES_MAX / (1024 * 1024));
+        return 0;
+    }
     sq->args = wire_args(f.args, &e);
     if (!sq->args) {
         err_app(&sq->static_err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
@@ -263,6 +327,7 @@ static int add_query(session *s, const json_t *mod, const char *where)
     sq->journal = f.journal ? strdup(f.journal) : NULL;
     sq->held_bytes = held;
     s->query_set_bytes += held;
+    s->hub->query_set_bytes_total += held;
     subscribe_entry(s, sq);
     return 0;
 }
@@ -479,8 +544,7 @@ static void dispatch_mutation(session *s)
         s->mut_head = m->next;
         if (!s->mut_head) s->mut_tail = NULL;
         s->mut_len--;
-        ASSERT(s->held_bytes >= m->wire_bytes);
-        s->held_bytes -= m->wire_bytes;
+        session_held_sub(s, m->wire_bytes);
         char canonical[LIMIT_FUNCTION_PATH_BYTES_MAX];
         const fn_def *fn = NULL;
         if (m->args)
@@ -564,7 +628,7 @@ static void on_mutation(session *s, const json_t *msg, size_t wire_bytes)
         return;
     }
     m->wire_bytes = wire_bytes;
-    s->held_bytes += wire_bytes;
+    session_held_add(s, wire_bytes);
     if (f.component && *f.component) {
         err_app(&m->err, ERR_INVALID_ARGUMENT, NULL,
                 "Components are not supported (componentPath \"%.200s\")", f.component);
@@ -683,8 +747,7 @@ static void process_inbox(session *s)
         size_t bytes = s->inbox[0].wire_bytes;
         s->inbox_len--;
         memmove(s->inbox, s->inbox + 1, (size_t)s->inbox_len * sizeof *s->inbox);
-        ASSERT(s->held_bytes >= bytes);
-        s->held_bytes -= bytes;
+        session_held_sub(s, bytes);
         handle(s, msg, bytes);
         json_decref(msg);
     }
@@ -722,7 +785,7 @@ void session_on_message(void *data, const char *text, size_t len)
             session_fatal(s, "InternalServerError: out of memory");
         } else {
             s->inbox[s->inbox_len++] = (struct inbox_entry){msg, len};
-            s->held_bytes += len;
+            session_held_add(s, len);
         }
     } else {
         handle(s, msg, len);
