@@ -42,9 +42,11 @@ enum {
 
 struct archive_writer {
     int fd;
+    bool unnamed; /* an O_TMPFILE inode: linked to `path` by archive_finish */
     uint64_t written;
-    char path[ARCHIVE_PATH_BYTES_MAX];
-    unsigned char *chunk; /* ARCHIVE_CHUNK_BYTES */
+    char path[ARCHIVE_PATH_BYTES_MAX];    /* the final name */
+    char partial[ARCHIVE_PATH_BYTES_MAX]; /* the temporary name when not unnamed */
+    unsigned char *chunk;                 /* ARCHIVE_CHUNK_BYTES */
 };
 
 struct archive_reader {
@@ -186,10 +188,34 @@ static int write_padding(archive_writer *w, uint64_t size, err_t *e)
     return pad ? write_all(w, zeros, pad, e) : 0;
 }
 
+/* An unnamed file in the directory of path (Linux O_TMPFILE): it gets its
+ * name only when complete, and a process killed before that leaves nothing.
+ * -1 when the file system cannot (then a ".partial" name is used). */
+static int open_unnamed(const char *path)
+{
+    char dir[ARCHIVE_PATH_BYTES_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+#ifdef O_TMPFILE
+    return open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+#else
+    errno = EOPNOTSUPP;
+    return -1;
+#endif
+}
+
 int archive_create(const char *path, archive_writer **out, err_t *e)
 {
-    if (strlen(path) >= ARCHIVE_PATH_BYTES_MAX)
+    if (strlen(path) + sizeof ARCHIVE_PARTIAL_SUFFIX >= ARCHIVE_PATH_BYTES_MAX)
         return err_set(e, ERR_INVALID_ARGUMENT, "the path %s is too long", path);
+    if (access(path, F_OK) == 0)
+        return err_set(e, ERR_INVALID_ARGUMENT, "%s exists already: choose a new file", path);
     archive_writer *w = calloc(1, sizeof *w);
     if (w) w->chunk = malloc(ARCHIVE_CHUNK_BYTES);
     if (!w || !w->chunk) {
@@ -197,9 +223,15 @@ int archive_create(const char *path, archive_writer **out, err_t *e)
         return err_set(e, ERR_NOMEM, "out of memory");
     }
     snprintf(w->path, sizeof w->path, "%s", path);
-    w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    snprintf(w->partial, sizeof w->partial, "%s%s", path, ARCHIVE_PARTIAL_SUFFIX);
+    w->fd = open_unnamed(path);
+    w->unnamed = w->fd >= 0;
+    if (!w->unnamed) {
+        unlink(w->partial); /* left by a process that was killed */
+        w->fd = open(w->partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    }
     if (w->fd < 0) {
-        int code = err_set(e, ERR_IO, "cannot create %s: %s", path, strerror(errno));
+        int code = err_set(e, ERR_IO, "cannot create %s: %s", w->partial, strerror(errno));
         free(w->chunk);
         free(w);
         return code;
@@ -279,15 +311,33 @@ static void writer_free(archive_writer *w)
     free(w);
 }
 
+/* Gives the finished file its name; never replaces an existing file. */
+static int publish(archive_writer *w, err_t *e)
+{
+    if (w->unnamed) {
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", w->fd);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, w->path, AT_SYMLINK_FOLLOW) == 0) return 0;
+        if (errno == EEXIST || linkat(w->fd, "", AT_FDCWD, w->path, AT_EMPTY_PATH) != 0)
+            return err_set(e, ERR_IO, "cannot name %s: %s", w->path, strerror(errno));
+        return 0;
+    }
+    if (link(w->partial, w->path) != 0)
+        return err_set(e, ERR_IO, "cannot rename %s to %s: %s", w->partial, w->path,
+                       strerror(errno));
+    unlink(w->partial);
+    return 0;
+}
+
 int archive_finish(archive_writer *w, err_t *e)
 {
     static const unsigned char zeros[2 * ARCHIVE_BLOCK_BYTES];
     int rc = write_all(w, zeros, sizeof zeros, e);
     if (rc == 0 && fsync(w->fd) != 0)
         rc = err_set(e, ERR_IO, "cannot sync %s: %s", w->path, strerror(errno));
-    if (close(w->fd) != 0 && rc == 0)
-        rc = err_set(e, ERR_IO, "cannot close %s: %s", w->path, strerror(errno));
-    if (rc) unlink(w->path);
+    if (rc == 0) rc = publish(w, e);
+    close(w->fd);
+    if (!w->unnamed) unlink(w->partial);
     writer_free(w);
     return rc;
 }
@@ -296,7 +346,7 @@ void archive_abort(archive_writer *w)
 {
     if (!w) return;
     close(w->fd);
-    unlink(w->path);
+    if (!w->unnamed) unlink(w->partial);
     writer_free(w);
 }
 

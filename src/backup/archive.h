@@ -6,9 +6,12 @@
  * 8 GiB, GNU base-256; every header's checksum is checked, and the end is
  * two zero blocks — anything else is named as damage or truncation.
  *
- * A writer creates its file exclusively (mode 0600) and either finishes it
- * (end blocks, fsync, close) or aborts it (close, unlink); renaming it into
- * place is the caller's (backup.c), so a backup is complete or absent.
+ * A writer writes an unnamed file (O_TMPFILE, mode 0600) in the directory
+ * of its path and names it only when finished (end blocks, fsync, then
+ * linkat): a process killed half-way leaves no file at all, and a finished
+ * archive never replaces an existing file. On a file system without
+ * O_TMPFILE it writes "<path>.partial" and links that to path when done.
+ * Either way an archive is complete under its name, or absent.
  * Callers: backup/backup.c.
  * Thread: one thread per writer or reader.
  */
@@ -25,11 +28,12 @@
 #define ARCHIVE_BLOCK_BYTES 512
 #define ARCHIVE_SHA256_HEX_BYTES 65 /* 64 hex digits and the NUL */
 #define ARCHIVE_NAME_BYTES (LIMIT_BACKUP_NAME_BYTES_MAX + 1)
+#define ARCHIVE_PARTIAL_SUFFIX ".partial"
 
 typedef struct archive_writer archive_writer;
 typedef struct archive_reader archive_reader;
 
-/* Creates path (it must not exist). */
+/* Starts the archive that will be path (which must not exist). */
 int archive_create(const char *path, archive_writer **out, err_t *e);
 /* Adds a member named name holding the next size bytes of fd (read from its
  * current offset); the file must still hold them (a shorter one is an
@@ -41,10 +45,11 @@ int archive_add_bytes(archive_writer *w, const char *name, const void *data, siz
                       int64_t mtime_s, char sha256_hex[ARCHIVE_SHA256_HEX_BYTES], err_t *e);
 /* Bytes written so far. */
 uint64_t archive_written(const archive_writer *w);
-/* Writes the end blocks, fsyncs and closes; frees w whatever the outcome
- * (on failure the file is removed). */
+/* Writes the end blocks, fsyncs, names the file path (and the caller
+ * fsyncs its directory); frees w whatever the outcome (on failure nothing
+ * is left). */
 int archive_finish(archive_writer *w, err_t *e);
-/* Closes and removes the file; frees w. NULL is fine. */
+/* Drops the unfinished file; frees w. NULL is fine. */
 void archive_abort(archive_writer *w);
 
 int archive_open(const char *path, archive_reader **out, err_t *e);

@@ -270,10 +270,9 @@ int backup_take(const char *db_path, const char *files_dir, const char *out_path
 {
     memset(res, 0, sizeof *res);
     uint64_t started = clock_mono_ms();
-    char tmp[BACKUP_PATH_BYTES_MAX], db_copy[BACKUP_PATH_BYTES_MAX], dir[BACKUP_PATH_BYTES_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s%s", out_path, BACKUP_PARTIAL_SUFFIX) >= (int)sizeof tmp ||
-        snprintf(db_copy, sizeof db_copy, "%s.db%s", out_path, BACKUP_PARTIAL_SUFFIX) >=
-            (int)sizeof db_copy)
+    char db_copy[BACKUP_PATH_BYTES_MAX], dir[BACKUP_PATH_BYTES_MAX];
+    if (snprintf(db_copy, sizeof db_copy, "%s.db%s", out_path, BACKUP_PARTIAL_SUFFIX) >=
+        (int)sizeof db_copy)
         return err_set(e, ERR_INVALID_ARGUMENT, "the path %s is too long", out_path);
     if (access(out_path, F_OK) == 0)
         return err_set(e, ERR_INVALID_ARGUMENT, "%s exists already: choose a new file", out_path);
@@ -282,12 +281,11 @@ int backup_take(const char *db_path, const char *files_dir, const char *out_path
         files_dir = dir;
     }
     /* Left by a backup that was killed: never part of a finished backup. */
-    unlink(tmp);
     unlink(db_copy);
     take_state t = {.cancel = cancel, .now_s = (int64_t)(clock_now_ms() / 1000)};
     sqlite_snapshot_info snap;
     int rc = sqlite_snapshot_copy(db_path, db_copy, cancel, &snap, e);
-    if (rc == 0) rc = archive_create(tmp, &t.w, e);
+    if (rc == 0) rc = archive_create(out_path, &t.w, e);
     if (rc == 0 && !(t.manifest = tmpfile()))
         rc = err_set(e, ERR_IO, "cannot create a temporary file: %s", strerror(errno));
     if (rc == 0) rc = add_database(&t, db_copy, e);
@@ -302,12 +300,10 @@ int backup_take(const char *db_path, const char *files_dir, const char *out_path
         rc = archive_finish(t.w, e);
         t.w = NULL;
     }
-    if (rc == 0 && rename(tmp, out_path) != 0)
-        rc = err_set(e, ERR_IO, "cannot rename %s to %s: %s", tmp, out_path, strerror(errno));
     if (rc == 0) rc = backup_sync_parent(out_path, e);
     if (rc) {
         archive_abort(t.w);
-        unlink(tmp);
+        unlink(db_copy);
         return rc;
     }
     res->bytes = bytes;

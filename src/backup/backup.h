@@ -18,9 +18,11 @@
  * The database is copied before the files: every file the copied state
  * names was written and renamed before the commit that named it.
  *
- * The archive is written under a temporary name ending in ".partial",
- * fsynced, and renamed into place (and the directory fsynced): a backup is
- * complete or absent. backup_extract refuses an archive whose structure,
+ * The archive is written as an unnamed file, fsynced, and only then given
+ * its name (and the directory fsynced): a backup is complete or absent,
+ * even when the process is killed half-way (archive.h). The database copy
+ * is made first into "<FILE>.db.partial" beside it, removed as soon as it
+ * is in the archive (and by the next backup, should a kill leave it). backup_extract refuses an archive whose structure,
  * any member's bytes or size, or the manifest itself does not match.
  * Thread: any thread (the scheduler's backup thread, a CLI's main thread).
  */
@@ -45,7 +47,7 @@
 
 typedef struct backup_result {
     uint64_t bytes;       /* the archive's size */
-    uint64_t duration_ms; /* from the first page copied to the rename */
+    uint64_t duration_ms; /* from the first page copied to the archive named */
     int64_t files;        /* files of the files directory included */
     char commit_ts[24];   /* commit timestamp of the copied state */
 } backup_result;
@@ -82,7 +84,7 @@ int backup_extract(const char *path, const char *db_out, const char *files_out,
 /* Removes a directory tree this module unpacked (bounded depth). */
 void backup_remove_tree(const char *dir);
 
-/* fsyncs the directory holding path, so a rename into it is durable. */
+/* fsyncs the directory holding path, so a new name in it is durable. */
 int backup_sync_parent(const char *path, err_t *e);
 
 #endif

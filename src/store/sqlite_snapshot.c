@@ -124,6 +124,11 @@ int sqlite_snapshot_copy(const char *src_path, const char *dest_path, const atom
     info->page_bytes = atoll(page_size);
     if (code == 0) {
         rc = sqlite3_open_v2(dest_path, &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        /* A scratch file: no journal beside it (nothing to leave behind if
+         * the process is killed), no syncs (the archive is synced). */
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(dest, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", NULL, NULL,
+                              NULL);
         if (rc != SQLITE_OK) code = snapshot_fail(e, dest, rc, "open the copy");
     }
     if (code == 0) code = copy_pages(src, dest, cancel, info, e);
