@@ -240,8 +240,7 @@ int archive_create(const char *path, archive_writer **out, err_t *e)
     return 0;
 }
 
-static int add_header(archive_writer *w, const char *name, uint64_t size, int64_t mtime_s,
-                      err_t *e)
+static int add_header(archive_writer *w, const char *name, uint64_t size, int64_t mtime_s, err_t *e)
 {
     if (size > LIMIT_BACKUP_MEMBER_BYTES_MAX)
         return err_set(e, ERR_LIMIT, "%s is %llu bytes, over LIMIT_BACKUP_MEMBER_BYTES_MAX (%llu)",
@@ -394,8 +393,10 @@ static int read_exact(archive_reader *r, void *buf, size_t len, bool *eof_at_sta
             bool inside = r->remaining > 0 || r->padding > 0;
             return err_set(e, ERR_IO, "the backup is truncated: it ends at byte %llu%s%s%s",
                            (unsigned long long)(r->offset + got),
-                           !r->member[0] ? "" : inside ? ", inside " : ", after ", r->member,
-                           r->member[0] ? " (was it copied whole?)" : "");
+                           !r->member[0] ? ""
+                           : inside      ? ", inside "
+                                         : ", after ",
+                           r->member, r->member[0] ? " (was it copied whole?)" : "");
         }
         got += (size_t)n;
     }
@@ -469,8 +470,9 @@ int archive_next(archive_reader *r, char name[ARCHIVE_NAME_BYTES], uint64_t *siz
     uint64_t stored = 0;
     bool first = r->offset == ARCHIVE_BLOCK_BYTES;
     if (first && memcmp(h + H_MAGIC, "ustar", 5) != 0)
-        return err_set(e, ERR_IO, "this is not a dojo backup (it does not start with an archive "
-                                  "header)");
+        return err_set(e, ERR_IO,
+                       "this is not a dojo backup (it does not start with an archive "
+                       "header)");
     if (parse_number(h + H_CHKSUM, 8, &stored) != 0 || stored != header_checksum(h))
         return err_set(e, ERR_IO,
                        "the backup is damaged: the header at byte %llu fails its checksum",
@@ -510,8 +512,8 @@ int archive_read_data(archive_reader *r, int fd, char sha256_hex[ARCHIVE_SHA256_
     EVP_MD_CTX *h = NULL;
     int rc = hash_start(&h, e);
     while (rc == 0 && r->remaining > 0) {
-        size_t want = r->remaining < ARCHIVE_CHUNK_BYTES ? (size_t)r->remaining
-                                                         : ARCHIVE_CHUNK_BYTES;
+        size_t want =
+            r->remaining < ARCHIVE_CHUNK_BYTES ? (size_t)r->remaining : ARCHIVE_CHUNK_BYTES;
         rc = read_exact(r, r->chunk, want, NULL, e);
         if (rc) break;
         EVP_DigestUpdate(h, r->chunk, want);

@@ -111,8 +111,8 @@ typedef struct take_state {
 
 static int note_member(take_state *t, const char *name, uint64_t size, const char *sha, err_t *e)
 {
-    json_t *line = json_pack("{s:s, s:I, s:s}", "name", name, "size", (json_int_t)size, "sha256",
-                             sha);
+    json_t *line =
+        json_pack("{s:s, s:I, s:s}", "name", name, "size", (json_int_t)size, "sha256", sha);
     char *text = line ? json_dumps(line, MANIFEST_DUMP_FLAGS) : NULL;
     json_decref(line);
     int rc = 0;
@@ -171,8 +171,8 @@ static int add_tree(take_state *t, const char *dir, const char *rel, int depth, 
         int n2 = snprintf(member, sizeof member, "%s%s%s%s", BACKUP_FILES_PREFIX, rel,
                           rel[0] ? "/" : "", de->d_name);
         if (n1 >= (int)sizeof path || n2 > LIMIT_BACKUP_NAME_BYTES_MAX) {
-            rc = err_set(e, ERR_LIMIT, "the file name %s is too long for a backup (%d bytes)",
-                         path, LIMIT_BACKUP_NAME_BYTES_MAX);
+            rc = err_set(e, ERR_LIMIT, "the file name %s is too long for a backup (%d bytes)", path,
+                         LIMIT_BACKUP_NAME_BYTES_MAX);
             break;
         }
         struct stat st;
@@ -231,11 +231,11 @@ static int add_manifest(take_state *t, const sqlite_snapshot_info *snap, err_t *
 {
     char created[40];
     iso_time((int64_t)clock_now_ms(), created, sizeof created);
-    json_t *header = json_pack(
-        "{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "format", BACKUP_FORMAT_NAME, "version",
-        BACKUP_FORMAT_VERSION, "createdAt", created, "dojoVersion", DOJO_VERSION, "engine",
-        "sqlite", "schemaVersion", snap->schema_version, "commitTs", snap->commit_ts, "files",
-        (json_int_t)t->files, "members", (json_int_t)t->members);
+    json_t *header = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "format",
+                               BACKUP_FORMAT_NAME, "version", BACKUP_FORMAT_VERSION, "createdAt",
+                               created, "dojoVersion", DOJO_VERSION, "engine", "sqlite",
+                               "schemaVersion", snap->schema_version, "commitTs", snap->commit_ts,
+                               "files", (json_int_t)t->files, "members", (json_int_t)t->members);
     char *text = header ? json_dumps(header, MANIFEST_DUMP_FLAGS) : NULL;
     json_decref(header);
     if (!text) return err_set(e, ERR_NOMEM, "out of memory");
@@ -323,8 +323,7 @@ void backup_remove_tree(const char *dir)
         while ((de = readdir(d)) != NULL) {
             if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
             char path[BACKUP_PATH_BYTES_MAX];
-            if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path)
-                continue;
+            if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path) continue;
             struct stat st;
             if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
                 backup_remove_tree(path);
@@ -432,10 +431,10 @@ static int check_manifest(extract_state *x, backup_contents *info, err_t *e)
                 rc = err_set(e, ERR_IO, "%s is not a dojo backup (its manifest has no header)",
                              x->path);
             else if (json_integer_value(version) != BACKUP_FORMAT_VERSION)
-                rc = err_set(e, ERR_INVALID_ARGUMENT,
-                             "%s is a backup of format version %lld; this dojo reads version %d",
-                             x->path, (long long)json_integer_value(version),
-                             BACKUP_FORMAT_VERSION);
+                rc =
+                    err_set(e, ERR_INVALID_ARGUMENT,
+                            "%s is a backup of format version %lld; this dojo reads version %d",
+                            x->path, (long long)json_integer_value(version), BACKUP_FORMAT_VERSION);
             members = rc == 0 ? (int64_t)json_integer_value(count) : -1;
             const char *fields[] = {"createdAt", "dojoVersion", "schemaVersion", "commitTs"};
             char *outs[] = {info->created_at, info->dojo_version, info->schema_version,
@@ -500,8 +499,7 @@ static int check_manifest_sum(extract_state *x, uint64_t size, err_t *e)
     char want[MANIFEST_SUM_BYTES_MAX];
     snprintf(want, sizeof want, "%s  %s\n", x->manifest_sha, BACKUP_MANIFEST_MEMBER);
     if (strcmp(want, text) != 0)
-        return err_set(e, ERR_IO,
-                       "the backup is damaged: %s does not match its checksum in %s",
+        return err_set(e, ERR_IO, "the backup is damaged: %s does not match its checksum in %s",
                        BACKUP_MANIFEST_MEMBER, BACKUP_MANIFEST_SUM_MEMBER);
     return 0;
 }
@@ -537,7 +535,8 @@ static int extract_members(extract_state *x, const char *db_out, err_t *e)
             rc = take_member(x, name, size, x->files_out ? out : NULL, sha, e);
             x->files++;
         } else if (stage == IN_FILES && strcmp(name, BACKUP_MANIFEST_MEMBER) == 0) {
-            if (size > (uint64_t)(LIMIT_BACKUP_FILES_MAX + 2) * LIMIT_BACKUP_MANIFEST_LINE_BYTES_MAX)
+            if (size >
+                (uint64_t)(LIMIT_BACKUP_FILES_MAX + 2) * LIMIT_BACKUP_MANIFEST_LINE_BYTES_MAX)
                 return err_set(e, ERR_IO, "the backup is damaged: its manifest is %llu bytes",
                                (unsigned long long)size);
             rc = take_member(x, name, size, x->manifest_tmp, x->manifest_sha, e);

@@ -22,8 +22,8 @@
  * its name (and the directory fsynced): a backup is complete or absent,
  * even when the process is killed half-way (archive.h). The database copy
  * is made first into "<FILE>.db.partial" beside it, removed as soon as it
- * is in the archive (and by the next backup, should a kill leave it). backup_extract refuses an archive whose structure,
- * any member's bytes or size, or the manifest itself does not match.
+ * is in the archive (and by the next backup, should a kill leave it). backup_extract refuses an
+ * archive whose structure, any member's bytes or size, or the manifest itself does not match.
  * Thread: any thread (the scheduler's backup thread, a CLI's main thread).
  */
 #ifndef DOJO_BACKUP_BACKUP_H

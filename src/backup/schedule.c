@@ -54,8 +54,8 @@ static void backup_name(uint64_t now_ms, char out[BACKUP_SCHEDULE_NAME_BYTES + 1
     gmtime_r(&s, &tm);
     char stamp[32];
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
-    snprintf(out, BACKUP_SCHEDULE_NAME_BYTES + 1, "%s%.15s.%03uZ%s", BACKUP_SCHEDULE_PREFIX,
-             stamp, (unsigned)(now_ms % 1000), BACKUP_SCHEDULE_SUFFIX);
+    snprintf(out, BACKUP_SCHEDULE_NAME_BYTES + 1, "%s%.15s.%03uZ%s", BACKUP_SCHEDULE_PREFIX, stamp,
+             (unsigned)(now_ms % 1000), BACKUP_SCHEDULE_SUFFIX);
 }
 
 /* The time a scheduled backup's name gives (ms), or 0 when it is not one. */
@@ -196,8 +196,8 @@ static void remove_leftovers(const char *dir)
         char base[BACKUP_SCHEDULE_NAME_BYTES + 1];
         snprintf(base, sizeof base, "%.*s", BACKUP_SCHEDULE_NAME_BYTES, de->d_name);
         const char *rest = de->d_name + BACKUP_SCHEDULE_NAME_BYTES;
-        if (!backup_schedule_name_ok(base) ||
-            (strcmp(rest, BACKUP_PARTIAL_SUFFIX) != 0 && strcmp(rest, ".db" BACKUP_PARTIAL_SUFFIX) != 0))
+        if (!backup_schedule_name_ok(base) || (strcmp(rest, BACKUP_PARTIAL_SUFFIX) != 0 &&
+                                               strcmp(rest, ".db" BACKUP_PARTIAL_SUFFIX) != 0))
             continue;
         char path[BACKUP_PATH_BYTES_MAX * 2];
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
@@ -272,8 +272,8 @@ static void on_outcome(uv_async_t *h)
     if (!fresh) return;
     if (o.ok)
         log_info("backup: wrote %s (%llu bytes, %lld files) in %llu ms; removed %d older", o.path,
-                 (unsigned long long)o.bytes, (long long)o.files,
-                 (unsigned long long)o.duration_ms, o.pruned);
+                 (unsigned long long)o.bytes, (long long)o.files, (unsigned long long)o.duration_ms,
+                 o.pruned);
     else
         log_error("backup: %s failed: %s", o.path, o.error);
     if (s->done) s->done(s->data, &o);

@@ -94,8 +94,9 @@ int cmd_backup(int argc, char **argv)
         return 2;
     }
     if (names_database(file, path)) {
-        cli_error("backup", "%s is the database itself (or one of its files): back up to another "
-                            "file",
+        cli_error("backup",
+                  "%s is the database itself (or one of its files): back up to another "
+                  "file",
                   file);
         return 2;
     }

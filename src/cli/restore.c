@@ -169,12 +169,9 @@ static int put_in_place(const char *db_tmp, const char *path, const char *files_
 int cmd_restore(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"replace", no_argument, NULL, 'r'},
-        {"check", no_argument, NULL, 'c'},
-        {"files-dir", required_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'}, {"replace", no_argument, NULL, 'r'},
+        {"check", no_argument, NULL, 'c'},    {"files-dir", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},     {NULL, 0, NULL, 0},
     };
     const char *db_opt = NULL, *files_opt = NULL;
     bool replace = false, check_only = false;
