@@ -10,6 +10,7 @@
  */
 #include "backup/archive.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -100,10 +101,13 @@ static void hash_end(EVP_MD_CTX *h, char out[ARCHIVE_SHA256_HEX_BYTES])
 
 /* --- headers ------------------------------------------------------------------ */
 
+/* width - 1 octal digits, zero-padded, and a NUL; v must fit. */
 static void put_octal(unsigned char *field, size_t width, uint64_t v)
 {
-    /* width - 1 digits and a NUL. */
-    snprintf((char *)field, width, "%0*llo", (int)width - 1, (unsigned long long)v);
+    field[width - 1] = '\0';
+    for (size_t i = width - 1; i > 0; i--, v >>= 3)
+        field[i - 1] = (unsigned char)('0' + (v & 7));
+    assert(v == 0);
 }
 
 static unsigned header_checksum(const unsigned char *h)

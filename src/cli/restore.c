@@ -57,7 +57,7 @@ static int check_database(const char *db_path, verify_report *report, err_t *e)
 {
     int rc = sqlite_snapshot_integrity(db_path, e);
     if (rc) return rc;
-    char url[PATH_MAX + 16];
+    char url[PATH_MAX + 128];
     snprintf(url, sizeof url, "sqlite:%s", db_path);
     store *st = NULL;
     store_conn *conn = NULL;
