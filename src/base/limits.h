@@ -93,4 +93,12 @@
 #define LIMIT_BACKUP_MANIFEST_LINE_BYTES_MAX 1024     /* one line of MANIFEST.jsonl */
 #define LIMIT_BACKUP_SNAPSHOT_STEP_PAGES 1024         /* pages copied between cancel checks */
 
+/* Dashboard Overview queries (app/overview.c): rows one chart query reads,
+ * newest first (past it the chart covers only the newest rows and says from
+ * when), the window it may ask for, and queued or processing runs counted
+ * (past it: "at least"). */
+#define LIMIT_DASHBOARD_CHART_ROWS_MAX 2000
+#define LIMIT_DASHBOARD_CHART_WINDOW_MS_MAX (92.0 * 24 * 3600 * 1000)
+#define LIMIT_DASHBOARD_QUEUE_ROWS_MAX 1000
+
 #endif
