@@ -81,6 +81,8 @@
 #define LIMIT_JWKS_BYTES_MAX (1u * 1024 * 1024)
 #define LIMIT_JWKS_KEYS_MAX 64
 #define LIMIT_ADMIN_KEY_BYTES_MAX 256
+/* iss + "|" + sub, both from a token of at most LIMIT_JWT_BYTES_MAX. */
+#define LIMIT_TOKEN_IDENTIFIER_BYTES_MAX LIMIT_JWT_BYTES_MAX
 
 /* Backups (backup/, `dojo backup`, `dojo restore`, `dojo serve --backup-*`) */
 #define LIMIT_BACKUP_INTERVAL_S_MIN 1                 /* --backup-every */

@@ -129,10 +129,8 @@ static int export_table(store_conn *conn, const schema_table *t, export_out *o, 
         }
         size_t n = json_array_size(rows);
         if (rc == 0 && n > 0) {
-            json_t *last = json_array_get(rows, n - 1);
             json_decref(after);
-            after = json_pack("[O,O]", json_object_get(last, "_creationTime"),
-                              json_object_get(last, "_id"));
+            after = store_scan_resume_after(rows);
             if (!after) rc = err_set(e, ERR_NOMEM, "out of memory");
         }
         json_decref(rows);

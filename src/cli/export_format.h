@@ -29,6 +29,7 @@
 #define EXPORT_FORMAT_VERSION 1
 #define EXPORT_LINE_BYTES_MAX (16u * 1024 * 1024) /* one line, without its newline */
 #define EXPORT_TABLES_MAX 255                     /* table numbers are 1..255 */
+#define EXPORT_TIME_MS_MAX 8.64e15                /* the latest JavaScript date, in ms */
 #define EXPORT_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(17))
 
 typedef struct export_header {

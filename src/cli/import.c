@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 #include "app/app.h"
 #include "app/verify.h"
 #include "base/clock.h"
+#include "base/jread.h"
 #include "cli/cli.h"
 #include "cli/export_format.h"
 #include "engine/ctx.h"
@@ -123,17 +125,18 @@ static int prepare_target(import_state *im, err_t *e)
  * the deployment variables the app interprets (as `dojo env set` checks). */
 static int check_meaning(const schema_table *t, const json_t *doc, err_t *e)
 {
-    double ct = json_number_value(json_object_get(doc, "_creationTime"));
+    double ct = 0;
+    err_t why;
+    err_init(&why);
+    if (jr_number(doc, "document", "_creationTime", 0, 0, DBL_MAX, &ct, &why))
+        return err_set(e, ERR_INVALID_ARGUMENT, "%s", why.msg);
     if (ct > clock_now_ms() + IMPORT_CREATION_AHEAD_MS_MAX)
         return err_set(e, ERR_INVALID_ARGUMENT,
                        "document %s: _creationTime %.0f is more than a day ahead of this "
                        "machine's clock",
-                       json_string_value(json_object_get(doc, "_id")), ct);
-    if (strcmp(t->name, SYSTEM_TABLE_ENV) == 0) {
-        const char *name = json_string_value(json_object_get(doc, "name"));
-        const char *value = json_string_value(json_object_get(doc, "value"));
-        return app_env_check(name ? name : "", value ? value : "", e);
-    }
+                       jr_string_or(doc, "_id", "?"), ct);
+    if (strcmp(t->name, SYSTEM_TABLE_ENV) == 0)
+        return app_env_check(jr_string_or(doc, "name", ""), jr_string_or(doc, "value", ""), e);
     return 0;
 }
 
@@ -159,7 +162,8 @@ static int insert_lines(import_state *im, export_reader *r, const export_header 
             err_clear(&le);
             return rc;
         }
-        double ct = json_number_value(json_object_get(doc, "_creationTime"));
+        double ct = 0;
+        jr_number(doc, "document", "_creationTime", 0, 0, DBL_MAX, &ct, &le);
         if (ct > im->max_creation_ms) im->max_creation_ms = ct;
         im->found[ti]++;
         im->total++;
@@ -202,7 +206,7 @@ static int check_references_of(import_state *im, const schema_table *t, err_t *e
         {
             for (int f = 0; rc == 0 && f < doc->n_fields; f++) {
                 const v_field *field = &doc->fields[f];
-                const char *ref = json_string_value(json_object_get(row, field->name));
+                const char *ref = jr_string_or(row, field->name, NULL);
                 if (field->type->kind != V_ID || !ref) continue;
                 const schema_table *target = schema_table_by_name(im->s, field->type->table);
                 json_t *found = NULL;
@@ -210,18 +214,15 @@ static int check_references_of(import_state *im, const schema_table *t, err_t *e
                 if (rc == 0 && !found) im->n_reference_problems++;
                 if (rc == 0 && !found)
                     problem(im, "%s %s: %s %s names a %s document that is not in the file", t->name,
-                            json_string_value(json_object_get(row, "_id")), field->name, ref,
-                            field->type->table);
+                            jr_string_or(row, "_id", "?"), field->name, ref, field->type->table);
                 json_decref(found);
             }
             if (rc) break;
         }
         size_t n = json_array_size(rows);
         if (rc == 0 && n > 0) {
-            json_t *last = json_array_get(rows, n - 1);
             json_decref(after);
-            after = json_pack("[O,O]", json_object_get(last, "_creationTime"),
-                              json_object_get(last, "_id"));
+            after = store_scan_resume_after(rows);
         }
         json_decref(rows);
         if (rc || n < IMPORT_PAGE_ROWS) break;
@@ -242,9 +243,8 @@ static int check_ledger(import_state *im, err_t *e)
     if (rc) {
         err_move(e, &x.err);
     } else {
-        size_t i;
-        json_t *v;
-        json_array_foreach(report.violations, i, v) problem(im, "%s", json_string_value(v));
+        for (size_t i = 0; i < json_array_size(report.violations); i++)
+            problem(im, "%s", jr_item_string_or(report.violations, i, "?"));
         /* app_verify keeps VERIFY_VIOLATIONS_MAX messages and counts the rest. */
         im->n_problems += report.violation_count - (int64_t)json_array_size(report.violations);
         verify_report_free(&report);
@@ -419,9 +419,8 @@ int cmd_import(int argc, char **argv)
     store_close(st);
     export_reader_free(&r);
     if (f != stdin) fclose(f);
-    size_t i;
-    json_t *p;
-    json_array_foreach(im.problems, i, p) fprintf(stderr, "problem: %s\n", json_string_value(p));
+    for (size_t i = 0; i < json_array_size(im.problems); i++)
+        fprintf(stderr, "problem: %s\n", jr_item_string_or(im.problems, i, "?"));
     if (im.n_problems > (int64_t)json_array_size(im.problems))
         fprintf(stderr, "… and %lld more problems\n",
                 (long long)(im.n_problems - (int64_t)json_array_size(im.problems)));

@@ -6,9 +6,9 @@
  */
 #include "engine/commit_order.h"
 
-#include <assert.h>
 #include <stdlib.h>
 
+#include "base/invariant.h"
 #include "engine/system_tables.h"
 
 struct commit_order_entry {
@@ -24,7 +24,7 @@ struct commit_order_entry {
 static commit_order_entry *entry_new(uint64_t ts, bool from_elsewhere, write_set *writes)
 {
     commit_order_entry *item = calloc(1, sizeof *item);
-    assert(item && "out of memory queueing a commit");
+    ASSERT(item && "out of memory queueing a commit");
     item->ts = ts;
     item->from_elsewhere = from_elsewhere;
     write_set_init(&item->writes);
@@ -118,7 +118,7 @@ void commit_order_local(commit_order *o, uint64_t ts, write_set *writes)
         queue_push(&o->order, item); /* covered by a resync: its notice is gone */
         return;
     }
-    assert((!o->local.tail || o->local.tail->ts < ts) && "local commits in timestamp order");
+    ASSERT((!o->local.tail || o->local.tail->ts < ts) && "local commits in timestamp order");
     queue_push(&o->local, item);
 }
 
@@ -168,7 +168,7 @@ commit_order_state commit_order_head(const commit_order *o)
 
 void commit_order_head_read(commit_order *o, uint64_t snapshot_ts)
 {
-    assert(commit_order_head(o) == COMMIT_ORDER_NEEDS_READ);
+    ASSERT(commit_order_head(o) == COMMIT_ORDER_NEEDS_READ);
     commit_order_entry *item = o->order.head;
     item->read = true;
     if (item->ts_unknown && snapshot_ts > item->ts) item->ts = snapshot_ts;
@@ -186,7 +186,7 @@ static void take(commit_order_entry *item, uint64_t *ts, write_set *writes, bool
 
 void commit_order_pop(commit_order *o, uint64_t *ts, write_set *writes, bool *from_elsewhere)
 {
-    assert(commit_order_head(o) == COMMIT_ORDER_READY);
+    ASSERT(commit_order_head(o) == COMMIT_ORDER_READY);
     take(queue_pop(&o->order), ts, writes, from_elsewhere);
 }
 

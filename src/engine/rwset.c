@@ -4,12 +4,12 @@
  */
 #include "engine/rwset.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/err.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 
 void read_set_init(read_set *rs)
@@ -125,7 +125,7 @@ bool write_set_covers_table(const write_set *ws, const schema_table *t)
 
 int write_set_add_table(write_set *ws, const schema_table *t)
 {
-    assert(t);
+    ASSERT(t);
     if (write_set_covers_table(ws, t)) return 0;
     if (ws->n_whole_tables == ws->cap_whole_tables) {
         int cap = ws->cap_whole_tables ? ws->cap_whole_tables * 2 : 4;
@@ -172,7 +172,7 @@ void write_set_copy(write_set *dst, const write_set *src)
 
 void write_set_truncate(write_set *ws, int n)
 {
-    assert(n >= 0 && n <= ws->n_recs);
+    ASSERT(n >= 0 && n <= ws->n_recs);
     for (int i = n; i < ws->n_recs; i++)
         write_rec_free(&ws->recs[i]);
     ws->n_recs = n;

@@ -9,11 +9,11 @@
  */
 #include "engine/subs.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/invariant.h"
 #include "base/log.h"
 
 #define SUBS_BUCKETS 4096 /* power of two */
@@ -329,7 +329,7 @@ static void on_run_done(call *c)
 
 static void start_run(subs *s, sub_query *q)
 {
-    assert(!q->running);
+    ASSERT(!q->running);
     call *c = call_new();
     c->fn = q->fn;
     c->args = json_deep_copy(q->args);

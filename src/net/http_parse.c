@@ -10,7 +10,6 @@
  */
 #include "net/http_conn.h"
 
-#include <assert.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/invariant.h"
 
 #define HTTP_HEAD_BYTES_MIN 256
 #define HTTP_BODY_BYTES_MIN 1024
@@ -115,7 +115,7 @@ static int head_end_string(http_conn *c, http_msg *m)
 static int on_message_begin(http_parser *p)
 {
     http_conn *c = p->data;
-    assert(c->parsing == NULL);
+    ASSERT(c->parsing == NULL);
     http_msg *m = http_msg_new(c);
     if (!m) return reject_nomem(c);
     c->parsing = m;
@@ -173,7 +173,7 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     http_msg *m = c->parsing;
     if (m->headers_done) return on_trailer(c, m, n);
     if (m->last_cb != HTTP_FIELD_VALUE) {
-        assert(m->last_cb == HTTP_FIELD_NAME && m->n_fields > 0);
+        ASSERT(m->last_cb == HTTP_FIELD_NAME && m->n_fields > 0);
         if (head_end_string(c, m) != 0) return -1; /* the name */
         m->field_off[m->n_fields - 1][1] = (uint32_t)m->head_len;
         m->last_cb = HTTP_FIELD_VALUE;
@@ -268,7 +268,7 @@ static int on_body(http_parser *p, const char *at, size_t n)
 static int on_message_complete(http_parser *p)
 {
     http_conn *c = p->data;
-    assert(c->parsing && c->parsing->headers_done);
+    ASSERT(c->parsing && c->parsing->headers_done);
     c->event = HTTP_PARSE_MESSAGE;
     http_parser_pause(p, 1);
     return 0;

@@ -11,7 +11,6 @@
 #include "net/http.h"
 #include "net/http_conn.h"
 
-#include <assert.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +24,7 @@
 #endif
 
 #include "base/clock.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 #include "base/log.h"
 
@@ -75,16 +75,16 @@ static void server_maybe_done(http_server *s);
 
 void http_conn_ref(http_conn *c)
 {
-    assert(c->refs > 0);
+    ASSERT(c->refs > 0);
     c->refs++;
 }
 
 void http_conn_unref(http_conn *c)
 {
-    assert(c->refs > 0);
+    ASSERT(c->refs > 0);
     if (--c->refs > 0) return;
-    assert(c->handles_open == 0 && c->parsing == NULL && c->queue_head == NULL);
-    assert(c->writes_in_flight == 0 && c->write_queue_bytes == 0);
+    ASSERT(c->handles_open == 0 && c->parsing == NULL && c->queue_head == NULL);
+    ASSERT(c->writes_in_flight == 0 && c->write_queue_bytes == 0);
     free(c->stash);
     free(c);
 }
@@ -109,7 +109,7 @@ static void conn_detach(http_conn *c)
 
 static void conn_handle_closed(http_conn *c)
 {
-    assert(c->handles_open > 0);
+    ASSERT(c->handles_open > 0);
     if (--c->handles_open > 0) return;
     conn_detach(c);
     http_conn_unref(c); /* the reference of the open handles */
@@ -131,7 +131,7 @@ static void on_timer_closed(uv_handle_t *h)
 static http_msg *queue_pop(http_conn *c)
 {
     http_msg *m = c->queue_head;
-    assert(m && c->queue_len > 0);
+    ASSERT(m && c->queue_len > 0);
     c->queue_head = m->next;
     if (!c->queue_head) c->queue_tail = NULL;
     m->next = NULL;
@@ -141,7 +141,7 @@ static http_msg *queue_pop(http_conn *c)
 
 static void queue_push(http_conn *c, http_msg *m)
 {
-    assert(c->queue_len < LIMIT_HTTP_PIPELINE_REQUESTS_MAX);
+    ASSERT(c->queue_len < LIMIT_HTTP_PIPELINE_REQUESTS_MAX);
     m->next = NULL;
     if (c->queue_tail)
         c->queue_tail->next = m;
@@ -262,7 +262,7 @@ static void write_timer_arm(http_conn *c)
 static void on_write_timer(uv_timer_t *t)
 {
     http_conn *c = t->data;
-    assert(!c->closing && c->writes_in_flight > 0);
+    ASSERT(!c->closing && c->writes_in_flight > 0);
     if (conn_bytes_sent(c) > c->write_sent_mark) {
         write_timer_arm(c);
         return;
@@ -276,7 +276,7 @@ static void on_written(uv_write_t *w, int status)
 {
     http_out *out = w->data;
     http_conn *c = out->conn;
-    assert(c->writes_in_flight > 0 && c->write_queue_bytes >= out->write_bytes);
+    ASSERT(c->writes_in_flight > 0 && c->write_queue_bytes >= out->write_bytes);
     c->write_queue_bytes -= out->write_bytes;
     free(out);
     c->writes_in_flight--;
@@ -371,7 +371,7 @@ static size_t head_append(char *dst, size_t cap, size_t len, const char *fmt, ..
     va_start(ap, fmt);
     int n = vsnprintf(dst + len, cap - len, fmt, ap);
     va_end(ap);
-    assert(n >= 0 && (size_t)n < cap - len);
+    ASSERT(n >= 0 && (size_t)n < cap - len);
     return len + (size_t)n;
 }
 
@@ -381,7 +381,7 @@ static int msg_set_response(http_msg *m, int status, const http_header *headers,
                             const char *body, size_t body_len)
 {
     http_conn *c = m->req.conn;
-    assert(c->server && m->out == NULL);
+    ASSERT(c->server && m->out == NULL);
     bool bodiless = (status >= 100 && status < 200) || status == 204 || status == 304;
     size_t send_bytes = (bodiless || m->is_head) ? 0 : body_len;
     const char *text = http_status_text(status);
@@ -489,14 +489,14 @@ void http_conn_headers_done(http_conn *c, http_msg *m)
 static void conn_dispatch(http_conn *c, http_msg *m)
 {
     http_server *s = c->server;
-    assert(s && m->state != HTTP_MSG_DISPATCHED);
+    ASSERT(s && m->state != HTTP_MSG_DISPATCHED);
     m->state = HTTP_MSG_DISPATCHED;
     s->cb(s->ctx, &m->req); /* may answer, close or take over before returning */
 }
 
 void http_conn_message_done(http_conn *c, http_msg *m)
 {
-    assert(m->state == HTTP_MSG_PARSING && m->headers_done);
+    ASSERT(m->state == HTTP_MSG_PARSING && m->headers_done);
     timer_stop(c);
     queue_push(c, m);
     if (!m->req.keep_alive || m->req.upgrade) c->stop_parsing = true;
@@ -554,7 +554,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void conn_linger(http_conn *c)
 {
     if (c->closing) return;
-    assert(!c->lingering && c->queue_head == NULL);
+    ASSERT(!c->lingering && c->queue_head == NULL);
     c->lingering = true;
     c->stop_parsing = true;
     http_msg_free(c->parsing);
@@ -607,7 +607,7 @@ static void conn_resume(http_conn *c)
     if (c->stash_len == 0 || !http_conn_can_parse(c)) return;
     size_t used = http_conn_parse(c, c->stash, c->stash_len);
     if (c->closing) return;
-    assert(used <= c->stash_len);
+    ASSERT(used <= c->stash_len);
     memmove(c->stash, c->stash + used, c->stash_len - used);
     c->stash_len -= used;
 }
@@ -642,7 +642,7 @@ static void conn_update_reading(http_conn *c)
 static void conn_settle(http_conn *c)
 {
     if (c->closing) return;
-    assert(c->writes_in_flight > 0 || c->write_queue_bytes == 0);
+    ASSERT(c->writes_in_flight > 0 || c->write_queue_bytes == 0);
     http_server *s = c->server;
     bool quiet = c->queue_head == NULL && c->writes_in_flight == 0;
     if (quiet && !c->lingering && (c->eof || (s && s->shutting_down))) {
@@ -683,7 +683,7 @@ static void conn_pump(http_conn *c)
 
 static int conn_stash(http_conn *c, const char *data, size_t len)
 {
-    assert(c->stash_len + len <= HTTP_READ_BYTES_MAX);
+    ASSERT(c->stash_len + len <= HTTP_READ_BYTES_MAX);
     if (c->stash_len + len > c->stash_cap) {
         char *stash = realloc(c->stash, c->stash_len + len);
         if (!stash) return ERR_NOMEM;
@@ -726,7 +726,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->lingering) return; /* drained */
-    assert(c->stash_len == 0);
+    ASSERT(c->stash_len == 0);
     http_conn_ref(c);
     c->busy = true;
     size_t used = http_conn_parse(c, buf->base, (size_t)nread);
@@ -889,7 +889,7 @@ static int server_listen(http_server *s, err_t *e)
 int http_server_start(uv_loop_t *loop, const http_server_config *cfg, http_request_cb cb, void *ctx,
                       http_server **out, err_t *e)
 {
-    assert(loop && cfg && cb && out);
+    ASSERT(loop && cfg && cb && out);
     *out = NULL;
     if (!cfg->host || cfg->port < 0 || cfg->port > 65535) {
         return err_set(e, ERR_INVALID_ARGUMENT, "The HTTP server needs a host and a port 0-65535");
@@ -926,7 +926,7 @@ int http_server_connections(const http_server *s)
 
 void http_server_set_write_timeout_for_test(http_server *s, uint64_t ms)
 {
-    assert(ms > 0);
+    ASSERT(ms > 0);
     s->write_timeout_ms = ms;
 }
 
@@ -965,7 +965,7 @@ static void on_grace_expired(uv_timer_t *t)
 
 void http_server_shutdown(http_server *s, void (*done)(void *data), void *data)
 {
-    assert(!s->shutting_down);
+    ASSERT(!s->shutting_down);
     s->shutting_down = true;
     s->done = done;
     s->done_data = data;
@@ -989,12 +989,12 @@ void http_respond(http_request *req, int status, const http_header *headers, int
 {
     http_msg *m = (http_msg *)req;
     http_conn *c = req->conn;
-    assert(m->state == HTTP_MSG_DISPATCHED);
+    ASSERT(m->state == HTTP_MSG_DISPATCHED);
     if (m->orphan) { /* the client is gone */
         http_msg_free(m);
         return;
     }
-    assert(!c->closing && !c->lingering);
+    ASSERT(!c->closing && !c->lingering);
     if (msg_set_response(m, status, headers, n_headers, body, body_len) != ERR_OK) {
         log_error("http: out of memory answering %s", c->remote_addr);
         conn_close(c); /* makes m an orphan */
@@ -1038,7 +1038,7 @@ int http_take_over(http_request *req, const char *response_head, uv_tcp_t **stre
 {
     http_msg *m = (http_msg *)req;
     http_conn *c = req->conn;
-    assert(m->state == HTTP_MSG_DISPATCHED && req->upgrade);
+    ASSERT(m->state == HTTP_MSG_DISPATCHED && req->upgrade);
     *stream_out = NULL;
     *leftover = NULL;
     *leftover_len = 0;
@@ -1047,7 +1047,7 @@ int http_take_over(http_request *req, const char *response_head, uv_tcp_t **stre
         return ERR_IO;
     }
     /* Held until it reached the head and nothing is parsed after an upgrade. */
-    assert(c->queue_head == m && m->next == NULL && !c->closing && !c->lingering);
+    ASSERT(c->queue_head == m && m->next == NULL && !c->closing && !c->lingering);
     http_out *out = out_new_raw(response_head);
     if (!out || conn_write(c, (uv_stream_t *)c->tcp, out, NULL) != 0) {
         conn_close(c); /* makes m an orphan */

@@ -7,7 +7,6 @@
  */
 #include "net/ws.h"
 
-#include <assert.h>
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +15,10 @@
 
 #include "base/b64.h"
 #include "base/clock.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 #include "base/log.h"
+#include "net/ws_frame.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_READ_CHUNK_BYTES (64 * 1024)
@@ -32,7 +33,8 @@ struct ws_conn {
     wslay_event_context_ptr ctx;
     ws_callbacks cb;
     void *data;
-    char *in; /* received, not yet consumed by wslay */
+    ws_frame_scan scan; /* frame headers checked as they arrive */
+    char *in;           /* received, not yet consumed by wslay */
     size_t in_len, in_off, in_cap;
     size_t pending_write_bytes;
     uint64_t last_receive_ms;
@@ -114,7 +116,7 @@ static void on_written(uv_write_t *req, int status)
 {
     ws_write *w = (ws_write *)req;
     ws_conn *c = w->conn;
-    assert(c->pending_write_bytes >= w->len && ws_total_pending_bytes >= w->len);
+    ASSERT(c->pending_write_bytes >= w->len && ws_total_pending_bytes >= w->len);
     c->pending_write_bytes -= w->len;
     ws_total_pending_bytes -= w->len;
     free(w);
@@ -220,6 +222,18 @@ static void feed(ws_conn *c, const char *bytes, size_t n)
     c->last_receive_ms = clock_mono_ms();
     /* After a close frame (ours or a refused message) the rest is discarded. */
     if (c->draining || !wslay_event_get_read_enabled(c->ctx)) return;
+    ws_frame_verdict v =
+        ws_frame_scan_feed(&c->scan, (const uint8_t *)bytes, n, LIMIT_WS_FRAME_BYTES_MAX);
+    if (v != WS_FRAME_OK) {
+        /* Refused as soon as its header is complete: a frame announcing more
+         * than the bound is never waited for. */
+        static const char too_big[] = "frame larger than 16 MiB", bad[] = "malformed frame";
+        bool big = v == WS_FRAME_TOO_BIG;
+        log_info("websocket: %s; closing", big ? too_big : bad);
+        ws_close(c, big ? WSLAY_CODE_MESSAGE_TOO_BIG : WSLAY_CODE_PROTOCOL_ERROR,
+                 big ? too_big : bad);
+        return;
+    }
     if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
     if (c->in_len + n > c->in_cap) {
         size_t cap = c->in_cap ? c->in_cap : WS_READ_CHUNK_BYTES;

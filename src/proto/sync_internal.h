@@ -30,6 +30,10 @@
 /* Arguments, paths and journals a session's query set may hold. */
 #define SYNC_QUERY_SET_BYTES_MAX (16u * 1024 * 1024)
 #define SYNC_JOURNAL_BYTES_MAX 4096 /* a pinned page end: an encoded cursor */
+/* A request id is a JavaScript counter: exact up to 2^53. */
+#define SYNC_REQUEST_ID_MAX 9007199254740992ll
+/* clientTs is a JavaScript Date in ms: at most 8.64e15 either side of 1970. */
+#define SYNC_CLIENT_TS_MS_MAX 8.64e15
 /* Removes and Adds of one ModifyQuerySet: a whole query set twice over. */
 #define SYNC_MODIFICATIONS_PER_MESSAGE_MAX                                                         \
     (2 * (LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX + SYNC_REFUSED_ADDS_MAX))
