@@ -224,7 +224,8 @@ static int overview_queue(ctx *c, const json_t *args, json_t **result)
 static const validator since_ms = {.kind = V_NUMBER, .has_min = true, .min = 0};
 static const validator bucket_ms =
     V_INTEGER_RANGE_INIT(OVERVIEW_BUCKET_MS_MIN, OVERVIEW_BUCKET_MS_MAX);
-static const v_field runs_fields[] = {{"sinceMs", &since_ms, false}, {"bucketMs", &bucket_ms, false}};
+static const v_field runs_fields[] = {{"sinceMs", &since_ms, false},
+                                      {"bucketMs", &bucket_ms, false}};
 static const validator runs_args = V_OBJECT_INIT(runs_fields);
 static const v_field credits_fields[] = {{"sinceMs", &since_ms, false}};
 static const validator credits_args = V_OBJECT_INIT(credits_fields);

@@ -19,6 +19,7 @@
  */
 #include "backup/backup.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,17 +35,29 @@
 
 #include "backup/archive.h"
 #include "base/clock.h"
+#include "base/jread.h"
 #include "base/limits.h"
 #include "store/sqlite_snapshot.h"
 
 #define MANIFEST_SUM_BYTES_MAX 256 /* "<64 hex>  MANIFEST.jsonl\n" */
 #define MANIFEST_DUMP_FLAGS (JSON_COMPACT | JSON_SORT_KEYS)
 
+/* The same rule as the directory file store (api.md §9): DIR/files/ beside
+ * DIR/dojo.db, DIR/<stem>.files/ beside any other DIR/<stem>.<ext>, so two
+ * databases in one directory never share their files. */
 void backup_files_dir(const char *db_path, char *out, size_t out_bytes)
 {
     char copy[BACKUP_PATH_BYTES_MAX];
     snprintf(copy, sizeof copy, "%s", db_path);
-    snprintf(out, out_bytes, "%s/%s", dirname(copy), BACKUP_FILES_DIR_NAME);
+    const char *dir = dirname(copy);
+    const char *name = strrchr(db_path, '/');
+    name = name ? name + 1 : db_path;
+    const char *dot = strrchr(name, '.');
+    int stem = dot && dot != name ? (int)(dot - name) : (int)strlen(name);
+    if (strcmp(name, "dojo.db") == 0)
+        snprintf(out, out_bytes, "%s/%s", dir, BACKUP_FILES_DIR_NAME);
+    else
+        snprintf(out, out_bytes, "%s/%.*s.%s", dir, stem, name, BACKUP_FILES_DIR_NAME);
 }
 
 int backup_sync_parent(const char *path, err_t *e)
@@ -91,10 +104,13 @@ static bool safe_files_member(const char *name)
     }
 }
 
-static bool skipped_name(const char *name)
+/* Not part of the stored files: uploads being written (the store's tmp/
+ * at the top, dot files, ".partial"/".tmp" names). */
+static bool skipped_name(const char *name, int depth)
 {
     size_t len = strlen(name);
     if (name[0] == '.') return true;
+    if (depth == 0 && strcmp(name, BACKUP_FILES_TMP_DIR) == 0) return true;
     if (len >= 8 && strcmp(name + len - 8, ".partial") == 0) return true;
     return len >= 4 && strcmp(name + len - 4, ".tmp") == 0;
 }
@@ -158,7 +174,7 @@ static int add_tree(take_state *t, const char *dir, const char *rel, int depth, 
     int rc = 0;
     struct dirent *de;
     while (rc == 0 && (de = readdir(d)) != NULL) {
-        if (skipped_name(de->d_name)) continue;
+        if (skipped_name(de->d_name, depth)) continue;
         if (!safe_component(de->d_name, strlen(de->d_name))) {
             rc = err_set(e, ERR_INVALID_ARGUMENT,
                          "the files directory holds %s/%s, a name dojo does not write "
@@ -405,6 +421,7 @@ static int check_manifest(extract_state *x, backup_contents *info, err_t *e)
     char seen[LIMIT_BACKUP_NAME_BYTES_MAX + 128];
     int rc = 0;
     int64_t lines = 0, members = -1;
+    static_assert(LIMIT_BACKUP_FILES_MAX < INT32_MAX, "member counts fit");
     while (rc == 0 && fgets(line, sizeof line, m)) {
         size_t len = strlen(line);
         if (len == 0 || line[len - 1] != '\n') {
@@ -423,46 +440,50 @@ static int check_manifest(extract_state *x, backup_contents *info, err_t *e)
             break;
         }
         if (lines == 0) {
-            const char *format = json_string_value(json_object_get(obj, "format"));
-            json_t *version = json_object_get(obj, "version");
-            json_t *count = json_object_get(obj, "members");
-            if (!format || strcmp(format, BACKUP_FORMAT_NAME) != 0 || !json_is_integer(version) ||
-                !json_is_integer(count))
-                rc = err_set(e, ERR_IO, "%s is not a dojo backup (its manifest has no header)",
-                             x->path);
-            else if (json_integer_value(version) != BACKUP_FORMAT_VERSION)
-                rc =
-                    err_set(e, ERR_INVALID_ARGUMENT,
-                            "%s is a backup of format version %lld; this dojo reads version %d",
-                            x->path, (long long)json_integer_value(version), BACKUP_FORMAT_VERSION);
-            members = rc == 0 ? (int64_t)json_integer_value(count) : -1;
+            int64_t version = 0;
+            err_t why;
+            err_init(&why);
+            if (!jr_string_is(obj, "format", BACKUP_FORMAT_NAME) ||
+                jr_int(obj, "the manifest", "version", 0, 0, INT32_MAX, &version, &why) != 0 ||
+                jr_int(obj, "the manifest", "members", 0, 0, LIMIT_BACKUP_FILES_MAX + 1, &members,
+                       &why) != 0)
+                rc = err_set(e, ERR_IO, "%s is not a dojo backup (its manifest has no header%s%s)",
+                             x->path, why.msg[0] ? ": " : "", why.msg);
+            else if (version != BACKUP_FORMAT_VERSION)
+                rc = err_set(e, ERR_INVALID_ARGUMENT,
+                             "%s is a backup of format version %lld; this dojo reads version %d",
+                             x->path, (long long)version, BACKUP_FORMAT_VERSION);
+            err_clear(&why);
+            if (rc) members = -1;
             const char *fields[] = {"createdAt", "dojoVersion", "schemaVersion", "commitTs"};
             char *outs[] = {info->created_at, info->dojo_version, info->schema_version,
                             info->commit_ts};
             size_t sizes[] = {sizeof info->created_at, sizeof info->dojo_version,
                               sizeof info->schema_version, sizeof info->commit_ts};
-            for (int i = 0; i < 4; i++) {
-                const char *v = json_string_value(json_object_get(obj, fields[i]));
-                snprintf(outs[i], sizes[i], "%s", v ? v : "");
-            }
+            for (int i = 0; i < 4; i++)
+                snprintf(outs[i], sizes[i], "%s", jr_string_or(obj, fields[i], ""));
         } else {
-            const char *name = json_string_value(json_object_get(obj, "name"));
-            const char *sha = json_string_value(json_object_get(obj, "sha256"));
-            json_t *size = json_object_get(obj, "size");
+            const char *name = jr_string_or(obj, "name", "");
+            const char *sha = jr_string_or(obj, "sha256", "");
+            int64_t size = -1;
+            err_t why;
+            err_init(&why);
+            if (jr_int(obj, "a manifest line", "size", 0, 0, (int64_t)LIMIT_BACKUP_MEMBER_BYTES_MAX,
+                       &size, &why) != 0)
+                size = -1;
+            err_clear(&why);
             char want[sizeof seen];
-            snprintf(want, sizeof want, "%s %lld %s\n", sha ? sha : "",
-                     json_is_integer(size) ? (long long)json_integer_value(size) : -1LL,
-                     name ? name : "");
+            snprintf(want, sizeof want, "%s %lld %s\n", sha, (long long)size, name);
             if (!fgets(seen, sizeof seen, x->computed))
                 rc = err_set(e, ERR_IO,
                              "the backup is damaged: the manifest lists %s, which the archive "
                              "does not hold",
-                             name ? name : "a member");
+                             name[0] ? name : "a member");
             else if (strcmp(want, seen) != 0)
                 rc = err_set(e, ERR_IO,
                              "the backup is damaged: %s does not match its checksum in the "
                              "manifest (manifest: %.*s; archive: %.*s)",
-                             name ? name : "a member", (int)strlen(want) - 1, want,
+                             name[0] ? name : "a member", (int)strlen(want) - 1, want,
                              (int)strlen(seen) - 1, seen);
         }
         json_decref(obj);

@@ -9,7 +9,8 @@
  *   files/…          every file of the files directory beside the database
  *                    (api.md §9: content-addressed, written once and renamed
  *                    into place, so a file never changes under its name),
- *                    when that directory exists;
+ *                    when that directory exists, less its tmp/ (uploads in
+ *                    flight);
  *   MANIFEST.jsonl   a header line {"format":"dojo-backup","version":1,
  *                    "createdAt", "dojoVersion", "engine", "schemaVersion",
  *                    "commitTs", "files", "members"}, then one line
@@ -43,6 +44,7 @@
 #define BACKUP_FORMAT_VERSION 1
 #define BACKUP_PARTIAL_SUFFIX ".partial"
 #define BACKUP_FILES_DIR_NAME "files"
+#define BACKUP_FILES_TMP_DIR "tmp" /* the file store's uploads in flight: never backed up */
 #define BACKUP_PATH_BYTES_MAX 4096
 
 typedef struct backup_result {
@@ -52,8 +54,9 @@ typedef struct backup_result {
     char commit_ts[24];   /* commit timestamp of the copied state */
 } backup_result;
 
-/* The files directory of the SQLite database at db_path (api.md §9): the
- * directory "files" beside the database file (./.dojo/files/ for dojo dev). */
+/* The files directory of the SQLite database at db_path (api.md §9), as
+ * the directory file store names it: "files" beside a database named
+ * dojo.db (./.dojo/files/ for dojo dev), "<stem>.files" beside any other. */
 void backup_files_dir(const char *db_path, char *out, size_t out_bytes);
 
 /* Takes a backup of the database at db_path (and of files_dir when it

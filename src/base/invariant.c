@@ -15,7 +15,6 @@ void invariant_failed(const char *expr, const char *file, int line, const char *
     if (log_level() <= LOG_ERROR)
         log_error("assertion failed: %s (%s:%d, in %s); stopping", expr, file, line, func);
     else /* logging is off: this line is said anyway */
-        fprintf(stderr, "assertion failed: %s (%s:%d, in %s); stopping\n", expr, file, line,
-                func);
+        fprintf(stderr, "assertion failed: %s (%s:%d, in %s); stopping\n", expr, file, line, func);
     abort();
 }

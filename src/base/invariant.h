@@ -17,10 +17,11 @@
 #ifndef DOJO_BASE_INVARIANT_H
 #define DOJO_BASE_INVARIANT_H
 
-__attribute__((noreturn, cold)) void invariant_failed(const char *expr, const char *file,
-                                                      int line, const char *func);
+__attribute__((noreturn, cold)) void invariant_failed(const char *expr, const char *file, int line,
+                                                      const char *func);
 
 #define ASSERT(cond)                                                                               \
-    ((__builtin_expect(!!(cond), 1)) ? (void)0 : invariant_failed(#cond, __FILE__, __LINE__, __func__))
+    ((__builtin_expect(!!(cond), 1)) ? (void)0                                                     \
+                                     : invariant_failed(#cond, __FILE__, __LINE__, __func__))
 
 #endif

@@ -21,22 +21,28 @@
 static const char *type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "a value";
 }
 
 /* Handles absence and null; returns 1 when the value is to be read, 0 when
  * it is absent and allowed, or the error. */
-static int presence(const json_t *v, const char *name, unsigned flags, const char *wanted,
-                    err_t *e)
+static int presence(const json_t *v, const char *name, unsigned flags, const char *wanted, err_t *e)
 {
     if (!v) {
         if (flags & JR_OPTIONAL) return 0;
@@ -72,8 +78,8 @@ int jr_as_string(const json_t *v, const char *name, unsigned flags, size_t bytes
     if (strlen(s) != len)
         return err_set(e, ERR_INVALID_ARGUMENT, "%s must not contain U+0000", name);
     if (len > bytes_max)
-        return err_set(e, ERR_INVALID_ARGUMENT, "%s is too long: at most %zu bytes, not %zu",
-                       name, bytes_max, len);
+        return err_set(e, ERR_INVALID_ARGUMENT, "%s is too long: at most %zu bytes, not %zu", name,
+                       bytes_max, len);
     if (len == 0 && (flags & JR_NONEMPTY))
         return err_set(e, ERR_INVALID_ARGUMENT, "%s must not be empty", name);
     *out = s;
@@ -152,24 +158,23 @@ int jr_string(const json_t *obj, const char *where, const char *field, unsigned 
               size_t bytes_max, const char **out, err_t *e)
 {
     char name[JR_NAME_BYTES_MAX];
-    return jr_as_string(jr_field(obj, field), field_name(name, where, field), flags, bytes_max,
-                        out, e);
+    return jr_as_string(jr_field(obj, field), field_name(name, where, field), flags, bytes_max, out,
+                        e);
 }
 
 int jr_int(const json_t *obj, const char *where, const char *field, unsigned flags, int64_t min,
            int64_t max, int64_t *out, err_t *e)
 {
     char name[JR_NAME_BYTES_MAX];
-    return jr_as_int(jr_field(obj, field), field_name(name, where, field), flags, min, max, out,
-                     e);
+    return jr_as_int(jr_field(obj, field), field_name(name, where, field), flags, min, max, out, e);
 }
 
 int jr_number(const json_t *obj, const char *where, const char *field, unsigned flags, double min,
               double max, double *out, err_t *e)
 {
     char name[JR_NAME_BYTES_MAX];
-    return jr_as_number(jr_field(obj, field), field_name(name, where, field), flags, min, max,
-                        out, e);
+    return jr_as_number(jr_field(obj, field), field_name(name, where, field), flags, min, max, out,
+                        e);
 }
 
 int jr_bool(const json_t *obj, const char *where, const char *field, unsigned flags, bool *out,
@@ -204,8 +209,8 @@ int jr_array(const json_t *obj, const char *where, const char *field, unsigned f
     if (rc <= 0) return rc;
     if (!json_is_array(v)) return wrong_type(v, name, flags, "an array", e);
     if (json_array_size(v) > items_max)
-        return err_set(e, ERR_INVALID_ARGUMENT, "%s has too many items: at most %zu, not %zu",
-                       name, items_max, json_array_size(v));
+        return err_set(e, ERR_INVALID_ARGUMENT, "%s has too many items: at most %zu, not %zu", name,
+                       items_max, json_array_size(v));
     *out = v;
     return 0;
 }
@@ -254,8 +259,8 @@ static int hex_value(char c)
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-int jr_percent_decode(const char *in, size_t len, bool plus_is_space, char *out,
-                      size_t out_bytes, err_t *e)
+int jr_percent_decode(const char *in, size_t len, bool plus_is_space, char *out, size_t out_bytes,
+                      err_t *e)
 {
     ASSERT(out_bytes > 0);
     size_t o = 0;
@@ -318,8 +323,7 @@ int jr_query_string(const char *query, const char *name, unsigned flags, size_t 
     }
     if (!*value && (flags & JR_NONEMPTY)) {
         free(value);
-        return err_set(e, ERR_INVALID_ARGUMENT, "the query parameter `%s` must not be empty",
-                       name);
+        return err_set(e, ERR_INVALID_ARGUMENT, "the query parameter `%s` must not be empty", name);
     }
     *out = value;
     return 0;

@@ -98,8 +98,8 @@ const char *jr_item_name(char *name, const char *where, size_t i);
 /* Decodes %XX (and '+' as a space when plus_is_space) from in[0..len) into
  * out (out_bytes, NUL included). ERR_INVALID_ARGUMENT for a bad escape, a
  * decoded U+0000, or a result that does not fit. */
-int jr_percent_decode(const char *in, size_t len, bool plus_is_space, char *out,
-                      size_t out_bytes, err_t *e);
+int jr_percent_decode(const char *in, size_t len, bool plus_is_space, char *out, size_t out_bytes,
+                      err_t *e);
 /* The decoded value of parameter `name` (the first, when repeated), malloc'd
  * into *out (NULL when absent and JR_OPTIONAL); refused when it is not
  * valid percent-encoding or longer than bytes_max once decoded. */

@@ -17,20 +17,19 @@
 
 static void backup_usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: dojo backup FILE [--db URL] [--files-dir DIR]\n\n"
-            "Writes an online backup of a SQLite deployment to FILE (a new file): a\n"
-            "consistent copy of the database, taken while the server keeps running and\n"
-            "committing (writers are not held up), the files of the files directory beside\n"
-            "the database when there is one, and a manifest with the SHA-256 of each, so\n"
-            "that damage is found before a restore. FILE is a plain tar archive, written\n"
-            "under a temporary name and renamed when complete (a backup is complete or\n"
-            "absent), readable by its owner only (0600). Restore it with `dojo restore`.\n\n"
-            "For PostgreSQL (--db postgres://…) use PostgreSQL's tools (pg_dump,\n"
-            "pg_basebackup; docs/OPERATIONS.md), or `dojo export` for a portable snapshot.\n\n"
-            "  --db URL         the database (default $DOJO_DB, else sqlite:./.dojo/dojo.db)\n"
-            "  --files-dir DIR  the files directory (default: \"%s\" beside the database)\n",
-            BACKUP_FILES_DIR_NAME);
+    fprintf(out, "Usage: dojo backup FILE [--db URL] [--files-dir DIR]\n\n"
+                 "Writes an online backup of a SQLite deployment to FILE (a new file): a\n"
+                 "consistent copy of the database, taken while the server keeps running and\n"
+                 "committing (writers are not held up), the files of the files directory beside\n"
+                 "the database when there is one, and a manifest with the SHA-256 of each, so\n"
+                 "that damage is found before a restore. FILE is a plain tar archive, written\n"
+                 "under a temporary name and renamed when complete (a backup is complete or\n"
+                 "absent), readable by its owner only (0600). Restore it with `dojo restore`.\n\n"
+                 "For PostgreSQL (--db postgres://…) use PostgreSQL's tools (pg_dump,\n"
+                 "pg_basebackup; docs/OPERATIONS.md), or `dojo export` for a portable snapshot.\n\n"
+                 "  --db URL         the database (default $DOJO_DB, else sqlite:./.dojo/dojo.db)\n"
+                 "  --files-dir DIR  the files directory (default: as the server keeps it,\n"
+                 "                   \"files\" beside dojo.db, \"NAME.files\" beside NAME.db)\n");
 }
 
 /* Whether FILE would be the database itself, or one of its side files. */

@@ -25,6 +25,7 @@
 #include "app/verify.h"
 #include "backup/backup.h"
 #include "base/clock.h"
+#include "base/jread.h"
 #include "cli/cli.h"
 #include "engine/ctx.h"
 #include "store/sqlite_snapshot.h"
@@ -47,8 +48,8 @@ static void restore_usage(FILE *out)
             "                   sqlite:./.dojo/dojo.db); it must not exist unless --replace\n"
             "  --replace        replace an existing database (and its files directory)\n"
             "  --check          only check the backup; write nothing\n"
-            "  --files-dir DIR  the files directory (default: \"%s\" beside the database)\n",
-            BACKUP_FILES_DIR_NAME);
+            "  --files-dir DIR  the files directory (default: as the server keeps it,\n"
+            "                   \"files\" beside dojo.db, \"NAME.files\" beside NAME.db)\n");
 }
 
 /* The unpacked database: integrity, then the invariants. Prints what it
@@ -82,13 +83,9 @@ static int check_database(const char *db_path, verify_report *report, err_t *e)
 
 static void print_violations(const verify_report *r)
 {
-    size_t i;
-    json_t *v;
-    json_array_foreach(r->violations, i, v)
-    {
-        if (i >= RESTORE_PROBLEMS_SHOWN_MAX) break;
-        fprintf(stderr, "  violation: %s\n", json_string_value(v));
-    }
+    size_t n = json_array_size(r->violations);
+    for (size_t i = 0; i < n && i < RESTORE_PROBLEMS_SHOWN_MAX; i++)
+        fprintf(stderr, "  violation: %s\n", jr_item_string_or(r->violations, i, "?"));
     if (r->violation_count > RESTORE_PROBLEMS_SHOWN_MAX)
         fprintf(stderr, "  … and %lld more\n",
                 (long long)(r->violation_count - RESTORE_PROBLEMS_SHOWN_MAX));

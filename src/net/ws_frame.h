@@ -18,14 +18,14 @@
 
 typedef enum {
     WS_FRAME_OK = 0,
-    WS_FRAME_TOO_BIG = 1,   /* a frame longer than the bound: close 1009 */
-    WS_FRAME_PROTOCOL = 2,  /* a length with its top bit set, an unmasked client frame: 1002 */
+    WS_FRAME_TOO_BIG = 1,  /* a frame longer than the bound: close 1009 */
+    WS_FRAME_PROTOCOL = 2, /* a length with its top bit set, an unmasked client frame: 1002 */
 } ws_frame_verdict;
 
 typedef struct ws_frame_scan {
     uint8_t head[WS_FRAME_HEADER_BYTES_MAX];
-    unsigned head_len;      /* bytes of the current header seen */
-    uint64_t payload_left;  /* payload bytes of the current frame still to come */
+    unsigned head_len;        /* bytes of the current header seen */
+    uint64_t payload_left;    /* payload bytes of the current frame still to come */
     ws_frame_verdict verdict; /* once not OK, it stays */
 } ws_frame_scan;
 

@@ -70,7 +70,8 @@ static int count_rows(const char *path)
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
     sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM blobs", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM blobs", -1, &st, NULL),
+                     SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     int n = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
@@ -110,7 +111,7 @@ static void the_copy_is_one_committed_state_while_commits_go_on(void **state)
     assert_true(info.pages > LIMIT_BACKUP_SNAPSHOT_STEP_PAGES * 2);
     int ts = atoi(info.commit_ts);
     assert_true(ts >= PREFILL_ROWS);
-    assert_true(ts < ws.next);               /* not the final state */
+    assert_true(ts < ws.next);              /* not the final state */
     assert_int_equal(count_rows(dest), ts); /* exactly the state it reports */
     assert_int_equal(sqlite_snapshot_integrity(dest, &e), 0);
     /* The destination may not exist. */
@@ -155,7 +156,8 @@ static void long_and_deep_file_names_round_trip(void **state)
     snprintf(db, sizeof db, "%s/dojo.db", dir);
     make_db(db);
     snprintf(files, sizeof files, "%s/files", dir);
-    snprintf(deep, sizeof deep, "%s/%s", files, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    snprintf(deep, sizeof deep, "%s/%s", files,
+             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
     assert_int_equal(mkdir(files, 0700), 0);
     assert_int_equal(mkdir(deep, 0700), 0);
     strcat(deep, "/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
@@ -167,6 +169,11 @@ static void long_and_deep_file_names_round_trip(void **state)
     write_file(leaf, "skipped: a dot file");
     snprintf(leaf, sizeof leaf, "%s/plain", files);
     write_file(leaf, "plain bytes");
+    /* The file store's uploads in flight are not part of a backup. */
+    snprintf(leaf, sizeof leaf, "%s/tmp", files);
+    assert_int_equal(mkdir(leaf, 0700), 0);
+    snprintf(leaf, sizeof leaf, "%s/tmp/sid.0123", files);
+    write_file(leaf, "an upload being written");
     snprintf(out, sizeof out, "%s/b.tar", dir);
     backup_result res;
     err_t e;
@@ -261,6 +268,13 @@ static void hostile_archives_are_refused_and_leave_nothing(void **state)
 static void durations_and_scheduled_names(void **state)
 {
     (void)state;
+    char dir[256];
+    backup_files_dir("/var/lib/dojo/dojo.db", dir, sizeof dir);
+    assert_string_equal(dir, "/var/lib/dojo/files");
+    backup_files_dir("/srv/shop.sqlite", dir, sizeof dir);
+    assert_string_equal(dir, "/srv/shop.files");
+    backup_files_dir("plain", dir, sizeof dir);
+    assert_string_equal(dir, "./plain.files");
     uint64_t ms = 0;
     assert_int_equal(backup_parse_duration("90s", &ms), 0);
     assert_int_equal((int)ms, 90000);

@@ -33,8 +33,8 @@ static void a_string_of_any_other_type_is_refused_by_name(void **state)
 {
     (void)state;
     const char *types[] = {"5", "-1", "0.5", "true", "[1,2]", "{\"a\":1}"};
-    const char *names[] = {"an integer", "an integer", "a number", "a boolean", "an array",
-                           "an object"};
+    const char *names[] = {"an integer", "an integer", "a number",
+                           "a boolean",  "an array",   "an object"};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         char text[64];
         snprintf(text, sizeof text, "{\"componentPath\":%s}", types[i]);
