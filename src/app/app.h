@@ -33,5 +33,6 @@ void transactions_register(registry *r);
 void admin_register(registry *r);
 void env_register(registry *r);
 void dashboard_register(registry *r);
+void overview_register(registry *r);
 
 #endif
