@@ -134,10 +134,13 @@ else
   done
   [ -n "$url" ] || { cat "$work/serve.log" >&2; fail "dojo serve did not start"; }
   health "${url#http://}" || fail "/health does not answer"
-  answer=$(curl -sf --max-time 5 "$url/api/function" -H "Authorization: Convex $key" \
+  answer=$(curl -sf --max-time 20 "$url/api/function" -H "Authorization: Convex $key" \
     -H 'Content-Type: application/json' -d '{"path":"admin:verifyLedger","args":{},"format":"json"}')
   grep -q '"status":"success"' <<<"$answer" || fail "admin:verifyLedger with the installed key: $answer"
-  curl -sf --max-time 5 "$url/dashboard" | grep -q '<title>dojo dashboard</title>' || fail "no dashboard"
+  # Read whole, then searched: `curl | grep -q` fails under pipefail when grep
+  # stops reading first (curl gets SIGPIPE).
+  page=$(curl -sf --max-time 20 "$url/dashboard") || fail "no dashboard (curl: $?)"
+  grep -q '<title>dojo dashboard</title>' <<<"$page" || fail "the dashboard page has no title"
   [ "$(stat -c %U /var/lib/dojo/dojo.db)" = dojo ] || fail "the database is not the user dojo's"
   for _ in $(seq 1 50); do ls /var/lib/dojo/backups/dojo-backup-*.tar >/dev/null 2>&1 && break; sleep 0.2; done
   kill -TERM "$server_pid"

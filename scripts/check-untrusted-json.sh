@@ -12,7 +12,7 @@
 # Exit 0 when the rule holds; otherwise print each offending line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-files=$(ls src/net/*.c src/proto/*.c src/auth/*.c src/cli/*.c src/engine/notice.c | grep -v '^src/proto/wire\.c$')
+files=$(ls src/net/*.c src/proto/*.c src/auth/*.c src/cli/*.c src/backup/*.c src/engine/notice.c | grep -v '^src/proto/wire\.c$')
 accessors='json_object_get|json_object_getn|json_array_get|json_string_value|json_string_length|json_integer_value|json_real_value|json_number_value|json_boolean_value|json_is_true|json_is_false|json_unpack|json_unpack_ex|json_vunpack_ex|json_object_iter_value'
 if grep -n -E "\b($accessors)\s*\(" $files; then
   echo "check-untrusted-json: read these fields through src/base/jread.h (see its header)" >&2

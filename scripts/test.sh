@@ -4,14 +4,16 @@
 # with warnings as errors (optimised, and with AddressSanitizer +
 # UndefinedBehaviorSanitizer), then runs every suite — the C unit tests, and
 # the end-to-end and browser (Chromium) tests against the sanitized binary —
-# through ctest, which prints the summary. A throwaway PostgreSQL serves the
-# PostgreSQL suites.
+# through ctest, which prints the summary; then the unit and end-to-end
+# suites again against a ThreadSanitizer build. A throwaway PostgreSQL serves
+# the PostgreSQL suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
 BUILD_DIR=build-asan BUILD_TYPE=Debug scripts/build.sh -DDOJO_SANITIZE=ON \
   -DDOJO_RELEASE_BIN="$PWD/build/dojo"
+BUILD_DIR=build-tsan BUILD_TYPE=RelWithDebInfo scripts/build.sh -DDOJO_TSAN=ON
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 # A throwaway PostgreSQL cluster (scripts/pg.sh) for the suites that run on
@@ -22,4 +24,14 @@ trap 'scripts/pg.sh stop "$DOJO_TEST_PG_DIR"' EXIT
 export DOJO_TEST_PG_URL
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-ctest --test-dir build-asan --output-on-failure -j "$(nproc)" "$@"
+status=0
+ctest --test-dir build-asan --output-on-failure -j "$(nproc)" "$@" || status=$?
+# The unit and end-to-end suites again under ThreadSanitizer (a data race
+# fails them: the e2e harness reads the server's stderr for reports and
+# TSan's exit code). The PostgreSQL repeats, the browser, fuzzing and style
+# tests ran above.
+echo "== the unit and end-to-end suites under ThreadSanitizer"
+TSAN_OPTIONS="second_deadlock_stack=1 history_size=4" \
+  ctest --test-dir build-tsan --output-on-failure -j "$(nproc)" -L "unit|e2e" -LE "postgres|browser" \
+  "$@" || status=$?
+exit "$status"

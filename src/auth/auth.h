@@ -56,6 +56,12 @@ void auth_set_refetch_interval_for_test(auth *a, uint64_t interval_ms);
  * then fetches its jwks_uri and parses it. Blocking (libcurl): call it from a
  * worker thread or a command-line tool only. */
 int auth_fetch_jwks(const char *issuer, jwk_set **out, err_t *e);
+/* Reads the jwks_uri of an OpenID discovery document (text, len bytes,
+ * fetched from url) into jwks_uri (cap bytes): the document must name
+ * issuer (a trailing slash aside) and an https:// jwks_uri (http:// on
+ * loopback). ERR_UNAVAILABLE with the reason otherwise. */
+int auth_discovery_parse(const char *url, const char *issuer, const char *text, size_t len,
+                         char *jwks_uri, size_t cap, err_t *e);
 
 /* The issuer URL rule of api.md §6. Returns 0 or ERR_AUTH with a message. */
 int auth_check_issuer_url(const char *issuer, err_t *e);

@@ -175,10 +175,10 @@ static bool same_issuer(const char *a, const char *b)
 }
 
 /* Reads issuer and jwks_uri from a discovery document into jwks_uri. */
-static int read_discovery(const char *url, const char *issuer, const body *b, char *jwks_uri,
-                          size_t cap, err_t *e)
+int auth_discovery_parse(const char *url, const char *issuer, const char *text, size_t len,
+                         char *jwks_uri, size_t cap, err_t *e)
 {
-    json_t *doc = json_loadb(b->buf, b->len, 0, NULL);
+    json_t *doc = json_loadb(text, len, 0, NULL);
     const char *said = NULL, *uri = NULL;
     err_t why;
     err_init(&why);
@@ -216,7 +216,7 @@ static int fetch_discovery(const char *issuer, char *jwks_uri, size_t cap, err_t
     memcpy(url + len, DISCOVERY_PATH, sizeof DISCOVERY_PATH);
     body b = {0};
     int rc = http_get(url, &b, e);
-    if (rc == 0) rc = read_discovery(url, issuer, &b, jwks_uri, cap, e);
+    if (rc == 0) rc = auth_discovery_parse(url, issuer, b.buf, b.len, jwks_uri, cap, e);
     free(b.buf);
     free(url);
     return rc;

@@ -223,11 +223,27 @@ int engine_submit_batch(engine *en, call *c)
     return engine_submit(en, c);
 }
 
+/* A call about to cross to another thread gets an identity of its own: the
+ * one it came with is shared with its session or request, which the loop
+ * keeps using, and a jansson value must not be referenced from two threads
+ * at once (its counts are atomic, the values around them are not). Its
+ * arguments are its own already (decoded for it, or copied by subs.c). */
+static void own_identity(call *c)
+{
+    if (!c->identity) return;
+    json_t *copy = json_deep_copy(c->identity);
+    json_decref(c->identity);
+    c->identity = copy;
+}
+
 int engine_submit(engine *en, call *c)
 {
     ASSERT(c->fn && c->done);
     int rc = engine_check(en, c);
     if (rc) return rc;
+    own_identity(c);
+    for (int i = 0; i < c->n_batch; i++)
+        own_identity(c->batch[i]);
     c->submitted_us = clock_mono_us();
     bool is_query = c->fn->kind == FN_QUERY;
     call_queue *q = is_query ? &en->read_queue : &en->write_queue;

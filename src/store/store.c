@@ -312,6 +312,11 @@ void store_inject_fault_after(int n_statements)
     atomic_store(&fault_countdown, n_statements);
 }
 
+int store_fault_pending(void)
+{
+    return atomic_load(&fault_countdown);
+}
+
 bool store_fault_due(void)
 {
     int n = atomic_load(&fault_countdown);

@@ -161,5 +161,8 @@ void store_listener_close(store_listener *l);
 /* Fault injection for tests: when set, the n-th next statement of any
  * connection fails with ERR_STORAGE ("injected fault"). 0 disables. */
 void store_inject_fault_after(int n_statements);
+/* Statements still to run before the armed fault strikes (0: none armed,
+ * or it struck). */
+int store_fault_pending(void);
 
 #endif

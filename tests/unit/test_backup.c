@@ -12,6 +12,7 @@
 #include "support.h"
 
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +35,9 @@ static const schema test_schema = {.version = 1, .tables = tables, .n_tables = 1
 
 typedef struct writer_state {
     store_conn *w;
-    int next; /* rows so far; each commit adds one and stores the count as "ts" */
-    volatile int stop;
-    int committed_while_running;
+    int next;        /* rows so far; each commit adds one and stores the count as "ts" */
+    atomic_int stop; /* shared with the writer thread */
+    atomic_int committed_while_running;
 } writer_state;
 
 static void insert_row(store_conn *w, int i)

@@ -25,7 +25,7 @@ import { ConvexHttpClient } from 'convex/browser';
 const START_TIMEOUT_MS = 30_000; // the ASan build is slow to start
 const STOP_TIMEOUT_MS = 30_000;
 const CLI_TIMEOUT_MS = 30_000;
-const SANITIZER_REPORT = /AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer/;
+const SANITIZER_REPORT = /AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer|ThreadSanitizer/;
 
 /** The dojo binary under test. */
 export function dojoBin() {
