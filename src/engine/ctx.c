@@ -543,7 +543,7 @@ int db_patch(ctx *c, const char *table, const char *id, const json_t *fields)
     if (rc == 0) {
         err_t e;
         err_init(&e);
-        rc = store_replace(c->conn, t, doc, &e);
+        rc = store_update(c->conn, t, old_doc, doc, &e);
         if (rc) store_failed(c, rc, &e);
     }
     if (rc == 0) rc = record_write(c, t, id, old_doc, doc);

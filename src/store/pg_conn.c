@@ -13,10 +13,13 @@
  * (default_transaction_read_only). Several `dojo serve` processes may share
  * one database (ARCHITECTURE "Scale-out").
  *
- * Statements are prepared once per connection and cached by their text;
- * parameters travel as text. A connection lost outside a transaction is
- * opened again before its next statement (its cache starts empty); inside
- * one, the transaction fails and the caller rolls back.
+ * This file is also the engine's driver under the store's one statement
+ * layer (sql_driver.h): statements are prepared once per connection and
+ * cached by their text; parameters and results travel in libpq's binary
+ * format (bytes as they are, numbers as 8 big-endian bytes). A connection
+ * lost outside a transaction is opened again before its next statement (its
+ * cache starts empty); inside one, the transaction fails and the caller
+ * rolls back.
  *
  * Thread: a store is immutable after open; a pg_conn belongs to one thread
  * at a time.
@@ -26,6 +29,7 @@
 #include "base/invariant.h"
 #include "base/log.h"
 #include "store/sql_common.h"
+#include "store/sql_docs.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -148,9 +152,13 @@ static int session_setup(PGconn *pg, bool writer, const char *shown_url, err_t *
     if (PQserverVersion(pg) < PG_SERVER_VERSION_MIN)
         return err_set(e, ERR_STORAGE, "%s runs PostgreSQL %d; dojo needs 11 or newer", shown_url,
                        PQserverVersion(pg) / 10000);
-    char sql[128];
-    snprintf(sql, sizeof sql, "SET lock_timeout = %d%s", PG_LOCK_TIMEOUT_MS,
-             writer ? "" : "; SET default_transaction_read_only = on");
+    /* Every scan reads an index range in the index's order with a LIMIT:
+     * a bitmap scan, which loses the order and sorts afterwards, is never
+     * the plan dojo wants — the planner may pick one for a range it thinks
+     * small. */
+    char sql[160];
+    snprintf(sql, sizeof sql, "SET lock_timeout = %d; SET enable_bitmapscan = off%s",
+             PG_LOCK_TIMEOUT_MS, writer ? "" : "; SET default_transaction_read_only = on");
     PGresult *res = PQexec(pg, sql);
     int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : pg_error(e, pg, res, "set up session");
     PQclear(res);
@@ -280,9 +288,10 @@ static pg_stmt *cache_victim(pg_conn *c)
     return victim;
 }
 
-/* The server-side name of sql, prepared on first use on this connection. */
-static int stmt_get(pg_conn *c, const char *sql, int n_params, const char **name_out,
-                    const char *what, err_t *e)
+/* The server-side name of sql, prepared on first use on this connection
+ * (with these parameter types, or types the server infers when NULL). */
+static int stmt_get(pg_conn *c, const char *sql, int n_params, const Oid *types,
+                    const char **name_out, const char *what, err_t *e)
 {
     uint64_t h = sql_hash(sql);
     for (int i = 0; i < PG_STMT_CACHE_SLOTS; i++) {
@@ -297,7 +306,7 @@ static int stmt_get(pg_conn *c, const char *sql, int n_params, const char **name
     if (!copy) return err_set(e, ERR_NOMEM, "%s: out of memory", what);
     pg_stmt *s = cache_victim(c);
     snprintf(s->name, sizeof s->name, "dojo_%" PRIu64, ++c->stmt_serial);
-    PGresult *res = PQprepare(c->pg, s->name, sql, n_params, NULL);
+    PGresult *res = PQprepare(c->pg, s->name, sql, n_params, types);
     int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : pg_error(e, c->pg, res, what);
     PQclear(res);
     if (rc) {
@@ -323,7 +332,7 @@ int pg_stmt_run(pg_conn *c, const char *sql, int n_params, const char *const *va
     if (store_fault_due()) return err_set(e, ERR_STORAGE, "%s: injected fault", what);
     int rc = ensure_connected(c, what, e);
     const char *name = NULL;
-    if (rc == 0) rc = stmt_get(c, sql, n_params, &name, what, e);
+    if (rc == 0) rc = stmt_get(c, sql, n_params, NULL, &name, what, e);
     if (rc) return rc;
     PGresult *res = PQexecPrepared(c->pg, name, n_params, values, NULL, NULL, 0);
     ExecStatusType status = PQresultStatus(res);
@@ -368,6 +377,157 @@ void pg_run_undo(pg_conn *c, const char *sql)
     PQclear(res);
 }
 
+/* --- the driver of the statement layer (sql_driver.h) ------------------------------ */
+
+#define PG_OID_BYTEA 17
+#define PG_OID_INT8 20
+#define PG_OID_TEXT 25
+#define PG_OID_FLOAT8 701
+
+static void drv_param(sqlbuf *b, int n)
+{
+    sqlbuf_add(b, "$%d", n);
+}
+
+static void drv_use_index(sqlbuf *b, const char *index)
+{
+    (void)b;
+    (void)index; /* the planner picks the index of the conditions and order */
+}
+
+static void put_be64(uint8_t out[8], uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(v >> (8 * (7 - i)));
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+void pg_params_of(const sql_value *v, int n, pg_params *p)
+{
+    ASSERT(n <= (int)(sizeof p->values / sizeof p->values[0]));
+    for (int i = 0; i < n; i++) {
+        p->formats[i] = 1;
+        switch (v[i].type) {
+        case SQLV_TEXT:
+        case SQLV_BLOB:
+            ASSERT(v[i].len <= INT32_MAX);
+            p->values[i] = v[i].len ? v[i].bytes : "";
+            p->lengths[i] = (int)v[i].len;
+            p->types[i] = v[i].type == SQLV_TEXT ? PG_OID_TEXT : PG_OID_BYTEA;
+            break;
+        case SQLV_DOUBLE: {
+            uint64_t bits;
+            memcpy(&bits, &v[i].d, sizeof bits);
+            put_be64(p->numbers[i], bits);
+            p->values[i] = (const char *)p->numbers[i];
+            p->lengths[i] = 8;
+            p->types[i] = PG_OID_FLOAT8;
+            break;
+        }
+        case SQLV_INT64:
+            put_be64(p->numbers[i], (uint64_t)v[i].i);
+            p->values[i] = (const char *)p->numbers[i];
+            p->lengths[i] = 8;
+            p->types[i] = PG_OID_INT8;
+            break;
+        default:
+            p->values[i] = NULL;
+            p->lengths[i] = 0;
+            p->types[i] = PG_OID_TEXT;
+        }
+    }
+}
+
+static int drv_run(store_conn *sc, const sql_stmt *s, sql_result *res, err_t *e)
+{
+    pg_conn *c = pg_conn_of(sc);
+    if (store_fault_due()) return err_set(e, ERR_STORAGE, "%s: injected fault", s->what);
+    pg_params p;
+    pg_params_of(s->params, s->n_params, &p);
+    int rc = ensure_connected(c, s->what, e);
+    const char *name = NULL;
+    if (rc == 0) rc = stmt_get(c, s->sql, s->n_params, p.types, &name, s->what, e);
+    if (rc) return rc;
+    PGresult *r =
+        PQexecPrepared(c->pg, name, s->n_params, p.values, p.lengths, p.formats, 1 /* binary */);
+    ExecStatusType status = PQresultStatus(r);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        rc = pg_error(e, c->pg, r, s->what);
+        PQclear(r);
+        return rc;
+    }
+    int64_t changes = strtoll(PQcmdTuples(r), NULL, 10);
+    if (s->not_found && changes == 0) {
+        PQclear(r);
+        return err_set(e, ERR_NOT_FOUND, "%s", s->not_found);
+    }
+    if (!res) {
+        PQclear(r);
+        return 0;
+    }
+    *res = (sql_result){.conn = sc, .impl = r, .row = -1, .changes = changes};
+    return 0;
+}
+
+static int drv_next(sql_result *res, const char *what, err_t *e)
+{
+    (void)what;
+    (void)e;
+    return ++res->row < PQntuples(res->impl) ? 1 : 0;
+}
+
+static const uint8_t *drv_col_bytes(sql_result *res, int col, size_t *len)
+{
+    *len = (size_t)PQgetlength(res->impl, res->row, col);
+    return (const uint8_t *)PQgetvalue(res->impl, res->row, col);
+}
+
+double pg_binary_double(const PGresult *res, int row, int col)
+{
+    if (PQgetlength(res, row, col) != 8) return 0;
+    uint64_t bits = get_be64((const uint8_t *)PQgetvalue(res, row, col));
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+static double drv_col_double(sql_result *res, int col)
+{
+    return pg_binary_double(res->impl, res->row, col);
+}
+
+static int64_t drv_col_int64(sql_result *res, int col)
+{
+    if (PQgetlength(res->impl, res->row, col) != 8) return 0;
+    return (int64_t)get_be64((const uint8_t *)PQgetvalue(res->impl, res->row, col));
+}
+
+static void drv_done(sql_result *res)
+{
+    PQclear(res->impl);
+    res->impl = NULL;
+}
+
+const sql_driver pg_driver = {
+    .engine = "PostgreSQL",
+    .param = drv_param,
+    .use_index = drv_use_index,
+    .bounds_from_first_column = true,
+    .run = drv_run,
+    .next = drv_next,
+    .col_bytes = drv_col_bytes,
+    .col_double = drv_col_double,
+    .col_int64 = drv_col_int64,
+    .done = drv_done,
+};
+
 /* --- opening and closing ------------------------------------------------------------ */
 
 int store_pg_open(const char *url, const schema *s, store **out,
@@ -377,7 +537,7 @@ int store_pg_open(const char *url, const schema *s, store **out,
     if (!ps) return err_set(e, ERR_NOMEM, "open PostgreSQL: out of memory");
     store_redact_url(url, ps->shown_url, sizeof ps->shown_url);
     ps->url = strdup(url);
-    ps->base = (store){.ops = &pg_ops, .schema = s};
+    ps->base = (store){.ops = &pg_ops, .sql = &pg_driver, .schema = s};
     char local[STORE_REPORT_BYTES_MAX];
     int rc = ps->url ? pg_prepare_database(ps, s, report ? report : local, e)
                      : err_set(e, ERR_NOMEM, "open %s: out of memory", ps->shown_url);
@@ -420,6 +580,96 @@ uint64_t store_pg_prepare_count(store_conn *c)
     return pg_conn_of(c)->prepares;
 }
 
+/* A parameter as a SQL literal, for EXECUTE (…) in a generic plan. */
+static char *literal_of(PGconn *pg, const sql_value *v)
+{
+    char number[48];
+    switch (v->type) {
+    case SQLV_DOUBLE:
+        snprintf(number, sizeof number, "%.17g::float8", v->d);
+        return strdup(number);
+    case SQLV_INT64:
+        snprintf(number, sizeof number, "%lld::int8", (long long)v->i);
+        return strdup(number);
+    case SQLV_BLOB: {
+        char *out = malloc(2 * v->len + 16);
+        if (!out) return NULL;
+        size_t n = (size_t)sprintf(out, "'\\x");
+        for (size_t i = 0; i < v->len; i++)
+            n += (size_t)sprintf(out + n, "%02x", ((const uint8_t *)v->bytes)[i]);
+        sprintf(out + n, "'::bytea");
+        return out;
+    }
+    default: {
+        char *lit = PQescapeLiteral(pg, v->bytes, v->len);
+        char *out = lit ? strdup(lit) : NULL;
+        PQfreemem(lit);
+        return out;
+    }
+    }
+}
+
+/* EXPLAIN of a scan's statement: with its parameters bound (the custom plan
+ * an unnamed statement gets), or, when generic, of the statement prepared
+ * under a name with plan_cache_mode = force_generic_plan — the plan a cached
+ * statement may settle on after a few executions. */
+static int explain_scan(pg_conn *c, const sql_scan_stmt *q, bool generic, sqlbuf *out, err_t *e)
+{
+    size_t bytes = 4 * SQL_TEXT_BYTES_MAX;
+    char *sql = malloc(bytes);
+    if (!sql) return err_set(e, ERR_NOMEM, "explain scan: out of memory");
+    sqlbuf b;
+    sqlbuf_init(&b, sql, bytes);
+    pg_params p;
+    pg_params_of(q->params, q->n_params, &p);
+    PGresult *res = NULL;
+    int rc = 0;
+    if (!generic) {
+        sqlbuf_add(&b, "EXPLAIN (COSTS OFF) %s", q->text);
+        res = PQexecParams(c->pg, sql, q->n_params, p.types, p.values, p.lengths, p.formats, 0);
+    } else {
+        PGresult *prep = PQprepare(c->pg, "dojo_explain", q->text, q->n_params, p.types);
+        if (PQresultStatus(prep) != PGRES_COMMAND_OK) rc = pg_error(e, c->pg, prep, "explain scan");
+        PQclear(prep);
+        sqlbuf_add(&b, "EXPLAIN (COSTS OFF) EXECUTE dojo_explain(");
+        for (int i = 0; i < q->n_params && rc == 0; i++) {
+            char *literal = literal_of(c->pg, &q->params[i]);
+            if (!literal) rc = err_set(e, ERR_NOMEM, "explain scan: out of memory");
+            sqlbuf_add(&b, "%s%s", i ? ", " : "", literal ? literal : "");
+            free(literal);
+        }
+        sqlbuf_add(&b, ")");
+        if (rc == 0) {
+            PQclear(PQexec(c->pg, "SET plan_cache_mode = force_generic_plan"));
+            res = PQexec(c->pg, sql);
+            PQclear(PQexec(c->pg, "RESET plan_cache_mode"));
+        }
+        PQclear(PQexec(c->pg, "DEALLOCATE dojo_explain"));
+    }
+    ASSERT(!b.overflow);
+    if (rc == 0 && PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = pg_error(e, c->pg, res, "explain scan");
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++)
+        sqlbuf_add(out, "%s\n", PQgetvalue(res, i, 0));
+    PQclear(res);
+    free(sql);
+    return rc;
+}
+
+int store_pg_scan_plan(store_conn *sc, const store_range *r, bool generic, char *out,
+                       size_t out_bytes, err_t *e)
+{
+    sql_scan_stmt *q = malloc(sizeof *q);
+    if (!q) return err_set(e, ERR_NOMEM, "explain scan: out of memory");
+    sqlbuf b;
+    sqlbuf_init(&b, out, out_bytes);
+    int rc = sql_scan_build(&pg_driver, r, q, e);
+    if (rc == 0) rc = explain_scan(pg_conn_of(sc), q, generic, &b, e);
+    sql_scan_free(q);
+    free(q);
+    return rc;
+}
+
 const store_ops pg_ops = {
     .name = "postgres",
     .close = pg_close,
@@ -431,16 +681,7 @@ const store_ops pg_ops = {
     .savepoint = pg_savepoint,
     .savepoint_release = pg_savepoint_release,
     .savepoint_rollback = pg_savepoint_rollback,
-    .get = pg_get,
-    .scan = pg_scan,
-    .insert = pg_insert,
-    .replace = pg_replace,
-    .remove = pg_delete,
-    .count = pg_count,
-    .meta_get = pg_meta_get,
-    .meta_set = pg_meta_set,
     .truncate_all = pg_truncate_all,
-    .ping = pg_ping,
     .notify_commit = pg_notify_commit,
     .listener_open = pg_listener_open,
     .listener_fd = pg_listener_fd,

@@ -3,36 +3,33 @@
  * declared schema asks for (ddl_common.c plans them) and bringing an
  * existing database in line with them.
  *
- * Layout (see store.h): per table T a SQL table T(id TEXT COLLATE "C" PRIMARY
- * KEY, creation_time DOUBLE PRECISION, doc JSONB) with one CHECK per
- * nonnegative field; per index an expression index "T_<index>" over the
- * index's full key; a unique index also gets "T_<index>_unique" over its
- * fields alone; every table has "T_by_creation_time"; append-only tables get
- * three triggers (UPDATE, DELETE, TRUNCATE) that call _dojo_append_only_guard,
- * which raises "<T> is append-only: …". Each created object carries the DDL
- * that made it as its COMMENT, the way sqlite_master keeps it for SQLite, so
- * that reopening can tell what changed; a table whose CHECKs changed is
- * altered in place.
+ * Layout (see store.h, sql_common.h): per table T a SQL table T(id TEXT
+ * COLLATE "C" PRIMARY KEY, creation_time DOUBLE PRECISION, k_<field>
+ * BYTEA…, data BYTEA) with one CHECK per nonnegative field; per index an
+ * index "T_<index>" over its key columns then (creation_time, id); a unique
+ * index also gets "T_<index>_unique" over its fields alone; every table has
+ * "T_by_creation_time"; append-only tables get three triggers (UPDATE,
+ * DELETE, TRUNCATE) that call _dojo_append_only_guard, which raises "<T> is
+ * append-only: …". Each created object carries the DDL that made it as its
+ * COMMENT, the way sqlite_master keeps it for SQLite, so that reopening can
+ * tell what changed; a table whose DDL changed (its key columns, its CHECKs,
+ * or the storage format 1 it was written in) is rebuilt: a new table is
+ * filled with its rows, each document read and its key columns computed
+ * again, then takes its name.
  *
- * Key order. jsonb's own order is not schema.h's (it ranks strings below
- * numbers, and compares strings by the database collation), so every field of
- * an index key is indexed as three typed columns:
- *   rank: 0 null or missing, 1 number, 2 string, 3 boolean, 4 array, 5 object
- *   num:  the number as NUMERIC (exact: 2^53 + 1 is not 2^53), else 0
- *   str:  the string (or true/false, or the JSON text) COLLATE "C", else ''
- * Compared left to right these give null < numbers by value < strings
- * bytewise < booleans (false < true) — schema_value_cmp; arrays and objects,
- * never index values, are ranked but ordered by their jsonb text. pg_scan.c
- * encodes its bounds the same way.
+ * Key order: the key columns hold key_codec.h's bytes, and bytea compares
+ * bytewise — schema.h's order, the same as SQLite's (format 1 needed three
+ * typed columns per field here, as jsonb's own order is not schema.h's).
  *
- * Callers: store_pg_open (pg_conn.c), once per store_open; the key
- * expressions also serve pg_scan.c.
+ * Callers: store_pg_open (pg_conn.c), once per store_open; truncation
+ * (store_truncate_all, here) on the writer.
  * Thread: the thread that opens the store.
  */
 #include "base/invariant.h"
 #include "store/pg_impl.h"
 
 #include "store/ddl_common.h"
+#include "store/doc_codec.h"
 #include "store/sql_common.h"
 
 #include <stdio.h>
@@ -40,76 +37,15 @@
 #include <string.h>
 
 #define PG_GUARD_FUNCTION "_dojo_append_only_guard"
+#define PG_REBUILD_TABLE "_dojo_rebuild"
 /* Serializes schema changes of processes opening the same database at once. */
 #define PG_DDL_LOCK_KEY "7236828216384647217"
 
 /* --- the SQL of the schema's objects ------------------------------------------------ */
 
-enum { KEY_RANK, KEY_NUM, KEY_STR };
-
-/* One typed column of an extracted field (see the file comment). Field names
- * are [A-Za-z_][A-Za-z0-9_]* (store.c checks), so they quote as they are. */
-static void sql_key_part(sqlbuf *b, const char *field, int part)
+static void bytes_literal(sqlbuf *b, const char *hex)
 {
-    switch (part) {
-    case KEY_RANK:
-        sqlbuf_add(b,
-                   "(CASE jsonb_typeof(doc->'%s') WHEN 'number' THEN 1 WHEN 'string' THEN 2 "
-                   "WHEN 'boolean' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 5 ELSE 0 END)",
-                   field);
-        break;
-    case KEY_NUM:
-        sqlbuf_add(b,
-                   "(CASE WHEN jsonb_typeof(doc->'%s') = 'number' THEN (doc->'%s')::numeric "
-                   "ELSE 0 END)",
-                   field, field);
-        break;
-    default:
-        ASSERT(part == KEY_STR);
-        sqlbuf_add(
-            b,
-            "(COALESCE(CASE WHEN jsonb_typeof(doc->'%s') <> 'number' THEN doc->>'%s' END, '') "
-            "COLLATE \"C\")",
-            field, field);
-    }
-}
-
-/* The index columns of one key field, comma-separated, each followed by
- * suffix (" DESC" or ""). */
-void pg_key_exprs(sqlbuf *b, const char *field, const char *suffix)
-{
-    const char *column = sql_system_column(field);
-    if (column) {
-        sqlbuf_add(b, "%s%s", column, suffix);
-        return;
-    }
-    for (int part = KEY_RANK; part <= KEY_STR; part++) {
-        if (part > KEY_RANK) sqlbuf_add(b, ", ");
-        sql_key_part(b, field, part);
-        sqlbuf_add(b, "%s", suffix);
-    }
-}
-
-/* The expression a field is constrained by in a unique index: NULL when the
- * field is missing or null, so that such documents never collide (as with
- * SQLite's json_extract); jsonb equality makes 1 and 1.0 the same value. */
-static void unique_expr(sqlbuf *b, const char *field)
-{
-    const char *column = sql_system_column(field);
-    if (column)
-        sqlbuf_add(b, "%s", column);
-    else
-        sqlbuf_add(b, "(NULLIF(doc->'%s', 'null'::jsonb))", field);
-}
-
-static void check(sqlbuf *b, const schema_table *t, const char *field)
-{
-    char name[STORE_SQL_NAME_BYTES_MAX];
-    ddl_check_name(t, field, name);
-    sqlbuf_add(b,
-               "CONSTRAINT \"%s\" CHECK (CASE WHEN jsonb_typeof(doc->'%s') = 'number' "
-               "THEN (doc->'%s')::numeric >= 0 ELSE true END)",
-               name, field, field);
+    sqlbuf_add(b, "'\\x%s'::bytea", hex);
 }
 
 #define PG_GUARD_OPS 3
@@ -127,19 +63,13 @@ static void guard_trigger(sqlbuf *b, const schema_table *t, int op)
                name, verbs[op], t->name, op == 2 ? "STATEMENT" : "ROW");
 }
 
-static void key_exprs(sqlbuf *b, const char *field)
-{
-    pg_key_exprs(b, field, "");
-}
-
 static const ddl_dialect pg_dialect = {
     .engine = "PostgreSQL",
     .ident_bytes_max = PG_IDENT_BYTES_MAX,
-    .columns = "id TEXT COLLATE \"C\" PRIMARY KEY, creation_time DOUBLE PRECISION NOT NULL, "
-               "doc JSONB NOT NULL",
-    .check = check,
-    .key_exprs = key_exprs,
-    .unique_expr = unique_expr,
+    .id_type = "TEXT COLLATE \"C\"",
+    .time_type = "DOUBLE PRECISION",
+    .bytes_type = "BYTEA",
+    .bytes_literal = bytes_literal,
     .guard_ops = guard_ops,
     .n_guard_ops = PG_GUARD_OPS,
     .guard = guard_trigger,
@@ -273,48 +203,201 @@ static int drop_undeclared(PGconn *pg, const schema_table *t, const ddl_plan *p,
     return rc;
 }
 
-/* Brings the CHECK constraints of an existing table to the declared ones
- * (its columns are the same for every schema), then records its DDL. */
-static int alter_table(void *pg, const ddl_object *o, err_t *e)
+/* --- rebuilding a table ------------------------------------------------------------- */
+
+/* The length of the JSON number at s (within len), and whether it is an
+ * integer literal too large for int64 (jsonb prints 1e300 as 1000…0). */
+static size_t number_token(const char *s, size_t len, bool *too_big)
 {
-    const schema_table *t = o->table;
-    PGresult *res;
-    int rc = table_names(pg,
-                         "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass($1) "
-                         "AND contype = 'c' ORDER BY 1",
-                         t, &res, e);
-    if (rc) return rc;
-    char sql[DDL_BYTES_MAX];
-    char what[STORE_SQL_NAME_BYTES_MAX + 32];
-    snprintf(what, sizeof what, "migrate table %s", t->name);
-    for (int i = 0; i < PQntuples(res) && rc == 0; i++) {
-        snprintf(sql, sizeof sql, "ALTER TABLE \"%s\" DROP CONSTRAINT \"%s\"", t->name,
-                 PQgetvalue(res, i, 0));
-        rc = ddl_exec(pg, sql, what, e);
+    size_t i = 0;
+    bool negative = s[0] == '-';
+    if (negative) i++;
+    size_t digits_at = i;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++;
+    size_t digits = i - digits_at;
+    bool integer = i >= len || (s[i] != '.' && s[i] != 'e' && s[i] != 'E');
+    while (i < len && strchr("0123456789.eE+-", s[i]))
+        i++;
+    const char *limit = negative ? "9223372036854775808" : "9223372036854775807";
+    *too_big = integer && (digits > 19 || (digits == 19 && memcmp(s + digits_at, limit, 19) > 0));
+    return i;
+}
+
+/* A copy of the JSON text with ".0" after every integer literal beyond int64,
+ * so that jansson reads it as the real it was; NULL when there is none (or
+ * out of memory). */
+static char *widen_big_integers(const char *text, size_t len, size_t *len_out)
+{
+    char *out = malloc(len + len / 10 + 3); /* a widened literal has >= 20 digits */
+    if (!out) return NULL;
+    size_t n = 0;
+    bool in_string = false, widened = false;
+    for (size_t i = 0; i < len;) {
+        char ch = text[i];
+        if (in_string) {
+            out[n++] = text[i++];
+            if (ch == '\\' && i < len)
+                out[n++] = text[i++];
+            else if (ch == '"')
+                in_string = false;
+        } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            bool too_big;
+            size_t k = number_token(text + i, len - i, &too_big);
+            memcpy(out + n, text + i, k);
+            n += k;
+            i += k;
+            if (too_big) {
+                memcpy(out + n, ".0", 2);
+                n += 2;
+                widened = true;
+            }
+        } else {
+            in_string = ch == '"';
+            out[n++] = text[i++];
+        }
     }
-    PQclear(res);
-    for (const char *const *f = t->nonnegative_fields; f && *f && rc == 0; f++) {
-        sqlbuf b;
-        sqlbuf_init(&b, sql, sizeof sql);
-        sqlbuf_add(&b, "ALTER TABLE \"%s\" ADD ", t->name);
-        check(&b, t, *f);
-        ASSERT(!b.overflow);
+    if (!widened) {
+        free(out);
+        return NULL;
+    }
+    *len_out = n;
+    return out;
+}
+
+/* A document of storage format 1: jsonb as PostgreSQL prints it. */
+static json_t *parse_v1_doc(const char *text, size_t len)
+{
+    json_t *doc = json_loadb(text, len, 0, NULL);
+    if (doc) return doc;
+    size_t wide_len = 0;
+    char *wide = widen_big_integers(text, len, &wide_len);
+    if (wide) doc = json_loadb(wide, wide_len, 0, NULL);
+    free(wide);
+    return doc;
+}
+
+/* The document of row i of a binary SELECT of (id, creation_time, doc::text
+ * or data) from a table of storage format `format`. */
+static int old_row_doc(const PGresult *res, int i, int format, const char *what, json_t **doc,
+                       err_t *e)
+{
+    const char *id = PQgetvalue(res, i, 0);
+    double ct = pg_binary_double(res, i, 1);
+    const char *bytes = PQgetvalue(res, i, 2);
+    size_t len = (size_t)PQgetlength(res, i, 2);
+    if (format >= 2) return doc_decode((const uint8_t *)bytes, len, id, ct, doc, what, e);
+    *doc = parse_v1_doc(bytes, len);
+    if (!json_is_object(*doc)) {
+        json_decref(*doc);
+        *doc = NULL;
+        return err_set(e, ERR_STORAGE, "%s: the document of %s is not a JSON object", what, id);
+    }
+    if (json_object_set_new(*doc, "_id", json_string(id)) ||
+        json_object_set_new(*doc, "_creationTime", json_real(ct)))
+        return err_set(e, ERR_NOMEM, "%s: out of memory", what);
+    return 0;
+}
+
+/* Inserts the rows of one fetched batch into `into`, in layout l. */
+static int copy_batch(PGconn *pg, const PGresult *rows, const sql_layout *l, int format,
+                      const char *insert, const char *what, long long *docs, err_t *e)
+{
+    int rc = 0;
+    for (int i = 0; i < PQntuples(rows) && rc == 0; i++) {
+        json_t *doc = NULL;
+        sql_row row;
+        rc = old_row_doc(rows, i, format, what, &doc, e);
+        if (rc == 0) rc = sql_row_of(l, doc, &row, what, e);
+        if (rc) {
+            json_decref(doc);
+            break;
+        }
+        sql_value params[SQL_KEY_COLUMNS_MAX + 3];
+        int n = sql_insert_params(&row, params);
+        pg_params p;
+        pg_params_of(params, n, &p);
+        PGresult *res =
+            PQexecParams(pg, insert, n, p.types, p.values, p.lengths, p.formats, 1 /* binary */);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) rc = pg_error(e, pg, res, what);
+        PQclear(res);
+        sql_row_free(&row);
+        json_decref(doc); /* after the row, which borrows its _id */
+        (*docs)++;
+    }
+    return rc;
+}
+
+/* Copies every row of table o (storage format `format`) into `into`, in the
+ * new layout, a batch at a time through a cursor. */
+static int copy_rows(PGconn *pg, const ddl_object *o, const char *into, int format, long long *docs,
+                     err_t *e)
+{
+    char what[STORE_SQL_NAME_BYTES_MAX + 32], insert[SQL_TEXT_BYTES_MAX], sql[DDL_BYTES_MAX];
+    snprintf(what, sizeof what, "migrate table %s", o->name);
+    sql_layout l;
+    int rc = sql_layout_of(o->table, &l, e);
+    if (rc) return rc;
+    sqlbuf b;
+    sqlbuf_init(&b, insert, sizeof insert);
+    /* The new table's INSERT, aimed at its scratch name. */
+    sql_layout into_l = l;
+    schema_table scratch = *o->table;
+    scratch.name = into;
+    into_l.table = &scratch;
+    sql_insert_text(&pg_driver, &into_l, &b);
+    ASSERT(!b.overflow);
+    snprintf(sql, sizeof sql,
+             "DECLARE _dojo_rebuild_rows NO SCROLL CURSOR FOR SELECT id, creation_time, %s "
+             "FROM \"%s\"",
+             format >= 2 ? SQL_DATA_COLUMN : "doc::text", o->name);
+    rc = ddl_exec(pg, sql, what, e);
+    while (rc == 0) {
+        PGresult *rows = PQexecParams(pg, "FETCH 1000 FROM _dojo_rebuild_rows", 0, NULL, NULL, NULL,
+                                      NULL, 1 /* binary */);
+        if (PQresultStatus(rows) != PGRES_TUPLES_OK) rc = pg_error(e, pg, rows, what);
+        int n = rc == 0 ? PQntuples(rows) : 0;
+        if (rc == 0) rc = copy_batch(pg, rows, &l, format, insert, what, docs, e);
+        PQclear(rows);
+        if (n == 0) break;
+    }
+    if (rc == 0) rc = ddl_exec(pg, "CLOSE _dojo_rebuild_rows", what, e);
+    return rc;
+}
+
+/* Rebuilds a table whose DDL changed (its key columns, its CHECKs, its
+ * storage format), keeping its rows: a new table under a scratch name is
+ * filled, the old one (with its indexes and triggers) dropped, and the new
+ * one takes its name — and its primary key index the old one's — and
+ * records its DDL. */
+static int rebuild_table(void *pg, const ddl_object *o, int from_format, long long *docs, err_t *e)
+{
+    const char *scratch = PG_REBUILD_TABLE;
+    char what[STORE_SQL_NAME_BYTES_MAX + 32];
+    snprintf(what, sizeof what, "migrate table %s", o->name);
+    char *sql = malloc(DDL_BYTES_MAX);
+    if (!sql) return err_set(e, ERR_NOMEM, "schema: out of memory");
+    sqlbuf b;
+    sqlbuf_init(&b, sql, DDL_BYTES_MAX);
+    ddl_table_sql(&pg_dialect, &b, o->table, scratch);
+    int rc = b.overflow ? err_set(e, ERR_INTERNAL, "%s: DDL too long", what) : 0;
+    if (rc == 0) rc = ddl_exec(pg, sql, what, e);
+    if (rc == 0) rc = copy_rows(pg, o, scratch, from_format, docs, e);
+    if (rc == 0) {
+        snprintf(sql, DDL_BYTES_MAX,
+                 "DROP TABLE \"%s\"; ALTER TABLE \"%s\" RENAME TO \"%s\"; "
+                 "ALTER INDEX \"%s_pkey\" RENAME TO \"%s_pkey\"",
+                 o->name, scratch, o->name, scratch, o->name);
         rc = ddl_exec(pg, sql, what, e);
     }
     char *literal = rc == 0 ? PQescapeLiteral(pg, o->sql, strlen(o->sql)) : NULL;
     if (rc == 0 && !literal) rc = pg_error(e, pg, NULL, what);
     if (rc == 0) {
-        size_t bytes = strlen(literal) + STORE_SQL_NAME_BYTES_MAX + 32;
-        char *comment = malloc(bytes);
-        if (!comment) {
-            rc = err_set(e, ERR_NOMEM, "schema: out of memory");
-        } else {
-            snprintf(comment, bytes, "COMMENT ON TABLE \"%s\" IS %s", t->name, literal);
-            rc = ddl_exec(pg, comment, what, e);
-            free(comment);
-        }
+        snprintf(sql, DDL_BYTES_MAX, "COMMENT ON TABLE \"%s\" IS %s", o->name, literal);
+        rc = ddl_exec(pg, sql, what, e);
     }
     PQfreemem(literal);
+    free(sql);
     return rc;
 }
 
@@ -345,16 +428,16 @@ static int ensure_guard_function(PGconn *pg, err_t *e)
     return ddl_exec(pg, sql, "create the append-only guard", e);
 }
 
-/* The schema version the database was last brought to; 0 when never. */
-static int stored_version(void *pg, int *version, err_t *e)
+/* A value of _dojo_meta into out ("" when the key is absent). */
+static int meta_text(void *pg, const char *key, char out[64], err_t *e)
 {
+    const char *values[] = {key};
     PGresult *res;
-    int rc = ddl_query(pg, "SELECT value FROM _dojo_meta WHERE key = 'schema_version'", 0, NULL,
-                       &res, e);
+    int rc = ddl_query(pg, "SELECT value FROM _dojo_meta WHERE key = $1", 1, values, &res, e);
     if (rc) return rc;
-    rc = ddl_parse_version(PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "", version, e);
+    snprintf(out, 64, "%s", PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
     PQclear(res);
-    return rc;
+    return 0;
 }
 
 /* Drops an index or trigger whose DDL changed. */
@@ -384,17 +467,16 @@ static int prepare(void *pg, const schema *s, const ddl_plan *p, ddl_counts *n, 
  * lock, then on the write lock, so that DDL never races DDL nor a writer. */
 static const ddl_ops pg_ddl_ops = {
     .dialect = &pg_dialect,
-    .table_changed = "altered",
     .begin_sql = "SELECT pg_advisory_xact_lock(" PG_DDL_LOCK_KEY "); "
                  "CREATE TABLE IF NOT EXISTS _dojo_meta "
                  "(key TEXT COLLATE \"C\" PRIMARY KEY, value TEXT NOT NULL); " PG_WRITE_LOCK_SQL,
     .begin_what = "lock the schema",
     .exec = ddl_exec,
-    .stored_version = stored_version,
+    .meta_text = meta_text,
     .prepare = prepare,
     .stored_sql = stored_sql,
     .create = create_object,
-    .change_table = alter_table,
+    .rebuild_table = rebuild_table,
     .drop = drop,
 };
 
@@ -418,4 +500,40 @@ int pg_prepare_database(pg_store *ps, const schema *s, char *report, err_t *e)
     if (rc == 0) rc = pg_name_channel(pg, ps, e);
     PQfinish(pg);
     return rc;
+}
+
+/* --- truncation (import --replace) ---------------------------------------------------- */
+
+/* Empties one table with DELETE rather than TRUNCATE: DELETE is MVCC-safe (a
+ * reader's older snapshot still sees the rows) where TRUNCATE is not. On an
+ * append-only table its DELETE guard is disabled around it, inside the
+ * transaction, so a rollback restores it too. */
+static int truncate_table(pg_conn *c, const schema_table *t, err_t *e)
+{
+    char sql[DDL_BYTES_MAX], guard[STORE_SQL_NAME_BYTES_MAX];
+    ddl_guard_name(t, "delete", guard);
+    int rc = 0;
+    if (t->append_only) {
+        snprintf(sql, sizeof sql, "ALTER TABLE \"%s\" DISABLE TRIGGER \"%s\"", t->name, guard);
+        rc = pg_run_simple(c, sql, "truncate: disable guard", e);
+    }
+    snprintf(sql, sizeof sql, "DELETE FROM \"%s\"", t->name);
+    if (rc == 0) rc = pg_run_simple(c, sql, "truncate", e);
+    if (rc == 0 && t->append_only) {
+        snprintf(sql, sizeof sql, "ALTER TABLE \"%s\" ENABLE TRIGGER \"%s\"", t->name, guard);
+        rc = pg_run_simple(c, sql, "truncate: enable guard", e);
+    }
+    return rc;
+}
+
+int pg_truncate_all(store_conn *sc, err_t *e)
+{
+    pg_conn *c = pg_conn_of(sc);
+    ASSERT(c->writer && c->in_txn && "truncate outside a write transaction");
+    const schema *s = c->base.st->schema;
+    for (int i = 0; i < s->n_tables; i++) {
+        int rc = truncate_table(c, &s->tables[i], e);
+        if (rc) return rc;
+    }
+    return 0;
 }

@@ -4,13 +4,12 @@
  * its SQL through.
  *
  *   pg_conn.c    errors, URLs, connections and reconnection, the statement
- *                cache, open/close
+ *                cache, the driver of the statement layer (sql_driver.h),
+ *                open/close, test hooks
  *   pg_txn.c     transactions and savepoints
- *   pg_docs.c    documents as jsonb text; get, insert, replace, delete,
- *                count, metadata, truncate, ping
- *   pg_scan.c    index range scans, and their plans (tests)
- *   pg_ddl.c     the schema's DDL and migration
+ *   pg_ddl.c     the schema's DDL, migration and format upgrade, truncation
  *   pg_notify.c  commit notifications and listeners
+ * (documents and scans are the statement layer's: sql_docs.c, sql_scan.c)
  *
  * Thread: a store is immutable after open; a pg_conn or pg_listener belongs
  * to one thread at a time.
@@ -24,11 +23,12 @@
 #include <libpq-fe.h>
 
 #include "base/invariant.h"
+#include "store/sql_docs.h"
+#include "store/sql_driver.h"
 #include "store/sqlbuf.h"
 #include "store/store_impl.h"
 
 #define PG_STMT_CACHE_SLOTS 256 /* prepared statements kept per connection */
-#define PG_SQL_BYTES_MAX 16384  /* a generated DML statement */
 #define PG_URL_BYTES_MAX 1024   /* a URL as shown in messages */
 #define PG_NUMBER_BYTES_MAX 40  /* "%.17g" of a double, or an int64 */
 #define PG_IDENT_BYTES_MAX 63   /* PostgreSQL truncates longer names */
@@ -63,6 +63,7 @@ typedef struct pg_conn {
 } pg_conn;
 
 extern const store_ops pg_ops;
+extern const sql_driver pg_driver;
 
 static inline pg_conn *pg_conn_of(store_conn *c)
 {
@@ -97,18 +98,22 @@ int pg_run_simple(pg_conn *c, const char *sql, const char *what, err_t *e);
  * is how a caller recovers from one. Failures are logged, not returned. */
 void pg_run_undo(pg_conn *c, const char *sql);
 
-/* --- pg_docs.c --------------------------------------------------------------------- */
-
-/* "%.17g": a double as text that reads back as the same double. */
-void pg_format_double(char out[PG_NUMBER_BYTES_MAX], double v);
-/* The doc column of row `row` of res, parsed as PostgreSQL prints jsonb. */
-int pg_result_doc(const PGresult *res, int row, const char *table, json_t **out, err_t *e);
+/* The binary form of a statement's parameters (pg_params_of): values,
+ * lengths, formats and types, as PQexecPrepared and PQprepare take them. */
+#define PG_PARAMS_MAX (SQL_KEY_COLUMNS_MAX + SQL_SCAN_PARAMS_MAX)
+typedef struct pg_params {
+    const char *values[PG_PARAMS_MAX];
+    int lengths[PG_PARAMS_MAX];
+    int formats[PG_PARAMS_MAX];
+    Oid types[PG_PARAMS_MAX];
+    uint8_t numbers[PG_PARAMS_MAX][8];
+} pg_params;
+void pg_params_of(const sql_value *v, int n, pg_params *p);
+/* A column of a binary result as a double or an int64 (8 big-endian bytes). */
+double pg_binary_double(const PGresult *res, int row, int col);
 
 /* --- pg_ddl.c ---------------------------------------------------------------------- */
 
-/* The index columns of one key field, comma-separated, each followed by
- * suffix (" DESC" or ""). */
-void pg_key_exprs(sqlbuf *b, const char *field, const char *suffix);
 /* Connects once, migrates the database to s in one transaction, and names
  * the deployment's notification channel. */
 int pg_prepare_database(pg_store *ps, const schema *s, char *report, err_t *e);
@@ -128,16 +133,7 @@ void pg_rollback(store_conn *sc);
 int pg_savepoint(store_conn *sc, err_t *e);
 int pg_savepoint_release(store_conn *sc, err_t *e);
 void pg_savepoint_rollback(store_conn *sc);
-int pg_get(store_conn *sc, const schema_table *t, const char *id, json_t **doc_out, err_t *e);
-int pg_insert(store_conn *sc, const schema_table *t, const json_t *doc, err_t *e);
-int pg_replace(store_conn *sc, const schema_table *t, const json_t *doc, err_t *e);
-int pg_delete(store_conn *sc, const schema_table *t, const char *id, err_t *e);
-int pg_count(store_conn *sc, const schema_table *t, int64_t *n_out, err_t *e);
-int pg_meta_get(store_conn *sc, const char *key, char **value_out, err_t *e);
-int pg_meta_set(store_conn *sc, const char *key, const char *value, err_t *e);
 int pg_truncate_all(store_conn *sc, err_t *e);
-int pg_ping(store_conn *sc, err_t *e);
-int pg_scan(store_conn *sc, const store_range *r, json_t **rows_out, err_t *e);
 int pg_notify_commit(store_conn *sc, const char *payload, err_t *e);
 int pg_listener_open(store *st, store_listener **out, err_t *e);
 int pg_listener_fd(const store_listener *sl);

@@ -12,8 +12,10 @@
  * concurrently. The writer hands WAL checkpoints to a thread of their own
  * (sqlite_checkpoint.h).
  *
- * Every statement a connection runs more than once is prepared once into its
- * cache (SQLITE_SQLITE_STMT_CACHE_SLOTS, least recently used evicted), and every
+ * This file is also the engine's driver under the store's one statement
+ * layer (sql_driver.h): parameters bound natively, rows read natively. Every
+ * statement a connection runs more than once is prepared once into its cache
+ * (SQLITE_STMT_CACHE_SLOTS, least recently used evicted), and every
  * execution is where an injected fault (store_inject_fault_after) strikes,
  * except the rollbacks that recover from one.
  *
@@ -24,7 +26,9 @@
 
 #include "base/invariant.h"
 #include "base/log.h"
+#include "store/ddl_common.h"
 #include "store/sql_common.h"
+#include "store/sql_docs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +165,102 @@ int sqlite_bind_check(sqlite_conn *c, int rc, const char *what, err_t *e)
     return rc == SQLITE_OK ? 0 : sqlite_error(e, c->db, rc, what);
 }
 
+/* --- the driver of the statement layer (sql_driver.h) ------------------------------ */
+
+static void drv_param(sqlbuf *b, int n)
+{
+    sqlbuf_add(b, "?%d", n);
+}
+
+static void drv_use_index(sqlbuf *b, const char *index)
+{
+    sqlbuf_add(b, " INDEXED BY \"%s\"", index);
+}
+
+int sqlite_bind_value(sqlite3_stmt *st, int i, const sql_value *v)
+{
+    switch (v->type) {
+    case SQLV_TEXT:
+        return sqlite3_bind_text(st, i, v->bytes, (int)v->len, SQLITE_STATIC);
+    case SQLV_BLOB:
+        return sqlite3_bind_blob(st, i, v->bytes, (int)v->len, SQLITE_STATIC);
+    case SQLV_DOUBLE:
+        return sqlite3_bind_double(st, i, v->d);
+    case SQLV_INT64:
+        return sqlite3_bind_int64(st, i, v->i);
+    default:
+        return sqlite3_bind_null(st, i);
+    }
+}
+
+static int drv_run(store_conn *sc, const sql_stmt *s, sql_result *res, err_t *e)
+{
+    sqlite_conn *c = sqlite_conn_of(sc);
+    sqlite3_stmt *st;
+    int rc = sqlite_stmt_get(c, s->sql, &st, e);
+    if (rc) return rc;
+    for (int i = 0; i < s->n_params && rc == 0; i++) {
+        ASSERT(s->params[i].len <= INT32_MAX);
+        rc = sqlite_bind_check(c, sqlite_bind_value(st, i + 1, &s->params[i]), s->what, e);
+    }
+    if (rc) {
+        sqlite_stmt_done(st);
+        return rc;
+    }
+    if (res) {
+        /* Rows are stepped by drv_next; the first step is where a fault strikes. */
+        *res = (sql_result){.conn = sc, .impl = st};
+        return 0;
+    }
+    rc = sqlite_stmt_run(c, st, s->what, e);
+    if (rc == 0 && s->not_found && sqlite3_changes(c->db) == 0)
+        rc = err_set(e, ERR_NOT_FOUND, "%s", s->not_found);
+    return rc;
+}
+
+static int drv_next(sql_result *res, const char *what, err_t *e)
+{
+    return sqlite_stmt_step(sqlite_conn_of(res->conn), res->impl, what, e);
+}
+
+static const uint8_t *drv_col_bytes(sql_result *res, int col, size_t *len)
+{
+    sqlite3_stmt *st = res->impl;
+    const void *p = sqlite3_column_blob(st, col);
+    *len = (size_t)sqlite3_column_bytes(st, col);
+    if (!p && *len == 0 && sqlite3_errcode(sqlite3_db_handle(st)) != SQLITE_NOMEM) p = "";
+    return p;
+}
+
+static double drv_col_double(sql_result *res, int col)
+{
+    return sqlite3_column_double(res->impl, col);
+}
+
+static int64_t drv_col_int64(sql_result *res, int col)
+{
+    return sqlite3_column_int64(res->impl, col);
+}
+
+static void drv_done(sql_result *res)
+{
+    if (res->impl) sqlite_stmt_done(res->impl);
+    res->impl = NULL;
+}
+
+const sql_driver sqlite_driver = {
+    .engine = "SQLite",
+    .param = drv_param,
+    .use_index = drv_use_index,
+    .bounds_from_first_column = false,
+    .run = drv_run,
+    .next = drv_next,
+    .col_bytes = drv_col_bytes,
+    .col_double = drv_col_double,
+    .col_int64 = drv_col_int64,
+    .done = drv_done,
+};
+
 /* --- connections ------------------------------------------------------------------- */
 
 int sqlite_exec(sqlite3 *db, const char *sql, const char *what, err_t *e)
@@ -204,6 +304,10 @@ int sqlite_open_db(const char *path, bool create, bool writer, sqlite3 **out, er
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
     rc = sqlite_exec(db, "PRAGMA synchronous=FULL", "set synchronous=FULL", e);
+    /* A mutation's savepoint keeps the pages it changes in a statement
+     * journal: in memory, not in a temporary file written and read back on
+     * every mutation. */
+    if (rc == 0) rc = sqlite_exec(db, "PRAGMA temp_store=MEMORY", "set temp_store=MEMORY", e);
     if (rc == 0 && !writer) rc = sqlite_exec(db, "PRAGMA query_only=ON", "set query_only", e);
     if (rc) {
         sqlite3_close(db);
@@ -348,7 +452,7 @@ int store_sqlite_open(const char *path, const schema *s, store **out,
     size_t path_bytes = strlen(path) + 1;
     sqlite_store *ss = malloc(sizeof *ss + path_bytes);
     if (!ss) return err_set(e, ERR_NOMEM, "open %s: out of memory", path);
-    ss->base = (store){.ops = &sqlite_ops, .schema = s};
+    ss->base = (store){.ops = &sqlite_ops, .sql = &sqlite_driver, .schema = s};
     ss->checkpointer = NULL;
     ss->wal_pages_seen = 0;
     ss->next_wake_pages = SQLITE_CHECKPOINT_WAL_PAGES;
@@ -382,6 +486,30 @@ uint64_t store_sqlite_prepare_count(store_conn *c)
     return sqlite_conn_of(c)->prepares;
 }
 
+int store_sqlite_scan_plan(store_conn *sc, const store_range *r, char *out, size_t out_bytes,
+                           err_t *e)
+{
+    sqlite_conn *c = sqlite_conn_of(sc);
+    sql_scan_stmt *q = malloc(sizeof *q);
+    if (!q) return err_set(e, ERR_NOMEM, "explain scan: out of memory");
+    int rc = sql_scan_build(&sqlite_driver, r, q, e);
+    char sql[SQL_TEXT_BYTES_MAX + 32];
+    snprintf(sql, sizeof sql, "EXPLAIN QUERY PLAN %s", q->text);
+    sqlite3_stmt *st = NULL;
+    if (rc == 0 && sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
+        rc = sqlite_error(e, c->db, sqlite3_errcode(c->db), "explain scan");
+    for (int i = 0; i < q->n_params && rc == 0; i++)
+        rc = sqlite_bind_check(c, sqlite_bind_value(st, i + 1, &q->params[i]), "explain scan", e);
+    sqlbuf b;
+    sqlbuf_init(&b, out, out_bytes);
+    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
+        sqlbuf_add(&b, "%s\n", (const char *)sqlite3_column_text(st, 3));
+    sqlite3_finalize(st);
+    sql_scan_free(q);
+    free(q);
+    return rc;
+}
+
 const store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sqlite_close,
@@ -393,14 +521,5 @@ const store_ops sqlite_ops = {
     .savepoint = sqlite_savepoint,
     .savepoint_release = sqlite_savepoint_release,
     .savepoint_rollback = sqlite_savepoint_rollback,
-    .get = sqlite_get,
-    .scan = sqlite_scan,
-    .insert = sqlite_insert,
-    .replace = sqlite_replace,
-    .remove = sqlite_delete,
-    .count = sqlite_count,
-    .meta_get = sqlite_meta_get,
-    .meta_set = sqlite_meta_set,
     .truncate_all = sqlite_truncate_all,
-    .ping = sqlite_ping,
 };

@@ -3,59 +3,40 @@
  * declared schema asks for (ddl_common.c plans them), bringing an existing
  * file in line with them, and WAL mode.
  *
- * Layout (see store.h): per table T a SQL table T(id, creation_time, doc) with
- * one CHECK per nonnegative field; per index an expression index "T_<index>"
- * over the index's full key (fields, creation_time, id); a unique index also
- * gets "T_<index>_unique" over its fields alone; every table has
- * "T_by_creation_time"; append-only tables get two triggers that refuse
- * UPDATE and DELETE. sqlite_master keeps the DDL of each object, which is how
- * reopening tells what changed; a table whose CHECKs changed is rebuilt (a
- * copy of its rows into a new table), as SQLite cannot alter CHECKs.
+ * Layout (see store.h, sql_common.h): per table T a SQL table T(id TEXT,
+ * creation_time REAL, k_<field> BLOB…, data BLOB) with one CHECK per
+ * nonnegative field; per index an index "T_<index>" over its key columns
+ * then (creation_time, id); a unique index also gets "T_<index>_unique" over
+ * its fields alone; every table has "T_by_creation_time"; append-only tables
+ * get two triggers that refuse UPDATE and DELETE. sqlite_master keeps the DDL
+ * of each object, which is how reopening tells what changed; a table whose
+ * DDL changed (its key columns, its CHECKs, or the storage format 1 it was
+ * written in) is rebuilt: its rows are copied into a new table, each
+ * document read, its key columns computed again.
  *
- * Callers: store_sqlite_open (sqlite.c), once per store_open; the index
- * expressions and guards also serve sqlite_scan.c and truncation.
+ * Callers: store_sqlite_open (sqlite.c), once per store_open; the guards also
+ * serve truncation (store_truncate_all, here).
  * Thread: the thread that opens the store.
  */
 #include "base/invariant.h"
 #include "store/sqlite_impl.h"
 
 #include "store/ddl_common.h"
+#include "store/doc_codec.h"
 #include "store/sql_common.h"
+#include "store/sql_docs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define REBUILD_TABLE "_dojo_rebuild"
-#define NULL_KEY_SQL "-9e999" /* -Infinity: a missing field in an index key */
 
 /* --- the SQL of the schema's objects ------------------------------------------------ */
 
-void sqlite_key_expr(sqlbuf *b, const char *field)
+static void bytes_literal(sqlbuf *b, const char *hex)
 {
-    const char *column = sql_system_column(field);
-    if (column)
-        sqlbuf_add(b, "%s", column);
-    else
-        sqlbuf_add(b, "ifnull(json_extract(doc,'$.%s')," NULL_KEY_SQL ")", field);
-}
-
-/* A plain json_extract, so that documents without the field (NULL) never
- * collide. */
-static void unique_expr(sqlbuf *b, const char *field)
-{
-    const char *column = sql_system_column(field);
-    if (column)
-        sqlbuf_add(b, "%s", column);
-    else
-        sqlbuf_add(b, "json_extract(doc,'$.%s')", field);
-}
-
-static void check(sqlbuf *b, const schema_table *t, const char *field)
-{
-    char name[STORE_SQL_NAME_BYTES_MAX];
-    ddl_check_name(t, field, name);
-    sqlbuf_add(b, "CONSTRAINT \"%s\" CHECK (json_extract(doc,'$.%s') >= 0)", name, field);
+    sqlbuf_add(b, "x'%s'", hex);
 }
 
 const char *const sqlite_guard_ops[SQLITE_GUARD_OPS] = {"delete", "update"};
@@ -75,10 +56,10 @@ void sqlite_guard_trigger(sqlbuf *b, const schema_table *t, int op)
 static const ddl_dialect sqlite_dialect = {
     .engine = "SQLite",
     .ident_bytes_max = 0,
-    .columns = "id TEXT PRIMARY KEY, creation_time REAL NOT NULL, doc TEXT NOT NULL",
-    .check = check,
-    .key_exprs = sqlite_key_expr,
-    .unique_expr = unique_expr,
+    .id_type = "TEXT",
+    .time_type = "REAL",
+    .bytes_type = "BLOB",
+    .bytes_literal = bytes_literal,
     .guard_ops = sqlite_guard_ops,
     .n_guard_ops = SQLITE_GUARD_OPS,
     .guard = sqlite_guard_trigger,
@@ -91,12 +72,11 @@ static int exec_ddl(void *db, const char *sql, const char *what, err_t *e)
     return sqlite_exec(db, sql, what, e);
 }
 
-static int stored_version(void *db, int *version, err_t *e)
+static int meta_text(void *db, const char *key, char out[64], err_t *e)
 {
-    char text[32];
-    int rc = sqlite_query_text(db, "SELECT value FROM _dojo_meta WHERE key = 'schema_version'",
-                               text, sizeof text, e);
-    return rc ? rc : ddl_parse_version(text, version, e);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT value FROM _dojo_meta WHERE key = '%s'", key);
+    return sqlite_query_text(db, sql, out, 64, e);
 }
 
 static const char *const type_names[] = {"table", "index", "trigger"}; /* as sqlite_master */
@@ -183,20 +163,89 @@ static int create(void *db, const ddl_object *o, err_t *e)
     return sqlite_exec(db, o->sql, whats[o->type], e);
 }
 
-/* Re-creates a table whose DDL (its CHECKs) changed, keeping its rows. Its
- * indexes and triggers go with the old table and are re-created afterwards. */
-static int rebuild_table(void *db, const ddl_object *o, err_t *e)
+/* The document of the current row of a SELECT of (id, creation_time, doc or
+ * data) from a table of storage format `format`. */
+static int old_row_doc(sqlite3_stmt *st, int format, const char *what, json_t **doc, err_t *e)
+{
+    const char *id = (const char *)sqlite3_column_text(st, 0);
+    double ct = sqlite3_column_double(st, 1);
+    const void *bytes = sqlite3_column_blob(st, 2);
+    size_t len = (size_t)sqlite3_column_bytes(st, 2);
+    if (!id) return err_set(e, ERR_STORAGE, "%s: a row without an id", what);
+    if (format >= 2) return doc_decode(bytes ? bytes : "", len, id, ct, doc, what, e);
+    json_error_t jerr;
+    *doc = bytes ? json_loadb(bytes, len, JSON_ALLOW_NUL, &jerr) : NULL;
+    if (!json_is_object(*doc)) {
+        json_decref(*doc);
+        *doc = NULL;
+        return err_set(e, ERR_STORAGE, "%s: the document of %s is not a JSON object", what, id);
+    }
+    /* Format 1 kept _id and _creationTime in the document too; the columns
+     * are what the indexes used. */
+    if (json_object_set_new(*doc, "_id", json_string(id)) ||
+        json_object_set_new(*doc, "_creationTime", json_real(ct)))
+        return err_set(e, ERR_NOMEM, "%s: out of memory", what);
+    return 0;
+}
+
+/* Copies every row of `from` (storage format `format`) into o's new table,
+ * in the new layout. */
+static int copy_rows(sqlite3 *db, const ddl_object *o, const char *from, int format,
+                     long long *docs, err_t *e)
+{
+    char what[STORE_SQL_NAME_BYTES_MAX + 32], sql[SQL_TEXT_BYTES_MAX];
+    snprintf(what, sizeof what, "migrate table %s", o->name);
+    sql_layout l;
+    int rc = sql_layout_of(o->table, &l, e);
+    if (rc) return rc;
+    sqlbuf b;
+    sqlbuf_init(&b, sql, sizeof sql);
+    sql_insert_text(&sqlite_driver, &l, &b);
+    ASSERT(!b.overflow);
+    sqlite3_stmt *ins = NULL, *sel = NULL;
+    char select[STORE_SQL_NAME_BYTES_MAX + 96];
+    snprintf(select, sizeof select, "SELECT id, creation_time, %s FROM \"%s\" ORDER BY rowid",
+             format >= 2 ? SQL_DATA_COLUMN : "doc", from);
+    int src = sqlite3_prepare_v2(db, sql, -1, &ins, NULL);
+    if (src == SQLITE_OK) src = sqlite3_prepare_v2(db, select, -1, &sel, NULL);
+    if (src != SQLITE_OK) rc = sqlite_error(e, db, src, what);
+    while (rc == 0 && (src = sqlite3_step(sel)) == SQLITE_ROW) {
+        json_t *doc = NULL;
+        sql_row row;
+        rc = old_row_doc(sel, format, what, &doc, e);
+        if (rc == 0) rc = sql_row_of(&l, doc, &row, what, e);
+        if (rc == 0) {
+            sql_value params[SQL_KEY_COLUMNS_MAX + 3];
+            int n = sql_insert_params(&row, params);
+            src = SQLITE_OK;
+            for (int i = 0; i < n && src == SQLITE_OK; i++)
+                src = sqlite_bind_value(ins, i + 1, &params[i]);
+            if (src == SQLITE_OK) src = sqlite3_step(ins);
+            if (src != SQLITE_DONE) rc = sqlite_error(e, db, src, what);
+            sqlite3_reset(ins);
+            sqlite3_clear_bindings(ins);
+            sql_row_free(&row);
+            (*docs)++;
+        }
+        json_decref(doc);
+    }
+    if (rc == 0 && src != SQLITE_DONE) rc = sqlite_error(e, db, src, what);
+    sqlite3_finalize(sel);
+    sqlite3_finalize(ins);
+    return rc;
+}
+
+/* Re-creates a table whose DDL changed (its key columns, its CHECKs, its
+ * storage format), keeping its rows. Its indexes and triggers go with the
+ * old table and are re-created afterwards. */
+static int rebuild_table(void *db, const ddl_object *o, int from_format, long long *docs, err_t *e)
 {
     char sql[DDL_BYTES_MAX], what[STORE_SQL_NAME_BYTES_MAX + 32];
     snprintf(what, sizeof what, "migrate table %s", o->name);
     snprintf(sql, sizeof sql, "ALTER TABLE \"%s\" RENAME TO \"" REBUILD_TABLE "\"", o->name);
     int rc = sqlite_exec(db, sql, what, e);
     if (rc == 0) rc = sqlite_exec(db, o->sql, what, e);
-    snprintf(sql, sizeof sql,
-             "INSERT INTO \"%s\" (id, creation_time, doc) "
-             "SELECT id, creation_time, doc FROM \"" REBUILD_TABLE "\"",
-             o->name);
-    if (rc == 0) rc = sqlite_exec(db, sql, what, e);
+    if (rc == 0) rc = copy_rows(db, o, REBUILD_TABLE, from_format, docs, e);
     if (rc == 0) rc = sqlite_exec(db, "DROP TABLE \"" REBUILD_TABLE "\"", what, e);
     return rc;
 }
@@ -211,16 +260,15 @@ static int drop(void *db, const ddl_object *o, err_t *e)
 
 static const ddl_ops sqlite_ddl_ops = {
     .dialect = &sqlite_dialect,
-    .table_changed = "rebuilt",
     .begin_sql =
         "CREATE TABLE IF NOT EXISTS _dojo_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     .begin_what = "create _dojo_meta",
     .exec = exec_ddl,
-    .stored_version = stored_version,
+    .meta_text = meta_text,
     .prepare = drop_undeclared,
     .stored_sql = stored_sql,
     .create = create,
-    .change_table = rebuild_table,
+    .rebuild_table = rebuild_table,
     .drop = drop,
 };
 
@@ -249,4 +297,41 @@ int sqlite_prepare_file(const char *path, const schema *s, char *report, err_t *
     }
     sqlite3_close(db);
     return rc;
+}
+
+/* --- truncation (import --replace) ---------------------------------------------------- */
+
+/* Empties one table; the guards of an append-only table are dropped around
+ * it and re-created, inside the caller's transaction. */
+static int truncate_table(sqlite_conn *c, const schema_table *t, err_t *e)
+{
+    char sql[DDL_BYTES_MAX], guard[STORE_SQL_NAME_BYTES_MAX];
+    int rc = 0;
+    for (int op = 0; op < SQLITE_GUARD_OPS && rc == 0 && t->append_only; op++) {
+        ddl_guard_name(t, sqlite_guard_ops[op], guard);
+        snprintf(sql, sizeof sql, "DROP TRIGGER IF EXISTS \"%s\"", guard);
+        rc = sqlite_run_once(c, sql, "truncate: drop guard", e);
+    }
+    snprintf(sql, sizeof sql, "DELETE FROM \"%s\"", t->name);
+    if (rc == 0) rc = sqlite_run_once(c, sql, "truncate", e);
+    for (int op = 0; op < SQLITE_GUARD_OPS && rc == 0 && t->append_only; op++) {
+        sqlbuf b;
+        sqlbuf_init(&b, sql, sizeof sql);
+        sqlite_guard_trigger(&b, t, op);
+        ASSERT(!b.overflow);
+        rc = sqlite_run_once(c, sql, "truncate: re-create guard", e);
+    }
+    return rc;
+}
+
+int sqlite_truncate_all(store_conn *sc, err_t *e)
+{
+    sqlite_conn *c = sqlite_conn_of(sc);
+    ASSERT(c->writer && !sqlite3_get_autocommit(c->db) && "truncate outside a write transaction");
+    const schema *s = c->base.st->schema;
+    for (int i = 0; i < s->n_tables; i++) {
+        int rc = truncate_table(c, &s->tables[i], e);
+        if (rc) return rc;
+    }
+    return 0;
 }

@@ -3,10 +3,11 @@
  * them: the engine's store and connection, and the statement helpers every
  * file runs its SQL through.
  *
- *   sqlite.c       connections, transactions, the statement cache, open/close
- *   sqlite_docs.c  get, insert, replace, delete, count, metadata, truncate, ping
- *   sqlite_scan.c  index range scans
- *   sqlite_ddl.c   the schema's DDL, migration, WAL mode
+ *   sqlite.c       connections, transactions, the statement cache, the
+ *                  driver of the statement layer (sql_driver.h), open/close
+ *   sqlite_ddl.c   the schema's DDL, migration and format upgrade, WAL mode,
+ *                  truncation
+ * (documents and scans are the statement layer's: sql_docs.c, sql_scan.c)
  *
  * Thread: a store is immutable after open; a sqlite_conn belongs to one
  * thread at a time (connections are opened SQLITE_OPEN_NOMUTEX).
@@ -22,10 +23,10 @@
 #include "base/invariant.h"
 #include "store/sqlbuf.h"
 #include "store/sqlite_checkpoint.h"
+#include "store/sql_driver.h"
 #include "store/store_impl.h"
 
 #define SQLITE_STMT_CACHE_SLOTS 128 /* prepared statements kept per connection */
-#define SQLITE_SQL_BYTES_MAX 4096   /* a generated DML statement */
 
 typedef struct sqlite_store {
     store base;
@@ -53,6 +54,7 @@ typedef struct sqlite_conn {
 } sqlite_conn;
 
 extern const store_ops sqlite_ops;
+extern const sql_driver sqlite_driver;
 
 static inline sqlite_conn *sqlite_conn_of(store_conn *c)
 {
@@ -76,6 +78,8 @@ int sqlite_stmt_step(sqlite_conn *c, sqlite3_stmt *st, const char *what, err_t *
 int sqlite_stmt_run(sqlite_conn *c, sqlite3_stmt *st, const char *what, err_t *e);
 /* Runs one statement without caching it (DDL), with fault injection. */
 int sqlite_run_once(sqlite_conn *c, const char *sql, const char *what, err_t *e);
+/* Binds one parameter of the statement layer natively. */
+int sqlite_bind_value(sqlite3_stmt *st, int i, const sql_value *v);
 /* A bind's result code as the project's. */
 int sqlite_bind_check(sqlite_conn *c, int rc, const char *what, err_t *e);
 /* sqlite3_exec without fault injection (opening, the schema). */
@@ -88,8 +92,6 @@ int sqlite_open_db(const char *path, bool create, bool writer, sqlite3 **out, er
 
 /* --- sqlite_ddl.c: the schema ------------------------------------------------------ */
 
-/* The expression a field is indexed by in an ordered (non-unique) index. */
-void sqlite_key_expr(sqlbuf *b, const char *field);
 /* The operations an append-only table refuses ("delete", "update"), and the
  * CREATE TRIGGER of the guard against sqlite_guard_ops[op]. */
 #define SQLITE_GUARD_OPS 2
@@ -97,20 +99,7 @@ extern const char *const sqlite_guard_ops[SQLITE_GUARD_OPS];
 void sqlite_guard_trigger(sqlbuf *b, const schema_table *t, int op);
 /* Opens path, puts it in WAL mode and migrates it to s in one transaction. */
 int sqlite_prepare_file(const char *path, const schema *s, char *report, err_t *e);
-
-/* --- the store_ops of sqlite_docs.c and sqlite_scan.c ------------------------------- */
-
-int sqlite_get(store_conn *sc, const schema_table *t, const char *id, json_t **doc_out, err_t *e);
-int sqlite_insert(store_conn *sc, const schema_table *t, const json_t *doc, err_t *e);
-int sqlite_replace(store_conn *sc, const schema_table *t, const json_t *doc, err_t *e);
-int sqlite_delete(store_conn *sc, const schema_table *t, const char *id, err_t *e);
-int sqlite_count(store_conn *sc, const schema_table *t, int64_t *n_out, err_t *e);
-int sqlite_meta_get(store_conn *sc, const char *key, char **value_out, err_t *e);
-int sqlite_meta_set(store_conn *sc, const char *key, const char *value, err_t *e);
+/* store_truncate_all. */
 int sqlite_truncate_all(store_conn *sc, err_t *e);
-int sqlite_ping(store_conn *sc, err_t *e);
-int sqlite_scan(store_conn *sc, const store_range *r, json_t **rows_out, err_t *e);
-/* Parses the doc column of the current row. */
-int sqlite_column_doc(sqlite3_stmt *st, int col, const char *table, json_t **out, err_t *e);
 
 #endif

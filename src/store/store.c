@@ -1,8 +1,10 @@
 /*
  * store.c — the public face of the store (store.h): picks the engine from the
  * database URL, checks the declared schema once so that engines can quote its
- * names into SQL as they are, and forwards every call to the engine's
- * store_ops (store_impl.h). Also owns the fault-injection countdown.
+ * names into SQL as they are, and forwards every call: statements on
+ * documents to the one statement layer (sql_docs.h) over the engine's driver,
+ * connections and transactions to the engine's store_ops (store_impl.h).
+ * Also owns the fault-injection countdown.
  *
  * Callers: cli/ opens and closes the store; the engine's storage thread and
  * reader threads call the rest on their own connections; the engine's
@@ -13,6 +15,7 @@
 #include "store/store_impl.h"
 
 #include "base/invariant.h"
+#include "store/sql_docs.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -182,7 +185,7 @@ int store_get(store_conn *c, const schema_table *t, const char *id, json_t **doc
 {
     ASSERT(t && id && doc_out);
     *doc_out = NULL;
-    return c->ops->get(c, t, id, doc_out, e);
+    return sql_get(c->st->sql, c, t, id, doc_out, e);
 }
 
 int store_scan(store_conn *c, const store_range *r, json_t **rows_out, err_t *e)
@@ -190,7 +193,7 @@ int store_scan(store_conn *c, const store_range *r, json_t **rows_out, err_t *e)
     ASSERT(r && r->table && r->index && rows_out);
     ASSERT(r->limit >= 1);
     *rows_out = NULL;
-    return c->ops->scan(c, r, rows_out, e);
+    return sql_scan(c->st->sql, c, r, rows_out, e);
 }
 
 json_t *store_scan_resume_after(const json_t *rows)
@@ -206,39 +209,46 @@ json_t *store_scan_resume_after(const json_t *rows)
 int store_insert(store_conn *c, const schema_table *t, const json_t *doc, err_t *e)
 {
     ASSERT(t && json_is_object(doc));
-    return c->ops->insert(c, t, doc, e);
+    return sql_insert(c->st->sql, c, t, doc, e);
 }
 
 int store_replace(store_conn *c, const schema_table *t, const json_t *doc, err_t *e)
 {
     ASSERT(t && json_is_object(doc));
-    return c->ops->replace(c, t, doc, e);
+    return sql_update(c->st->sql, c, t, NULL, doc, e);
+}
+
+int store_update(store_conn *c, const schema_table *t, const json_t *old_doc, const json_t *doc,
+                 err_t *e)
+{
+    ASSERT(t && json_is_object(old_doc) && json_is_object(doc));
+    return sql_update(c->st->sql, c, t, old_doc, doc, e);
 }
 
 int store_delete(store_conn *c, const schema_table *t, const char *id, err_t *e)
 {
     ASSERT(t && id);
-    return c->ops->remove(c, t, id, e);
+    return sql_delete(c->st->sql, c, t, id, e);
 }
 
 int store_count(store_conn *c, const schema_table *t, int64_t *n_out, err_t *e)
 {
     ASSERT(t && n_out);
     *n_out = 0;
-    return c->ops->count(c, t, n_out, e);
+    return sql_count(c->st->sql, c, t, n_out, e);
 }
 
 int store_meta_get(store_conn *c, const char *key, char **value_out, err_t *e)
 {
     ASSERT(key && value_out);
     *value_out = NULL;
-    return c->ops->meta_get(c, key, value_out, e);
+    return sql_meta_get(c->st->sql, c, key, value_out, e);
 }
 
 int store_meta_set(store_conn *c, const char *key, const char *value, err_t *e)
 {
     ASSERT(key && value);
-    return c->ops->meta_set(c, key, value, e);
+    return sql_meta_set(c->st->sql, c, key, value, e);
 }
 
 int store_truncate_all(store_conn *c, err_t *e)
@@ -248,7 +258,7 @@ int store_truncate_all(store_conn *c, err_t *e)
 
 int store_ping(store_conn *c, err_t *e)
 {
-    return c->ops->ping(c, e);
+    return sql_ping(c->st->sql, c, e);
 }
 
 /* --- commit notifications --------------------------------------------------------- */

@@ -3,13 +3,17 @@
  * pg_*.c for `--db postgres://…`). The store keeps documents; it knows
  * tables, indexes and the guards of schema.h, never what the documents mean.
  *
- * Data layout: per table `T` a SQL table T(id TEXT PRIMARY KEY,
- * creation_time REAL NOT NULL, doc TEXT NOT NULL) where doc is the whole
- * document as JSON, _id and _creationTime included (PostgreSQL: DOUBLE
- * PRECISION and JSONB, id COLLATE "C"). Per declared index an
- * expression index on the extracted fields followed by (creation_time, id).
- * A table `_dojo_meta(key TEXT PRIMARY KEY, value TEXT)` holds the schema
- * version and the commit timestamp high-water mark.
+ * Data layout (storage format 2; sql_common.h): per table `T` a SQL table
+ * T(id, creation_time, k_<field>…, data): _id and _creationTime in columns
+ * of their own, one key column per field an index or a guard names holding
+ * its value in the order-preserving bytes of key_codec.h, and the whole
+ * document in the compact bytes of doc_codec.h (SQLite: TEXT, REAL, BLOB;
+ * PostgreSQL: TEXT COLLATE "C", DOUBLE PRECISION, BYTEA). Per declared index
+ * a plain index over its key columns followed by (creation_time, id). A
+ * table `_dojo_meta(key TEXT PRIMARY KEY, value TEXT)` holds the schema
+ * version, the storage format and the commit timestamp high-water mark. A
+ * database of format 1 (the document as JSON, expression indexes) is
+ * upgraded in place by store_open.
  *
  * Guards enforced by the database itself: UPDATE and DELETE on an
  * append_only table are refused by triggers; a negative value in a
@@ -105,6 +109,11 @@ json_t *store_scan_resume_after(const json_t *rows);
  * the row gives ERR_CONSTRAINT with the database's reason in the message. */
 int store_insert(store_conn *c, const schema_table *t, const json_t *doc, err_t *e);
 int store_replace(store_conn *c, const schema_table *t, const json_t *doc, err_t *e);
+/* store_replace of a document whose stored version old_doc the caller read in
+ * this transaction: only what changed is written (the key columns whose
+ * value changed, so that an index whose key stays the same is not touched). */
+int store_update(store_conn *c, const schema_table *t, const json_t *old_doc, const json_t *doc,
+                 err_t *e);
 int store_delete(store_conn *c, const schema_table *t, const char *id, err_t *e);
 /* Number of documents in a table. */
 int store_count(store_conn *c, const schema_table *t, int64_t *n_out, err_t *e);

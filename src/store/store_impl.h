@@ -2,14 +2,18 @@
  * store_impl.h — what a storage engine provides, private to src/store/.
  *
  * store.c holds the public functions of store.h; each one checks what the
- * contract promises and forwards to the engine through a small table of
+ * contract promises and forwards to the engine: statements on documents go
+ * through the one statement layer (sql_docs.h) over the engine's driver
+ * (sql_driver.h), connections and transactions through a small table of
  * functions (store_ops). An engine (SQLite: sqlite_impl.h lists its files;
  * PostgreSQL: pg_impl.h) embeds `struct store` as the first member of its
  * own store, `struct store_conn` as the first member of its own connection
  * and `struct store_listener` as the first member of its own listener, so
  * that it can cast back. What both engines do the same way is written once:
- * sqlbuf.h (the SQL text buffer), sql_common.h (key positions, bounds,
- * document identity) and ddl_common.h (schema objects, migration, report).
+ * sqlbuf.h (the SQL text buffer), sql_common.h (the row layout, key
+ * positions, bounds, document identity), key_codec.h and doc_codec.h (the
+ * bytes of keys and documents), sql_docs.h (every statement on documents)
+ * and ddl_common.h (schema objects, migration, the format upgrade, report).
  *
  * Also here: the process-wide fault-injection countdown every engine consults
  * before running a statement, the schema checks every engine relies on, and
@@ -35,16 +39,7 @@ typedef struct store_ops {
     int (*savepoint)(store_conn *c, err_t *e);
     int (*savepoint_release)(store_conn *c, err_t *e);
     void (*savepoint_rollback)(store_conn *c);
-    int (*get)(store_conn *c, const schema_table *t, const char *id, json_t **doc_out, err_t *e);
-    int (*scan)(store_conn *c, const store_range *r, json_t **rows_out, err_t *e);
-    int (*insert)(store_conn *c, const schema_table *t, const json_t *doc, err_t *e);
-    int (*replace)(store_conn *c, const schema_table *t, const json_t *doc, err_t *e);
-    int (*remove)(store_conn *c, const schema_table *t, const char *id, err_t *e);
-    int (*count)(store_conn *c, const schema_table *t, int64_t *n_out, err_t *e);
-    int (*meta_get)(store_conn *c, const char *key, char **value_out, err_t *e);
-    int (*meta_set)(store_conn *c, const char *key, const char *value, err_t *e);
     int (*truncate_all)(store_conn *c, err_t *e);
-    int (*ping)(store_conn *c, err_t *e);
     /* Commit notifications; all NULL for an engine without them. */
     int (*notify_commit)(store_conn *c, const char *payload, err_t *e);
     int (*listener_open)(store *st, store_listener **out, err_t *e);
@@ -57,7 +52,8 @@ typedef struct store_ops {
 
 struct store {
     const store_ops *ops;
-    const schema *schema; /* borrowed; outlives the store */
+    const struct sql_driver *sql; /* the engine's driver under the statement layer */
+    const schema *schema;         /* borrowed; outlives the store */
 };
 
 struct store_conn {

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "base/ids.h"
+#include "store/key_codec.h"
 #include "store/schema.h"
 #include "store/store.h"
 #include "store/store_impl.h"
@@ -120,8 +121,8 @@ typedef struct store_engine {
     /* Writes to the append-only "transactions" the guards refuse besides
      * UPDATE and DELETE (NULL-terminated, as the lists below). */
     const char *const *more_guarded_writes;
-    /* UPDATEs that make users.credits -5 and -0.5, in the engine's SQL. */
-    const char *const *negative_updates;
+    /* How the engine's SQL spells bytes: before and after their hex digits. */
+    const char *bytes_open, *bytes_close;
     /* users.creation_time of the only user, as text with 17 digits. */
     const char *creation_time_sql;
     /* With runs_by_status dropped and runs_stray added (by the case), drops

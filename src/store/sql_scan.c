@@ -1,0 +1,205 @@
+/*
+ * sql_scan.c — index range scans (store_scan), written once for both
+ * engines over their drivers.
+ *
+ * Every value of an index key is a plain column: the key columns hold the
+ * order-preserving bytes of key_codec.h (a missing or null field is 00, the
+ * smallest), then creation_time and id. None is ever NULL, so row-value
+ * bounds such as (k_userId, creation_time, id) > (?, ?, ?) compare
+ * definitely, and both databases seek the index with them directly. A scan
+ * fixes the prefix both bounds share with equalities, compares the rest of
+ * each bound as a row value, and orders by the index's remaining columns —
+ * all of them conditions and order of the index "T_<index>", which SQLite is
+ * told to use (INDEXED BY: a statement that cannot use it fails to prepare
+ * instead of silently scanning the table).
+ *
+ * U+0000 in a bound on _id: no stored id holds one, and a text parameter
+ * cannot carry one to PostgreSQL; the bound is cut after that value, whose
+ * text up to the U+0000 (prefix p) is what is sent. No stored id lies
+ * strictly between p and p+"\0…", so "> or >= that value" is "> p", and
+ * "< or <=" is "<= p". (Key columns are bytes: they carry U+0000 as it is.)
+ *
+ * Callers: store.c, on the thread that owns the connection; the engines'
+ * plan test hooks (sql_scan_build).
+ * Thread: the thread that owns the connection.
+ */
+#include "store/sql_docs.h"
+
+#include "base/invariant.h"
+#include "store/ddl_common.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static bool has_nul(const json_t *v)
+{
+    return json_is_string(v) && strlen(json_string_value(v)) != json_string_length(v);
+}
+
+/* Appends the placeholder of v, the value of key field `field`, bound as that
+ * field's column holds it. */
+static int scan_value(const sql_driver *d, sql_scan_stmt *q, const char *field, const json_t *v,
+                      err_t *e)
+{
+    ASSERT(q->n_params < SQL_SCAN_PARAMS_MAX - 1);
+    int i = q->n_params++;
+    const char *column = sql_system_column(field);
+    if (column && strcmp(column, SQL_CREATION_TIME_COLUMN) == 0) {
+        q->params[i] = sqlv_double(json_number_value(v));
+    } else if (column) {
+        const char *s = json_string_value(v);
+        q->params[i] = sqlv_text(s, strlen(s)); /* cut at a U+0000: see the file comment */
+    } else {
+        if (key_encode(v, &q->keys[i]) != 0) return err_set(e, ERR_NOMEM, "scan: out of memory");
+        q->params[i] = sqlv_blob(q->keys[i].bytes, q->keys[i].len);
+    }
+    d->param(&q->b, i + 1);
+    return 0;
+}
+
+static void condition_start(sql_scan_stmt *q)
+{
+    sqlbuf_add(&q->b, q->n_conditions++ ? " AND " : " WHERE ");
+}
+
+static void column(sql_scan_stmt *q, const schema_index *ix, int i)
+{
+    char name[SQL_COLUMN_BYTES_MAX];
+    sql_column_of(sql_key_field(ix, i), name);
+    sqlbuf_add(&q->b, "\"%s\"", name);
+}
+
+/* "(columns from..to-1) op (values)" for the bound's values from..to. */
+static int row_condition(const sql_driver *d, sql_scan_stmt *q, const schema_index *ix,
+                         const json_t *bound, int from, int to, const char *op, err_t *e)
+{
+    condition_start(q);
+    sqlbuf_add(&q->b, "(");
+    for (int i = from; i < to; i++) {
+        if (i > from) sqlbuf_add(&q->b, ", ");
+        column(q, ix, i);
+    }
+    sqlbuf_add(&q->b, ") %s (", op);
+    for (int i = from; i < to; i++) {
+        if (i > from) sqlbuf_add(&q->b, ", ");
+        int rc = scan_value(d, q, sql_key_field(ix, i), json_array_get(bound, (size_t)i), e);
+        if (rc) return rc;
+    }
+    sqlbuf_add(&q->b, ")");
+    return 0;
+}
+
+/* How many values of a bound to use (see the file comment on U+0000). */
+static int bound_length(const store_range *r, const json_t *bound, int from, bool *inclusive,
+                        bool lower)
+{
+    int n = (int)json_array_size(bound);
+    for (int i = from; i < n; i++)
+        if (sql_system_column(sql_key_field(r->index, i)) &&
+            has_nul(json_array_get(bound, (size_t)i))) {
+            *inclusive = !lower;
+            return i + 1;
+        }
+    return n;
+}
+
+void sql_scan_free(sql_scan_stmt *q)
+{
+    for (int i = 0; i < q->n_params; i++)
+        key_buf_free(&q->keys[i]);
+    q->n_params = 0;
+}
+
+int sql_scan_build(const sql_driver *d, const store_range *r, sql_scan_stmt *q, err_t *e)
+{
+    memset(q->keys, 0, sizeof q->keys);
+    q->n_params = q->n_conditions = 0;
+    q->empty = false;
+    sqlbuf_init(&q->b, q->text, sizeof q->text);
+    int rc = sql_check_bounds(r, e);
+    if (rc) return rc;
+    int eq = sql_equal_prefix(r);
+    for (int i = 0; i < eq; i++)
+        if (sql_system_column(sql_key_field(r->index, i)) && has_nul(json_array_get(r->lo, (size_t)i)))
+            q->empty = true; /* no stored id equals it */
+    bool lo_incl = r->lo_inclusive, hi_incl = r->hi_inclusive;
+    int n_lo = r->lo ? bound_length(r, r->lo, eq, &lo_incl, true) : 0;
+    int n_hi = r->hi ? bound_length(r, r->hi, eq, &hi_incl, false) : 0;
+    /* K[0..eq) == lo[0..eq): an exclusive bound that ends there admits nothing. */
+    q->empty = q->empty || (r->lo && n_lo == eq && !lo_incl) || (r->hi && n_hi == eq && !hi_incl);
+    char index_name[STORE_SQL_NAME_BYTES_MAX];
+    ddl_index_name(r->table, r->index, index_name);
+    sqlbuf_add(&q->b, "SELECT " SQL_ROW_COLUMNS " FROM \"%s\"", r->table->name);
+    d->use_index(&q->b, index_name);
+    for (int i = 0; i < eq && rc == 0; i++) {
+        condition_start(q);
+        column(q, r->index, i);
+        sqlbuf_add(&q->b, " = ");
+        rc = scan_value(d, q, sql_key_field(r->index, i), json_array_get(r->lo, (size_t)i), e);
+    }
+    /* PostgreSQL: a bound past the equalities is compared from the index's
+     * first column on (the equal ones included): only this index can take
+     * that as a condition, so a planner that sees few rows per value does
+     * not prefer another index whose order merely matches the rest. SQLite
+     * seeks a row value only when it starts past the equalities. */
+    int from = d->bounds_from_first_column ? 0 : eq;
+    if (rc == 0 && n_lo > eq)
+        rc = row_condition(d, q, r->index, r->lo, from, n_lo, lo_incl ? ">=" : ">", e);
+    if (rc == 0 && n_hi > eq)
+        rc = row_condition(d, q, r->index, r->hi, from, n_hi, hi_incl ? "<=" : "<", e);
+    for (int i = eq; i < schema_key_len(r->index) && rc == 0; i++) {
+        sqlbuf_add(&q->b, i > eq ? ", " : " ORDER BY ");
+        column(q, r->index, i);
+        if (r->descending) sqlbuf_add(&q->b, " DESC");
+    }
+    if (rc == 0) {
+        sqlbuf_add(&q->b, " LIMIT ");
+        q->params[q->n_params] = sqlv_int64(r->limit);
+        d->param(&q->b, ++q->n_params);
+    }
+    if (rc == 0 && q->b.overflow)
+        rc = err_set(e, ERR_INTERNAL, "scan %s.%s: statement longer than %d bytes",
+                     r->table->name, r->index->name, SQL_TEXT_BYTES_MAX);
+    if (rc) sql_scan_free(q);
+    return rc;
+}
+
+int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **rows_out,
+             err_t *e)
+{
+    sql_scan_stmt *q = malloc(sizeof *q);
+    json_t *rows = json_array();
+    if (!q || !rows) {
+        free(q);
+        json_decref(rows);
+        return err_set(e, ERR_NOMEM, "scan %s: out of memory", r->table->name);
+    }
+    int rc = sql_scan_build(d, r, q, e);
+    if (rc == 0 && !q->empty) {
+        char what[STORE_SQL_NAME_BYTES_MAX];
+        snprintf(what, sizeof what, "scan %s.%s", r->table->name, r->index->name);
+        sql_stmt s = {.sql = q->text, .params = q->params, .n_params = q->n_params, .what = what};
+        sql_result res;
+        rc = d->run(c, &s, &res, e);
+        if (rc == 0) {
+            int n = 0;
+            while ((rc = d->next(&res, what, e)) == 1) {
+                ASSERT(++n <= r->limit);
+                json_t *doc;
+                rc = sql_read_doc(d, &res, 0, what, &doc, e);
+                if (rc == 0 && json_array_append_new(rows, doc) != 0)
+                    rc = err_set(e, ERR_NOMEM, "%s: out of memory", what);
+                if (rc) break;
+            }
+            d->done(&res);
+        }
+    }
+    sql_scan_free(q);
+    free(q);
+    if (rc) {
+        json_decref(rows);
+        return rc;
+    }
+    *rows_out = rows;
+    return 0;
+}
