@@ -56,8 +56,8 @@ static int encode_number(const json_t *v, key_buf *out)
 {
     uint8_t *p = key_buf_room(out, KEY_NUMBER_BYTES_MAX);
     unsigned residual = 0;
-    double d = json_is_integer(v) ? floor_double(json_integer_value(v), &residual)
-                                  : json_real_value(v);
+    double d =
+        json_is_integer(v) ? floor_double(json_integer_value(v), &residual) : json_real_value(v);
     p[0] = KEY_NUMBER_TAG;
     put_ordered_double(p + 1, d);
     out->len = 9;
@@ -105,8 +105,8 @@ int key_encode(const json_t *v, key_buf *out)
     default: {
         char *text = json_dumps(v, KEY_JSON_FLAGS);
         if (!text) return -1;
-        int rc = encode_bytes(json_is_array(v) ? KEY_ARRAY_TAG : KEY_OBJECT_TAG, text,
-                              strlen(text), out);
+        int rc = encode_bytes(json_is_array(v) ? KEY_ARRAY_TAG : KEY_OBJECT_TAG, text, strlen(text),
+                              out);
         free(text);
         return rc;
     }

@@ -111,7 +111,8 @@ static int name_unique_index(const schema_table *t, int rc, err_t *e)
     for (int i = 0; i < t->n_indexes; i++) {
         const schema_index *ix = &t->indexes[i];
         if (!ix->unique) continue;
-        char columns[STORE_SQL_NAME_BYTES_MAX * SCHEMA_INDEX_FIELDS_MAX], name[STORE_SQL_NAME_BYTES_MAX];
+        char columns[STORE_SQL_NAME_BYTES_MAX * SCHEMA_INDEX_FIELDS_MAX],
+            name[STORE_SQL_NAME_BYTES_MAX];
         sqlbuf b;
         sqlbuf_init(&b, columns, sizeof columns);
         for (int f = 0; f < ix->n_fields; f++) {
@@ -137,8 +138,7 @@ static int layout_checked(const schema_table *t, sql_layout *l, err_t *e)
 static int overflow(err_t *e, const char *what, const sqlbuf *b)
 {
     (void)b;
-    return err_set(e, ERR_INTERNAL, "%s: statement longer than %d bytes", what,
-                   SQL_TEXT_BYTES_MAX);
+    return err_set(e, ERR_INTERNAL, "%s: statement longer than %d bytes", what, SQL_TEXT_BYTES_MAX);
 }
 
 int sql_get(const sql_driver *d, store_conn *c, const schema_table *t, const char *id,
@@ -202,8 +202,8 @@ int sql_update(const sql_driver *d, store_conn *c, const schema_table *t, const 
     int n_old = 0;
     const char *old_id = NULL;
     double old_ct = 0;
-    bool have_old = old_doc && sql_doc_identity(old_doc, &old_id, &old_ct) &&
-                    strcmp(old_id, row.id) == 0;
+    bool have_old =
+        old_doc && sql_doc_identity(old_doc, &old_id, &old_ct) && strcmp(old_id, row.id) == 0;
     for (; have_old && n_old < l.n_keys; n_old++)
         if (key_encode(json_object_get(old_doc, l.key_fields[n_old]), &old_keys[n_old]) != 0) {
             rc = err_set(e, ERR_NOMEM, "%s: out of memory", what);
@@ -252,8 +252,7 @@ int sql_update(const sql_driver *d, store_conn *c, const schema_table *t, const 
     return name_unique_index(t, rc, e);
 }
 
-int sql_delete(const sql_driver *d, store_conn *c, const schema_table *t, const char *id,
-               err_t *e)
+int sql_delete(const sql_driver *d, store_conn *c, const schema_table *t, const char *id, err_t *e)
 {
     char text[SQL_TEXT_BYTES_MAX], what[STORE_SQL_NAME_BYTES_MAX];
     snprintf(what, sizeof what, "delete from %s", t->name);

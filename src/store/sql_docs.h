@@ -50,11 +50,9 @@ int sql_insert(const sql_driver *d, store_conn *c, const schema_table *t, const 
  * whose value changed are written. */
 int sql_update(const sql_driver *d, store_conn *c, const schema_table *t, const json_t *old_doc,
                const json_t *doc, err_t *e);
-int sql_delete(const sql_driver *d, store_conn *c, const schema_table *t, const char *id,
-               err_t *e);
+int sql_delete(const sql_driver *d, store_conn *c, const schema_table *t, const char *id, err_t *e);
 int sql_count(const sql_driver *d, store_conn *c, const schema_table *t, int64_t *n_out, err_t *e);
-int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **rows_out,
-             err_t *e);
+int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **rows_out, err_t *e);
 int sql_meta_get(const sql_driver *d, store_conn *c, const char *key, char **value_out, err_t *e);
 int sql_meta_set(const sql_driver *d, store_conn *c, const char *key, const char *value, err_t *e);
 int sql_ping(const sql_driver *d, store_conn *c, err_t *e);

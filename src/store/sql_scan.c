@@ -120,7 +120,8 @@ int sql_scan_build(const sql_driver *d, const store_range *r, sql_scan_stmt *q, 
     if (rc) return rc;
     int eq = sql_equal_prefix(r);
     for (int i = 0; i < eq; i++)
-        if (sql_system_column(sql_key_field(r->index, i)) && has_nul(json_array_get(r->lo, (size_t)i)))
+        if (sql_system_column(sql_key_field(r->index, i)) &&
+            has_nul(json_array_get(r->lo, (size_t)i)))
             q->empty = true; /* no stored id equals it */
     bool lo_incl = r->lo_inclusive, hi_incl = r->hi_inclusive;
     int n_lo = r->lo ? bound_length(r, r->lo, eq, &lo_incl, true) : 0;
@@ -158,14 +159,13 @@ int sql_scan_build(const sql_driver *d, const store_range *r, sql_scan_stmt *q, 
         d->param(&q->b, ++q->n_params);
     }
     if (rc == 0 && q->b.overflow)
-        rc = err_set(e, ERR_INTERNAL, "scan %s.%s: statement longer than %d bytes",
-                     r->table->name, r->index->name, SQL_TEXT_BYTES_MAX);
+        rc = err_set(e, ERR_INTERNAL, "scan %s.%s: statement longer than %d bytes", r->table->name,
+                     r->index->name, SQL_TEXT_BYTES_MAX);
     if (rc) sql_scan_free(q);
     return rc;
 }
 
-int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **rows_out,
-             err_t *e)
+int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **rows_out, err_t *e)
 {
     sql_scan_stmt *q = malloc(sizeof *q);
     json_t *rows = json_array();

@@ -22,6 +22,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSyn
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { checkAfterEach, dojoCli, DojoProcess, freshDir, startDojo, waitFor } from './lib/dojo.mjs';
+import { setFieldSql } from './lib/stored_doc.mjs';
 
 const BALLAST_MIB = 100;
 const LOAD_WRITERS = 4;
@@ -237,7 +238,8 @@ test('a backup whose data breaks the ledger is refused by the same checks as doj
   await dojo.stop();
   const db = path.join(dir, 'dojo.db');
   // A balance the ledger does not account for, written around dojo.
-  execFileSync('sqlite3', [db, `UPDATE users SET doc = json_set(doc, '$.credits', 500) WHERE id = '${userId}'`]);
+  const sqlite = (sql) => execFileSync('sqlite3', [db, sql], { encoding: 'utf8' });
+  sqlite(await setFieldSql({ run: sqlite, table: 'users', id: userId, field: 'credits', value: 500, keyed: true }));
   const taken = await cli(['backup', file('bad.tar'), '--db', `sqlite:${db}`]);
   assert.equal(taken.code, 0, taken.stderr);
   const { r, dbUrl } = await restoreInto(file('bad.tar'), 'bad-restored');

@@ -31,6 +31,7 @@ import {
   snapshot,
   unusedId,
 } from './lib/app.mjs';
+import { setFieldSql } from './lib/stored_doc.mjs';
 
 const SIGNUP = 5;
 let issuer;
@@ -267,11 +268,14 @@ describe('admin:verifyLedger', () => {
         onPostgres
           ? promisify(execFile)('psql', [s.dbUrl.replace(/^postgres:/, 'postgresql:'), '-v', 'ON_ERROR_STOP=1', '-qc', sql])
           : promisify(execFile)('sqlite3', ['-cmd', '.timeout 5000', path.join(s.dir, 'dojo.db'), sql]);
-      const setCredits = (n) =>
+      const shell = async (sql) =>
+        (onPostgres
+          ? await promisify(execFile)('psql', [s.dbUrl.replace(/^postgres:/, 'postgresql:'), '-v', 'ON_ERROR_STOP=1', '-qAtc', sql])
+          : await promisify(execFile)('sqlite3', ['-cmd', '.timeout 5000', path.join(s.dir, 'dojo.db'), sql])
+        ).stdout;
+      const setCredits = async (n) =>
         sqlite(
-          onPostgres
-            ? `UPDATE users SET doc = jsonb_set(doc, '{credits}', '${n}') WHERE id = '${a.user._id}'`
-            : `UPDATE users SET doc = json_set(doc, '$.credits', ${n}) WHERE id = '${a.user._id}'`,
+          await setFieldSql({ run: shell, postgres: onPostgres, table: 'users', id: a.user._id, field: 'credits', value: n, keyed: true }),
         );
       await setCredits(1000);
       try {

@@ -18,6 +18,7 @@ import WebSocket from 'ws';
 
 import { checkAfterEach, makeFunctionReference as ref, startDojo, waitFor } from './lib/dojo.mjs';
 import { newSubject, startIssuer } from './lib/issuer.mjs';
+import { setFieldSql } from './lib/stored_doc.mjs';
 
 const PG_URL = process.env.DOJO_TEST_PG_URL;
 const SIGNUP_CREDITS = 10;
@@ -223,9 +224,17 @@ describe('several dojo serve processes on one PostgreSQL', { skip: !PG_URL && 'D
     // What a tool writing outside the servers does (dojo import): write,
     // move the commit clock on, and commit; the store's empty notification
     // is all the servers hear of it.
+    const rename = await setFieldSql({
+      run: psql,
+      postgres: true,
+      table: `${schema}.users`,
+      id: u.user._id,
+      field: 'name',
+      value: 'Renamed outside',
+    });
     psql(
       `BEGIN;
-       UPDATE ${schema}.users SET doc = jsonb_set(doc, '{name}', '"Renamed outside"') WHERE id = '${u.user._id}';
+       ${rename};
        UPDATE ${schema}._dojo_meta SET value = (value::numeric + 1)::text WHERE key = 'ts';
        SELECT pg_notify('${channelOf(schema)}', '');
        COMMIT;`,
