@@ -68,6 +68,7 @@ struct call {
     /* Private to the engine. */
     write_set writes;
     int attempts;
+    bool innocent; /* saw a storage failure that an earlier write of its group caused */
     call *next;
 };
 

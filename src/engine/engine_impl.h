@@ -66,7 +66,11 @@ struct engine {
     uv_cond_t wq_cond;
     call_queue write_queue;
     bool stopping;
-    uint64_t last_ts_writer;   /* storage thread only (and open) */
+    uint64_t last_ts_writer; /* storage thread only (and open) */
+    /* Storage thread: run the next group without deferred writes (a
+     * deferred write broke the last one: this time failures land on their
+     * authors). */
+    bool no_defer_next;
     double creation_clock;     /* storage thread only: last _creationTime handed out */
     _Atomic uint64_t ts_floor; /* any thread: commit timestamps must exceed it */
 

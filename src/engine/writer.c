@@ -243,12 +243,30 @@ static void keep_keys(engine *en, write_set *writes)
     write_set_keep_keys(writes, schema_table_by_name(en->schema, SYSTEM_TABLE_ENV));
 }
 
+/* After a storage failure seen by c: when it was a deferred write of the
+ * group that failed (store_defer_writes), c is innocent: it will run again,
+ * and so will the group, without deferring, so that the write that fails
+ * fails in its own mutation. Returns whether it was. */
+static bool deferred_failure_spares(engine *en, call *c)
+{
+    if (!store_deferred_failure(en->writer_conn)) return false;
+    en->no_defer_next = true;
+    if (c) {
+        c->innocent = true;
+        c->rc = 0;
+        err_clear(&c->err);
+        c->attempts--; /* its own attempt did not fail */
+    }
+    return true;
+}
+
 static void run_group(engine *en, call_queue *group)
 {
     err_t e;
     err_init(&e);
     call_queue ran = {0}, retry = {0};
     call *c;
+    store_defer_writes(en->writer_conn, !en->no_defer_next);
     if (store_begin(en->writer_conn, true, &e) != 0 || catch_up_clocks(en, &e) != 0) {
         store_rollback(en->writer_conn);
         log_error("storage: cannot begin a write transaction: %s", e.msg);
@@ -270,7 +288,10 @@ static void run_group(engine *en, call_queue *group)
             call_queue_push(&retry, c);
             continue;
         }
-        if (is_storage_failure(run_mutation(en, c, ts, &writes))) broken = true;
+        if (is_storage_failure(run_mutation(en, c, ts, &writes))) {
+            broken = true;
+            deferred_failure_spares(en, c);
+        }
         call_queue_push(&ran, c);
     }
     bool committed = false, uncertain = false;
@@ -285,8 +306,11 @@ static void run_group(engine *en, call_queue *group)
         if (rc == 0) {
             rc = store_commit(en->writer_conn, &e);
             /* A COMMIT that fails (the link lost) may still have committed,
-             * and then its notice is on its way. */
-            uncertain = rc != 0 && en->notifies;
+             * and then its notice is on its way — unless a deferred write
+             * failed first: then the server skipped the COMMIT. */
+            uncertain = rc != 0 && en->notifies && !deferred_failure_spares(en, NULL);
+        } else {
+            deferred_failure_spares(en, NULL);
         }
         if (rc) {
             log_error("storage: commit failed, %d mutations not written: %s", ran.len, e.msg);
@@ -294,6 +318,7 @@ static void run_group(engine *en, call_queue *group)
         } else {
             committed = true;
             en->last_ts_writer = ts;
+            en->no_defer_next = false;
         }
     }
     if (!committed) store_rollback(en->writer_conn);

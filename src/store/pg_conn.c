@@ -260,6 +260,7 @@ static int pg_connect(store *st, bool writer, store_conn **out, err_t *e)
 static void pg_disconnect(store_conn *sc)
 {
     pg_conn *c = pg_conn_of(sc);
+    pg_pipeline_discard(c);
     cache_clear(c);
     PQfinish(c->pg); /* an open transaction is rolled back by the server */
     free(c);
@@ -278,19 +279,33 @@ static pg_stmt *cache_victim(pg_conn *c)
         if (!s->sql) return s;
         if (s->used_at < victim->used_at) victim = s;
     }
-    if (PQtransactionStatus(c->pg) != PQTRANS_INERROR) {
-        char sql[64];
-        snprintf(sql, sizeof sql, "DEALLOCATE %s", victim->name);
+    char sql[64];
+    snprintf(sql, sizeof sql, "DEALLOCATE %s", victim->name);
+    err_t e;
+    err_init(&e);
+    if (c->in_pipeline)
+        (void)pg_pipeline_send_text(c, sql, 0, NULL, "deallocate a statement", false, &e);
+    else if (PQtransactionStatus(c->pg) != PQTRANS_INERROR)
         PQclear(PQexec(c->pg, sql));
-    }
     free(victim->sql);
     *victim = (pg_stmt){0};
     return victim;
 }
 
+void pg_stmt_forget(pg_conn *c, const char *name)
+{
+    for (int i = 0; i < PG_STMT_CACHE_SLOTS; i++)
+        if (c->cache[i].sql && strcmp(c->cache[i].name, name) == 0) {
+            free(c->cache[i].sql);
+            c->cache[i] = (pg_stmt){0};
+        }
+}
+
 /* The server-side name of sql, prepared on first use on this connection
- * (with these parameter types, or types the server infers when NULL). */
-static int stmt_get(pg_conn *c, const char *sql, int n_params, const Oid *types,
+ * (with these parameter types, or types the server infers when NULL) — in
+ * the pipeline when one is in flight or about to be (then a failed prepare
+ * is forgotten when its answer arrives). */
+static int stmt_get(pg_conn *c, const char *sql, int n_params, const Oid *types, bool pipelined,
                     const char **name_out, const char *what, err_t *e)
 {
     uint64_t h = sql_hash(sql);
@@ -306,9 +321,14 @@ static int stmt_get(pg_conn *c, const char *sql, int n_params, const Oid *types,
     if (!copy) return err_set(e, ERR_NOMEM, "%s: out of memory", what);
     pg_stmt *s = cache_victim(c);
     snprintf(s->name, sizeof s->name, "dojo_%" PRIu64, ++c->stmt_serial);
-    PGresult *res = PQprepare(c->pg, s->name, sql, n_params, types);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : pg_error(e, c->pg, res, what);
-    PQclear(res);
+    int rc;
+    if (pipelined) {
+        rc = pg_pipeline_send_prepare(c, s->name, sql, n_params, types, what, e);
+    } else {
+        PGresult *res = PQprepare(c->pg, s->name, sql, n_params, types);
+        rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : pg_error(e, c->pg, res, what);
+        PQclear(res);
+    }
     if (rc) {
         free(copy);
         *s = (pg_stmt){0};
@@ -329,10 +349,12 @@ int pg_stmt_run(pg_conn *c, const char *sql, int n_params, const char *const *va
                 const char *what, PGresult **res_out, err_t *e)
 {
     if (res_out) *res_out = NULL;
+    c->last_failure_deferred = false;
     if (store_fault_due()) return err_set(e, ERR_STORAGE, "%s: injected fault", what);
-    int rc = ensure_connected(c, what, e);
+    int rc = pg_pipeline_sync(c, NULL, e);
+    if (rc == 0) rc = ensure_connected(c, what, e);
     const char *name = NULL;
-    if (rc == 0) rc = stmt_get(c, sql, n_params, NULL, &name, what, e);
+    if (rc == 0) rc = stmt_get(c, sql, n_params, NULL, false, &name, what, e);
     if (rc) return rc;
     PGresult *res = PQexecPrepared(c->pg, name, n_params, values, NULL, NULL, 0);
     ExecStatusType status = PQresultStatus(res);
@@ -352,8 +374,10 @@ int pg_stmt_run(pg_conn *c, const char *sql, int n_params, const char *const *va
  * allowed) through the simple protocol, with fault injection. */
 int pg_run_simple(pg_conn *c, const char *sql, const char *what, err_t *e)
 {
+    c->last_failure_deferred = false;
     if (store_fault_due()) return err_set(e, ERR_STORAGE, "%s: injected fault", what);
-    int rc = ensure_connected(c, what, e);
+    int rc = pg_pipeline_sync(c, NULL, e);
+    if (rc == 0) rc = ensure_connected(c, what, e);
     if (rc) return rc;
     PGresult *res = PQexec(c->pg, sql);
     rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : pg_error(e, c->pg, res, what);
@@ -365,6 +389,7 @@ int pg_run_simple(pg_conn *c, const char *sql, const char *what, err_t *e)
  * is how a caller recovers from one. Failures are logged, not returned. */
 void pg_run_undo(pg_conn *c, const char *sql)
 {
+    pg_pipeline_discard(c);
     if (PQstatus(c->pg) != CONNECTION_OK) return; /* the server ended the transaction */
     PGresult *res = PQexec(c->pg, sql);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -448,20 +473,33 @@ void pg_params_of(const sql_value *v, int n, pg_params *p)
 static int drv_run(store_conn *sc, const sql_stmt *s, sql_result *res, err_t *e)
 {
     pg_conn *c = pg_conn_of(sc);
+    c->last_failure_deferred = false;
     if (store_fault_due()) return err_set(e, ERR_STORAGE, "%s: injected fault", s->what);
     pg_params p;
     pg_params_of(s->params, s->n_params, &p);
     int rc = ensure_connected(c, s->what, e);
+    bool defer = !res && (s->flags & SQL_DEFER) && pg_pipeline_wanted(c);
+    /* A statement that waits while writes are in flight goes out with them:
+     * one round trip for all. */
+    bool pipelined = defer || c->in_pipeline;
     const char *name = NULL;
-    if (rc == 0) rc = stmt_get(c, s->sql, s->n_params, p.types, &name, s->what, e);
+    if (rc == 0) rc = stmt_get(c, s->sql, s->n_params, p.types, pipelined, &name, s->what, e);
     if (rc) return rc;
-    PGresult *r =
-        PQexecPrepared(c->pg, name, s->n_params, p.values, p.lengths, p.formats, 1 /* binary */);
-    ExecStatusType status = PQresultStatus(r);
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-        rc = pg_error(e, c->pg, r, s->what);
-        PQclear(r);
-        return rc;
+    PGresult *r = NULL;
+    if (pipelined) {
+        rc = pg_pipeline_send_prepared(c, name, s->n_params, &p, s->what, s->not_found, !defer, e);
+        if (rc || defer) return rc;
+        rc = pg_pipeline_sync(c, &r, e);
+        if (rc) return rc;
+    } else {
+        r = PQexecPrepared(c->pg, name, s->n_params, p.values, p.lengths, p.formats,
+                           1 /* binary */);
+        ExecStatusType status = PQresultStatus(r);
+        if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+            rc = pg_error(e, c->pg, r, s->what);
+            PQclear(r);
+            return rc;
+        }
     }
     int64_t changes = strtoll(PQcmdTuples(r), NULL, 10);
     if (s->not_found && changes == 0) {
@@ -520,6 +558,7 @@ const sql_driver pg_driver = {
     .param = drv_param,
     .use_index = drv_use_index,
     .bounds_from_first_column = true,
+    .cache_reads = true,
     .run = drv_run,
     .next = drv_next,
     .col_bytes = drv_col_bytes,
@@ -683,6 +722,8 @@ const store_ops pg_ops = {
     .savepoint_rollback = pg_savepoint_rollback,
     .truncate_all = pg_truncate_all,
     .notify_commit = pg_notify_commit,
+    .defer_writes = pg_defer_writes,
+    .deferred_failure = pg_deferred_failure,
     .listener_open = pg_listener_open,
     .listener_fd = pg_listener_fd,
     .listener_drain = pg_listener_drain,

@@ -7,6 +7,7 @@
  *                cache, the driver of the statement layer (sql_driver.h),
  *                open/close, test hooks
  *   pg_txn.c     transactions and savepoints
+ *   pg_pipeline.c  deferred writes: libpq pipeline mode on the writer
  *   pg_ddl.c     the schema's DDL, migration and format upgrade, truncation
  *   pg_notify.c  commit notifications and listeners
  * (documents and scans are the statement layer's: sql_docs.c, sql_scan.c)
@@ -48,6 +49,16 @@ typedef struct pg_stmt {
     uint64_t used_at;
 } pg_stmt;
 
+/* A statement sent in pipeline mode whose answer has not been read yet. */
+typedef struct pg_pending {
+    const char *what;   /* names it in messages (static text, or in `text`) */
+    char *not_found;    /* malloc'd: the error when it changed no row, or NULL */
+    char stmt_name[24]; /* a PQsendPrepare's statement: dropped from the cache if it fails */
+    bool keep;          /* the caller waits for this one's result */
+} pg_pending;
+
+#define PG_PIPELINE_PENDING_MAX 256 /* statements in flight before a sync */
+
 typedef struct pg_conn {
     store_conn base;
     PGconn *pg;
@@ -60,6 +71,17 @@ typedef struct pg_conn {
     uint64_t stmt_serial; /* names of prepared statements */
     uint64_t prepares;    /* statements prepared into the cache, for tests */
     pg_stmt cache[PG_STMT_CACHE_SLOTS];
+    /* Deferred writes (pg_pipeline.c): wanted by the owner, and the
+     * pipeline in flight. A failure among them sticks until the
+     * transaction ends: every later call reports it. */
+    bool defer_writes;
+    bool in_pipeline;
+    int n_pending;
+    pg_pending pending[PG_PIPELINE_PENDING_MAX];
+    int deferred_rc;
+    int failed_index; /* the pending statement that failed first */
+    err_t deferred_err;
+    bool last_failure_deferred;
 } pg_conn;
 
 extern const store_ops pg_ops;
@@ -111,6 +133,37 @@ typedef struct pg_params {
 void pg_params_of(const sql_value *v, int n, pg_params *p);
 /* A column of a binary result as a double or an int64 (8 big-endian bytes). */
 double pg_binary_double(const PGresult *res, int row, int col);
+
+/* --- pg_pipeline.c: deferred writes ------------------------------------------------ */
+
+/* Whether a deferrable statement goes into the pipeline now (deferred
+ * writes wanted, inside a transaction). */
+bool pg_pipeline_wanted(const pg_conn *c);
+/* Sends a prepared statement's execution (binary parameters and results)
+ * into the pipeline, entering pipeline mode if needed; keep: the caller
+ * will wait for its result (pg_pipeline_sync's *last). */
+int pg_pipeline_send_prepared(pg_conn *c, const char *name, int n_params, const pg_params *p,
+                              const char *what, const char *not_found, bool keep, err_t *e);
+/* Sends PQsendPrepare of sql into the pipeline. */
+int pg_pipeline_send_prepare(pg_conn *c, const char *name, const char *sql, int n_params,
+                             const Oid *types, const char *what, err_t *e);
+/* Sends parameterless SQL (one statement: SAVEPOINT, COMMIT, DEALLOCATE …),
+ * or with text parameters. */
+int pg_pipeline_send_text(pg_conn *c, const char *sql, int n_params, const char *const *values,
+                          const char *what, bool keep, err_t *e);
+/* Ends the pipeline: sends a sync, reads every answer, leaves pipeline mode.
+ * Returns the first failure (also one already stuck from an earlier sync);
+ * *last (when asked) gets the kept statement's result, which the caller
+ * PQclears. Nothing to do outside pipeline mode but report a stuck failure. */
+int pg_pipeline_sync(pg_conn *c, PGresult **last, err_t *e);
+/* Ends the pipeline discarding answers (the transaction is being rolled
+ * back), and forgets a stuck failure. */
+void pg_pipeline_discard(pg_conn *c);
+/* A statement the pipeline prepared failed: forget it in the cache. */
+void pg_stmt_forget(pg_conn *c, const char *name);
+/* store_defer_writes, store_deferred_failure. */
+void pg_defer_writes(store_conn *sc, bool on);
+bool pg_deferred_failure(const store_conn *sc);
 
 /* --- pg_ddl.c ---------------------------------------------------------------------- */
 

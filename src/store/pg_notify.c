@@ -82,8 +82,17 @@ int pg_notify_commit(store_conn *sc, const char *payload, err_t *e)
     ASSERT(c->writer && c->in_txn && "a commit notification outside a write transaction");
     ASSERT(c->savepoint_depth == 0 && "a savepoint rollback would drop the notification");
     const char *values[] = {pg_store_of(c)->channel, payload};
-    int rc = pg_stmt_run(c, "SELECT pg_notify($1, $2)", 2, values, "send the commit notification",
+    int rc;
+    if (pg_pipeline_wanted(c)) {
+        c->last_failure_deferred = false;
+        rc = store_fault_due()
+                 ? err_set(e, ERR_STORAGE, "send the commit notification: injected fault")
+                 : pg_pipeline_send_text(c, "SELECT pg_notify($1, $2)", 2, values,
+                                         "send the commit notification", false, e);
+    } else {
+        rc = pg_stmt_run(c, "SELECT pg_notify($1, $2)", 2, values, "send the commit notification",
                          NULL, e);
+    }
     if (rc == 0) c->notified = true;
     return rc;
 }

@@ -15,6 +15,8 @@
  * back (store_savepoint_rollback or store_rollback) — unlike SQLite, whose
  * failed statement leaves the transaction usable. A write transaction that
  * sent no commit notification sends an empty one at commit (pg_notify.c).
+ * With deferred writes (pg_pipeline.c), savepoints, their releases and the
+ * COMMIT go out in the pipeline with the writes.
  *
  * Callers: store.c through pg_ops — the storage thread on the writer, reader
  * threads on theirs.
@@ -55,6 +57,8 @@ int pg_begin(store_conn *sc, bool write, err_t *e)
 {
     pg_conn *c = pg_conn_of(sc);
     ASSERT(!c->in_txn && "store_begin inside a transaction");
+    ASSERT(!c->in_pipeline);
+    pg_pipeline_discard(c); /* forgets a failure of the last transaction */
     ASSERT((c->writer || !write) && "a write transaction on a reader connection");
     c->savepoint_depth = 0;
     int rc = begin_once(c, write, e);
@@ -74,11 +78,38 @@ int pg_begin(store_conn *sc, bool write, err_t *e)
     return rc;
 }
 
+/* COMMIT in the same flight as the writes still in the pipeline: one round
+ * trip for the group's last statements and its commit. */
+static int commit_pipelined(pg_conn *c, err_t *e)
+{
+    int rc = 0;
+    if (c->write_txn && !c->notified) {
+        const char *values[] = {pg_store_of(c)->channel};
+        rc = pg_pipeline_send_text(c, "SELECT pg_notify($1, '')", 1, values, "commit", false, e);
+    }
+    if (rc == 0) rc = pg_pipeline_send_text(c, "COMMIT", 0, NULL, "commit", true, e);
+    PGresult *res = NULL;
+    if (rc == 0) rc = pg_pipeline_sync(c, &res, e);
+    if (rc == 0 && strcmp(PQcmdStatus(res), "COMMIT") != 0)
+        rc = err_set(e, ERR_STORAGE, "commit: the server rolled the transaction back");
+    PQclear(res);
+    return rc;
+}
+
 int pg_commit(store_conn *sc, err_t *e)
 {
     pg_conn *c = pg_conn_of(sc);
     ASSERT(c->in_txn && "store_commit outside a transaction");
+    c->last_failure_deferred = false;
     if (store_fault_due()) return err_set(e, ERR_STORAGE, "commit: injected fault");
+    if (c->in_pipeline || c->deferred_rc) {
+        int rc = commit_pipelined(c, e);
+        if (rc == 0 || PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
+            c->in_txn = false;
+            c->savepoint_depth = 0;
+        }
+        return rc;
+    }
     if (PQstatus(c->pg) != CONNECTION_OK)
         return err_set(e, ERR_STORAGE, "commit: the connection to %s was lost",
                        pg_store_of(c)->shown_url);
@@ -104,9 +135,19 @@ int pg_commit(store_conn *sc, err_t *e)
 void pg_rollback(store_conn *sc)
 {
     pg_conn *c = pg_conn_of(sc);
+    pg_pipeline_discard(c);
     if (c->in_txn) pg_run_undo(c, "ROLLBACK");
     c->in_txn = false;
     c->savepoint_depth = 0;
+}
+
+/* A savepoint or its release: deferred when writes are. */
+static int run_savepoint_sql(pg_conn *c, const char *sql, const char *what, err_t *e)
+{
+    if (!pg_pipeline_wanted(c)) return pg_run_simple(c, sql, what, e);
+    c->last_failure_deferred = false;
+    if (store_fault_due()) return err_set(e, ERR_STORAGE, "%s: injected fault", what);
+    return pg_pipeline_send_text(c, sql, 0, NULL, what, false, e);
 }
 
 int pg_savepoint(store_conn *sc, err_t *e)
@@ -114,7 +155,7 @@ int pg_savepoint(store_conn *sc, err_t *e)
     pg_conn *c = pg_conn_of(sc);
     ASSERT(c->writer && c->in_txn && "a savepoint outside a transaction");
     ASSERT(c->savepoint_depth < PG_SAVEPOINT_DEPTH_MAX);
-    int rc = pg_run_simple(c, "SAVEPOINT " PG_SAVEPOINT_SQL_NAME, "savepoint", e);
+    int rc = run_savepoint_sql(c, "SAVEPOINT " PG_SAVEPOINT_SQL_NAME, "savepoint", e);
     if (rc == 0) c->savepoint_depth++;
     return rc;
 }
@@ -123,7 +164,8 @@ int pg_savepoint_release(store_conn *sc, err_t *e)
 {
     pg_conn *c = pg_conn_of(sc);
     ASSERT(c->savepoint_depth > 0 && "no savepoint to release");
-    int rc = pg_run_simple(c, "RELEASE SAVEPOINT " PG_SAVEPOINT_SQL_NAME, "release savepoint", e);
+    int rc =
+        run_savepoint_sql(c, "RELEASE SAVEPOINT " PG_SAVEPOINT_SQL_NAME, "release savepoint", e);
     if (rc == 0) c->savepoint_depth--;
     return rc;
 }
@@ -135,6 +177,12 @@ void pg_savepoint_rollback(store_conn *sc)
     pg_conn *c = pg_conn_of(sc);
     ASSERT(c->savepoint_depth > 0 && "no savepoint to roll back");
     c->savepoint_depth--;
+    /* What is in flight is read first; a failure among it sticks (the
+     * group fails), the savepoint rollback does not clear it. */
+    err_t e;
+    err_init(&e);
+    (void)pg_pipeline_sync(c, NULL, &e);
+    if (c->deferred_rc) return;
     pg_run_undo(c, "ROLLBACK TO SAVEPOINT " PG_SAVEPOINT_SQL_NAME);
     pg_run_undo(c, "RELEASE SAVEPOINT " PG_SAVEPOINT_SQL_NAME);
 }

@@ -19,6 +19,7 @@
 #include "base/invariant.h"
 #include "store/ddl_common.h"
 #include "store/doc_codec.h"
+#include "store/sql_cache.h"
 #include "store/key_codec.h"
 
 #include <stdio.h>
@@ -141,10 +142,62 @@ static int overflow(err_t *e, const char *what, const sqlbuf *b)
     return err_set(e, ERR_INTERNAL, "%s: statement longer than %d bytes", what, SQL_TEXT_BYTES_MAX);
 }
 
+/* A cached row's document (a new object). */
+int sql_cached_doc(const sql_cached_row *row, const char *what, json_t **out, err_t *e)
+{
+    char small[64];
+    char *idz = row->id_len < sizeof small ? small : malloc(row->id_len + 1);
+    if (!idz) return err_set(e, ERR_NOMEM, "%s: out of memory", what);
+    memcpy(idz, row->id, row->id_len);
+    idz[row->id_len] = '\0';
+    int rc = doc_decode(row->data, row->data_len, idz, row->creation_time, out, what, e);
+    if (idz != small) free(idz);
+    return rc;
+}
+
+/* The current row into the transaction's cache (when there is one). */
+void sql_cache_row(const sql_driver *d, store_conn *c, const schema_table *t, sql_result *res,
+                   int col)
+{
+    if (!c->cache) return;
+    size_t id_len = 0, data_len = 0;
+    const uint8_t *id = d->col_bytes(res, col, &id_len);
+    const uint8_t *data = d->col_bytes(res, col + 2, &data_len);
+    if (id && data)
+        sql_cache_put_doc(c->cache, t, (const char *)id, id_len, d->col_double(res, col + 1), data,
+                          data_len);
+}
+
+/* After a write of row (NULL: a delete of id) in t: what the transaction
+ * reads of t from now on is this — or, when the write failed, nothing it
+ * kept is sure any more. */
+static void cache_written(store_conn *c, const schema_table *t, const char *id, const sql_row *row,
+                          int rc)
+{
+    if (!c->cache) return;
+    if (rc) {
+        sql_cache_clear(c->cache);
+        return;
+    }
+    sql_cache_forget_scans(c->cache, t);
+    if (row)
+        sql_cache_put_doc(c->cache, t, row->id, strlen(row->id), row->creation_time, row->data,
+                          row->data_len);
+    else
+        sql_cache_put_doc(c->cache, t, id, strlen(id), 0, NULL, 0);
+}
+
 int sql_get(const sql_driver *d, store_conn *c, const schema_table *t, const char *id,
             json_t **doc_out, err_t *e)
 {
     char text[SQL_TEXT_BYTES_MAX], what[STORE_SQL_NAME_BYTES_MAX];
+    sql_cached_row cached;
+    int known = sql_cache_get_doc(c->cache, t, id, &cached);
+    if (known == 0) return 0;
+    if (known == 1) {
+        snprintf(what, sizeof what, "get from %s", t->name);
+        return sql_cached_doc(&cached, what, doc_out, e);
+    }
     sqlbuf b;
     sqlbuf_init(&b, text, sizeof text);
     sqlbuf_add(&b, "SELECT " SQL_ROW_COLUMNS " FROM \"%s\" WHERE " SQL_ID_COLUMN " = ", t->name);
@@ -157,7 +210,12 @@ int sql_get(const sql_driver *d, store_conn *c, const schema_table *t, const cha
     int rc = d->run(c, &s, &res, e);
     if (rc) return rc;
     rc = d->next(&res, what, e);
-    if (rc == 1) rc = sql_read_doc(d, &res, 0, what, doc_out, e);
+    if (rc == 1) {
+        sql_cache_row(d, c, t, &res, 0);
+        rc = sql_read_doc(d, &res, 0, what, doc_out, e);
+    } else if (rc == 0 && c->cache) {
+        sql_cache_put_doc(c->cache, t, id, strlen(id), 0, NULL, 0);
+    }
     d->done(&res);
     return rc < 0 ? rc : 0;
 }
@@ -181,6 +239,7 @@ int sql_insert(const sql_driver *d, store_conn *c, const schema_table *t, const 
     int n = sql_insert_params(&row, params);
     sql_stmt s = {.sql = text, .params = params, .n_params = n, .what = what, .flags = SQL_DEFER};
     rc = b.overflow ? overflow(e, what, &b) : d->run(c, &s, NULL, e);
+    cache_written(c, t, row.id, &row, rc);
     sql_row_free(&row);
     return name_unique_index(t, rc, e);
 }
@@ -246,6 +305,7 @@ int sql_update(const sql_driver *d, store_conn *c, const schema_table *t, const 
                   .not_found = not_found};
     if (rc == 0 && b.overflow) rc = overflow(e, what, &b);
     if (rc == 0) rc = d->run(c, &s, NULL, e);
+    cache_written(c, t, row.id, &row, rc);
     for (int i = 0; i < n_old; i++)
         key_buf_free(&old_keys[i]);
     sql_row_free(&row);
@@ -270,7 +330,9 @@ int sql_delete(const sql_driver *d, store_conn *c, const schema_table *t, const 
                   .what = what,
                   .flags = SQL_DEFER,
                   .not_found = not_found};
-    return d->run(c, &s, NULL, e);
+    int rc = d->run(c, &s, NULL, e);
+    cache_written(c, t, id, NULL, rc);
+    return rc;
 }
 
 int sql_count(const sql_driver *d, store_conn *c, const schema_table *t, int64_t *n_out, err_t *e)

@@ -41,6 +41,13 @@ int sql_insert_params(const sql_row *row, sql_value *params);
 int sql_read_doc(const sql_driver *d, sql_result *res, int col, const char *what, json_t **out,
                  err_t *e);
 
+/* The transaction's cache of reads (sql_cache.h): a cached row's document,
+ * and the current row of a result (columns SQL_ROW_COLUMNS at col) kept. */
+struct sql_cached_row;
+int sql_cached_doc(const struct sql_cached_row *row, const char *what, json_t **out, err_t *e);
+void sql_cache_row(const sql_driver *d, store_conn *c, const schema_table *t, sql_result *res,
+                   int col);
+
 /* The operations of store.h, for the store whose driver is d. */
 int sql_get(const sql_driver *d, store_conn *c, const schema_table *t, const char *id,
             json_t **doc_out, err_t *e);

@@ -95,6 +95,9 @@ typedef struct sql_driver {
      * (PostgreSQL) or after the columns fixed by equalities (SQLite); see
      * sql_scan.c. */
     bool bounds_from_first_column;
+    /* Whether a write transaction keeps what it reads and writes (see
+     * sql_cache.h): where a read costs a round trip. */
+    bool cache_reads;
     /* Runs s. When res is not NULL it is ready for next/col_* (rows) and
      * holds the count of changed rows; the caller ends it with done. */
     int (*run)(store_conn *c, const sql_stmt *s, sql_result *res, err_t *e);

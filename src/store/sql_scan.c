@@ -27,8 +27,10 @@
 
 #include "base/invariant.h"
 #include "store/ddl_common.h"
+#include "store/sql_cache.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool has_nul(const json_t *v)
@@ -165,6 +167,98 @@ int sql_scan_build(const sql_driver *d, const store_range *r, sql_scan_stmt *q, 
     return rc;
 }
 
+/* --- the transaction's cache (sql_cache.h) --------------------------------------------- */
+
+/* A scan's key in the cache: its statement and the bytes of its parameters. */
+static uint8_t *cache_key(const sql_scan_stmt *q, size_t *len_out)
+{
+    size_t len = q->b.len + 1;
+    for (int i = 0; i < q->n_params; i++)
+        len += 1 + sizeof(size_t) + (q->params[i].bytes ? q->params[i].len : sizeof(double));
+    uint8_t *key = malloc(len), *p = key;
+    if (!key) return NULL;
+    memcpy(p, q->text, q->b.len + 1);
+    p += q->b.len + 1;
+    for (int i = 0; i < q->n_params; i++) {
+        const sql_value *v = &q->params[i];
+        *p++ = (uint8_t)v->type;
+        size_t n = v->bytes ? v->len : sizeof(double);
+        memcpy(p, &n, sizeof n);
+        p += sizeof n;
+        if (v->bytes)
+            memcpy(p, v->bytes, n);
+        else if (v->type == SQLV_DOUBLE)
+            memcpy(p, &v->d, n);
+        else
+            memcpy(p, &v->i, n);
+        p += n;
+    }
+    *len_out = (size_t)(p - key);
+    return key;
+}
+
+/* Rows of a scan, copied as they are read, for the cache. */
+typedef struct scan_copy {
+    sql_cached_row *rows;
+    int n, cap;
+    bool failed;
+} scan_copy;
+
+static void copy_row(const sql_driver *d, sql_result *res, scan_copy *sc)
+{
+    if (sc->failed) return;
+    if (sc->n == sc->cap) {
+        int cap = sc->cap ? sc->cap * 2 : 16;
+        sql_cached_row *grown = realloc(sc->rows, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            sc->failed = true;
+            return;
+        }
+        sc->rows = grown;
+        sc->cap = cap;
+    }
+    size_t id_len = 0, data_len = 0;
+    const uint8_t *id = d->col_bytes(res, 0, &id_len), *data = d->col_bytes(res, 2, &data_len);
+    uint8_t *copy = id && data ? malloc(id_len + data_len + 1) : NULL;
+    if (!copy) {
+        sc->failed = true;
+        return;
+    }
+    memcpy(copy, id, id_len);
+    memcpy(copy + id_len, data, data_len);
+    sc->rows[sc->n++] = (sql_cached_row){.id = (const char *)copy,
+                                         .id_len = id_len,
+                                         .creation_time = d->col_double(res, 1),
+                                         .data = copy + id_len,
+                                         .data_len = data_len};
+}
+
+static void scan_copy_free(scan_copy *sc)
+{
+    for (int i = 0; i < sc->n; i++)
+        free((void *)sc->rows[i].id);
+    free(sc->rows);
+}
+
+/* A scan answered from the cache into rows; false when it has no answer. */
+static bool scan_cached(store_conn *c, const uint8_t *key, size_t key_len, const char *what,
+                        json_t *rows, int *rc, err_t *e)
+{
+    const sql_cached_row *cached;
+    int n;
+    if (!key || !sql_cache_get_scan(c->cache, key, key_len, &cached, &n)) return false;
+    *rc = 0;
+    for (int i = 0; i < n && *rc == 0; i++) {
+        json_t *doc;
+        *rc = sql_cached_doc(&cached[i], what, &doc, e);
+        if (*rc == 0 && json_array_append_new(rows, doc) != 0)
+            *rc = err_set(e, ERR_NOMEM, "%s: out of memory", what);
+    }
+    return true;
+}
+
+/* --- scans -------------------------------------------------------------------------------- */
+
 int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **rows_out, err_t *e)
 {
     sql_scan_stmt *q = malloc(sizeof *q);
@@ -175,17 +269,22 @@ int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **
         return err_set(e, ERR_NOMEM, "scan %s: out of memory", r->table->name);
     }
     int rc = sql_scan_build(d, r, q, e);
-    if (rc == 0 && !q->empty) {
-        char what[STORE_SQL_NAME_BYTES_MAX];
-        snprintf(what, sizeof what, "scan %s.%s", r->table->name, r->index->name);
+    size_t key_len = 0;
+    uint8_t *key = rc == 0 && !q->empty && c->cache ? cache_key(q, &key_len) : NULL;
+    char what[STORE_SQL_NAME_BYTES_MAX];
+    snprintf(what, sizeof what, "scan %s.%s", r->table->name, r->index->name);
+    if (rc == 0 && !q->empty && !scan_cached(c, key, key_len, what, rows, &rc, e)) {
         sql_stmt s = {.sql = q->text, .params = q->params, .n_params = q->n_params, .what = what};
         sql_result res;
+        scan_copy copy = {.failed = !key};
         rc = d->run(c, &s, &res, e);
         if (rc == 0) {
             int n = 0;
             while ((rc = d->next(&res, what, e)) == 1) {
                 ASSERT(++n <= r->limit);
                 json_t *doc;
+                sql_cache_row(d, c, r->table, &res, 0);
+                copy_row(d, &res, &copy);
                 rc = sql_read_doc(d, &res, 0, what, &doc, e);
                 if (rc == 0 && json_array_append_new(rows, doc) != 0)
                     rc = err_set(e, ERR_NOMEM, "%s: out of memory", what);
@@ -193,7 +292,11 @@ int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **
             }
             d->done(&res);
         }
+        if (rc == 0 && !copy.failed)
+            sql_cache_put_scan(c->cache, r->table, key, key_len, copy.rows, copy.n);
+        scan_copy_free(&copy);
     }
+    free(key);
     sql_scan_free(q);
     free(q);
     if (rc) {

@@ -15,6 +15,7 @@
 #include "store/store_impl.h"
 
 #include "base/invariant.h"
+#include "store/sql_cache.h"
 #include "store/sql_docs.h"
 
 #include <stdatomic.h>
@@ -146,21 +147,38 @@ int store_connect(store *st, bool writer, store_conn **out, err_t *e)
 
 void store_disconnect(store_conn *c)
 {
-    if (c) c->ops->disconnect(c);
+    if (!c) return;
+    sql_cache_free(c->cache_storage);
+    c->ops->disconnect(c);
+}
+
+/* The transaction's cache of reads (sql_cache.h) ends with it. */
+static void end_cache(store_conn *c)
+{
+    sql_cache_clear(c->cache);
+    c->cache = NULL;
 }
 
 int store_begin(store_conn *c, bool write, err_t *e)
 {
-    return c->ops->begin(c, write, e);
+    end_cache(c);
+    int rc = c->ops->begin(c, write, e);
+    if (rc == 0 && write && c->st->sql->cache_reads) {
+        if (!c->cache_storage) c->cache_storage = sql_cache_new();
+        c->cache = c->cache_storage; /* none when out of memory: reads go to the database */
+    }
+    return rc;
 }
 
 int store_commit(store_conn *c, err_t *e)
 {
+    end_cache(c);
     return c->ops->commit(c, e);
 }
 
 void store_rollback(store_conn *c)
 {
+    end_cache(c);
     c->ops->rollback(c);
 }
 
@@ -176,6 +194,7 @@ int store_savepoint_release(store_conn *c, err_t *e)
 
 void store_savepoint_rollback(store_conn *c)
 {
+    sql_cache_clear(c->cache); /* what the savepoint wrote is gone */
     c->ops->savepoint_rollback(c);
 }
 
@@ -253,12 +272,25 @@ int store_meta_set(store_conn *c, const char *key, const char *value, err_t *e)
 
 int store_truncate_all(store_conn *c, err_t *e)
 {
+    sql_cache_clear(c->cache);
     return c->ops->truncate_all(c, e);
 }
 
 int store_ping(store_conn *c, err_t *e)
 {
     return sql_ping(c->st->sql, c, e);
+}
+
+/* --- deferred writes -------------------------------------------------------------- */
+
+void store_defer_writes(store_conn *c, bool on)
+{
+    if (c->ops->defer_writes) c->ops->defer_writes(c, on);
+}
+
+bool store_deferred_failure(const store_conn *c)
+{
+    return c->ops->deferred_failure && c->ops->deferred_failure(c);
 }
 
 /* --- commit notifications --------------------------------------------------------- */

@@ -97,6 +97,20 @@ int store_savepoint(store_conn *c, err_t *e);
 int store_savepoint_release(store_conn *c, err_t *e);
 void store_savepoint_rollback(store_conn *c); /* rolls back and releases */
 
+/* Deferred writes (PostgreSQL; a no-op on SQLite, whose statements cost no
+ * round trip). When on, inside a transaction the statements that return
+ * nothing — inserts, updates, deletes, metadata writes, savepoints and their
+ * releases, the commit notification — are sent without waiting for their
+ * answer; the next call that waits (a read, a savepoint rollback, the
+ * commit) goes out in the same flight and reads every answer. A failure
+ * among the deferred statements is reported by that call, and by every
+ * later call of the transaction until it is rolled back: it can never
+ * commit. store_deferred_failure is then true: the failure was a write sent
+ * earlier, maybe by another mutation of the group. Off by default; switch
+ * it between transactions. */
+void store_defer_writes(store_conn *c, bool on);
+bool store_deferred_failure(const store_conn *c);
+
 /* Documents. Returned documents are new references the caller owns. */
 int store_get(store_conn *c, const schema_table *t, const char *id, json_t **doc_out, err_t *e);
 /* *rows_out: a new JSON array of documents in range order. */

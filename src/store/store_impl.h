@@ -40,6 +40,9 @@ typedef struct store_ops {
     int (*savepoint_release)(store_conn *c, err_t *e);
     void (*savepoint_rollback)(store_conn *c);
     int (*truncate_all)(store_conn *c, err_t *e);
+    /* Deferred writes; NULL for an engine that runs every statement at once. */
+    void (*defer_writes)(store_conn *c, bool on);
+    bool (*deferred_failure)(const store_conn *c);
     /* Commit notifications; all NULL for an engine without them. */
     int (*notify_commit)(store_conn *c, const char *payload, err_t *e);
     int (*listener_open)(store *st, store_listener **out, err_t *e);
@@ -59,6 +62,10 @@ struct store {
 struct store_conn {
     const store_ops *ops;
     store *st;
+    /* The current write transaction's reads and writes (sql_cache.h), when
+     * the driver keeps them; NULL outside one. */
+    struct sql_cache *cache;
+    struct sql_cache *cache_storage; /* kept between transactions */
 };
 
 struct store_listener {
