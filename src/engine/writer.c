@@ -288,10 +288,13 @@ static void run_group(engine *en, call_queue *group)
             call_queue_push(&retry, c);
             continue;
         }
-        if (is_storage_failure(run_mutation(en, c, ts, &writes))) {
+        int rc = run_mutation(en, c, ts, &writes);
+        /* A failure of a deferred write breaks the group whatever the call
+         * that saw it made of it. */
+        if (rc && deferred_failure_spares(en, c))
             broken = true;
-            deferred_failure_spares(en, c);
-        }
+        else if (is_storage_failure(rc))
+            broken = true;
         call_queue_push(&ran, c);
     }
     bool committed = false, uncertain = false;

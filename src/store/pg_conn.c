@@ -473,6 +473,7 @@ void pg_params_of(const sql_value *v, int n, pg_params *p)
 static int drv_run(store_conn *sc, const sql_stmt *s, sql_result *res, err_t *e)
 {
     pg_conn *c = pg_conn_of(sc);
+    if (c->deferred_rc) return pg_pipeline_sync(c, NULL, e); /* it sticks */
     c->last_failure_deferred = false;
     if (store_fault_due()) return err_set(e, ERR_STORAGE, "%s: injected fault", s->what);
     pg_params p;

@@ -130,7 +130,9 @@ static void read_answer(pg_conn *c, int index, PGresult **last)
         err_t why;
         err_init(&why);
         if (!first || status == PGRES_PIPELINE_ABORTED) {
-            /* skipped after an earlier failure, already recorded */
+            /* skipped after an earlier failure, already recorded — and a
+             * statement it was to prepare is not there */
+            if (first && p->stmt_name[0]) pg_stmt_forget(c, p->stmt_name);
         } else if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
             fail(c, pg_error(&why, c->pg, res, p->what), &why, index);
             if (p->stmt_name[0]) pg_stmt_forget(c, p->stmt_name);
@@ -204,10 +206,18 @@ void pg_pipeline_discard(pg_conn *c)
     if (c->in_pipeline) {
         if (PQpipelineSync(c->pg) == 1) {
             PGresult *res;
-            for (int i = 0; i < c->n_pending; i++)
-                while ((res = PQgetResult(c->pg)))
+            for (int i = 0; i < c->n_pending; i++) {
+                bool prepared = false;
+                while ((res = PQgetResult(c->pg))) {
+                    prepared |= PQresultStatus(res) == PGRES_COMMAND_OK;
                     PQclear(res);
-        }
+                }
+                if (!prepared && c->pending[i].stmt_name[0])
+                    pg_stmt_forget(c, c->pending[i].stmt_name);
+            }
+        } else
+            for (int i = 0; i < c->n_pending; i++)
+                if (c->pending[i].stmt_name[0]) pg_stmt_forget(c, c->pending[i].stmt_name);
         end_flight(c);
     }
     c->deferred_rc = 0;

@@ -59,6 +59,7 @@ int pg_begin(store_conn *sc, bool write, err_t *e)
     ASSERT(!c->in_txn && "store_begin inside a transaction");
     ASSERT(!c->in_pipeline);
     pg_pipeline_discard(c); /* forgets a failure of the last transaction */
+    c->last_failure_deferred = false;
     ASSERT((c->writer || !write) && "a write transaction on a reader connection");
     c->savepoint_depth = 0;
     int rc = begin_once(c, write, e);

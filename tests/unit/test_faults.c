@@ -180,7 +180,46 @@ static int verify(ctx *c, const json_t *args, json_t **result)
     return 0;
 }
 
+/* test:sleep — holds the storage thread 300 ms, so that the calls submitted
+ * meanwhile make one group. */
+static int sleep_a_while(ctx *c, const json_t *args, json_t **result)
+{
+    (void)c;
+    (void)args;
+    usleep(300 * 1000);
+    *result = json_null();
+    return 0;
+}
+
+/* test:insertUser {tokenIdentifier} — a user inserted as it is, around the
+ * app: a second one with the same token breaks the unique index in the
+ * database, not before. */
+static int insert_user(ctx *c, const json_t *args, json_t **result)
+{
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:O, s:{}}", "name", "Dup", "email",
+                            "dup@example.com", "pictureUrl", "", "credits", 0, "tokenIdentifier",
+                            json_object_get(args, "tokenIdentifier"), "identity");
+    char id[ID_BYTES_MAX];
+    int rc = db_insert(c, "users", doc, id);
+    json_decref(doc);
+    if (rc == 0) *result = json_string(id);
+    return rc;
+}
+
+static const v_field insert_user_fields[] = {{"tokenIdentifier", &v_string, false}};
+static const validator insert_user_args = V_OBJECT_INIT(insert_user_fields);
+
 static const fn_def test_fns[] = {
+    {.path = "test:sleep",
+     .kind = FN_MUTATION,
+     .visibility = FN_SYSTEM,
+     .args = &v_no_args,
+     .impl = sleep_a_while},
+    {.path = "test:insertUser",
+     .kind = FN_MUTATION,
+     .visibility = FN_SYSTEM,
+     .args = &insert_user_args,
+     .impl = insert_user},
     {.path = "test:digest",
      .kind = FN_QUERY,
      .visibility = FN_SYSTEM,
@@ -196,6 +235,31 @@ static const fn_def test_fns[] = {
 static void on_done(call *c)
 {
     (*(int *)c->data)--;
+}
+
+/* Submits one call as identity (a tokenIdentifier; NULL = admin); wait()
+ * waits for every submitted call. */
+static call *submit(fixture *f, const char *path, json_t *args, const char *who)
+{
+    call *c = call_new();
+    c->fn = registry_find(&f->reg, path);
+    if (!c->fn) fail_msg("no function %s", path);
+    c->args = args;
+    if (who)
+        c->identity = json_pack("{s:s, s:s, s:s, s:s}", "tokenIdentifier", who, "subject", who,
+                                "issuer", "http://x", "email", who);
+    else
+        c->admin = true;
+    c->done = on_done;
+    c->data = &f->pending;
+    if (engine_submit(f->en, c) == 0) f->pending++;
+    return c;
+}
+
+static void wait_all(fixture *f)
+{
+    while (f->pending > 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
 }
 
 /* Runs one call as identity (a tokenIdentifier; NULL = admin) and waits. */
@@ -269,7 +333,7 @@ static int setup_store(void **state, bool postgres)
     uv_loop_init(&f->loop);
     registry_init(&f->reg);
     app_register(&f->reg);
-    registry_add(&f->reg, test_fns, 2);
+    registry_add(&f->reg, test_fns, sizeof test_fns / sizeof test_fns[0]);
     engine_config cfg = {
         .loop = &f->loop, .db_url = f->url, .schema = app_schema(), .registry = &f->reg};
     char report[STORE_REPORT_BYTES_MAX];
@@ -524,6 +588,44 @@ static void on_postgres_every_mutation_survives_a_failed_statement(void **state)
     sweep(*state, FAULT_STATEMENT);
 }
 
+/* A write the database refuses only when its answer arrives (a deferred
+ * write, in the same flight as the reads of the mutations after it) fails
+ * its group; the storage thread runs the group again without deferring: the
+ * failing mutation gets its own error, the others happen once. */
+static void on_postgres_a_refused_deferred_write_spares_its_group(void **state)
+{
+    fixture *f = *state;
+    if (!f) skip(); /* no DOJO_TEST_PG_URL */
+    starting_state(f);
+    json_decref(ok(f, "users:getOrCreate", json_object(), "http://x|bob"));
+    call *slow = submit(f, "test:sleep", json_object(), NULL);
+    call *grants[2], *dup;
+    grants[0] = submit(f, "admin:grantCredits",
+                       json_pack("{s:s, s:i}", "tokenIdentifier", ALICE, "amount", 1), NULL);
+    dup = submit(f, "test:insertUser", json_pack("{s:s}", "tokenIdentifier", ALICE), NULL);
+    grants[1] =
+        submit(f, "admin:grantCredits",
+               json_pack("{s:s, s:i}", "tokenIdentifier", "http://x|bob", "amount", 1), NULL);
+    wait_all(f);
+    assert_int_equal(slow->rc, 0);
+    for (int i = 0; i < 2; i++)
+        if (grants[i]->rc) fail_msg("grant %d: %s", i, grants[i]->err.msg);
+    assert_int_equal(dup->rc, ERR_CONSTRAINT);
+    assert_non_null(strstr(dup->err.msg, "users_by_token_unique"));
+    /* Each grant happened once. */
+    json_t *alice = ok(f, "users:me", json_object(), ALICE);
+    json_t *bob = ok(f, "users:me", json_object(), "http://x|bob");
+    assert_int_equal(json_integer_value(json_object_get(alice, "credits")), 100001);
+    assert_int_equal(json_integer_value(json_object_get(bob, "credits")), 1);
+    json_decref(alice);
+    json_decref(bob);
+    assert_invariants(f, "a refused deferred write");
+    call_free(slow);
+    call_free(grants[0]);
+    call_free(grants[1]);
+    call_free(dup);
+}
+
 int main(void)
 {
     log_init(LOG_OFF); /* the storage errors are the point */
@@ -533,6 +635,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(every_mutation_survives_a_failed_fsync, setup_sqlite,
                                         teardown),
         cmocka_unit_test_setup_teardown(on_postgres_every_mutation_survives_a_failed_statement,
+                                        setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(on_postgres_a_refused_deferred_write_spares_its_group,
                                         setup_pg, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

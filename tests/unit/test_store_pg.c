@@ -413,6 +413,83 @@ static void a_conflict_with_a_foreign_writer_is_busy(void **state)
     json_decref(u);
 }
 
+/* With deferred writes on, a write the database refuses is reported by the
+ * next call that waits — marked as a deferred failure — and by every call
+ * after it until the transaction is rolled back; nothing of the
+ * transaction is written, and the next one works. */
+static void a_refused_deferred_write_sticks_until_rollback(void **state)
+{
+    fixture *f = *state;
+    json_t *a = user_doc(1, 0), *b = user_doc(2, 0), *dup = user_doc(3, 0);
+    json_object_set_new(dup, "tokenIdentifier", json_string("issuer|user1"));
+    insert_all(f, "users", json_pack("[O]", a));
+    store_defer_writes(f->w, true);
+    assert_ok(f, store_begin(f->w, true, &f->e));
+    assert_ok(f, store_insert(f->w, table("users"), b, &f->e));
+    assert_ok(f, store_insert(f->w, table("users"), dup, &f->e)); /* sent, not answered */
+    int64_t n = 0;
+    assert_int_equal(store_count(f->w, table("users"), &n, &f->e), ERR_CONSTRAINT);
+    assert_true(store_deferred_failure(f->w));
+    assert_non_null(strstr(f->e.msg, "users_by_token_unique"));
+    assert_int_equal(store_ping(f->w, &f->e), ERR_CONSTRAINT);
+    assert_true(store_deferred_failure(f->w));
+    assert_int_equal(store_commit(f->w, &f->e), ERR_CONSTRAINT);
+    store_rollback(f->w);
+    assert_int_equal(count_rows(f, f->w, "users"), 1);
+    assert_ok(f, store_begin(f->w, true, &f->e));
+    assert_ok(f, store_insert(f->w, table("users"), b, &f->e));
+    assert_ok(f, store_commit(f->w, &f->e));
+    assert_false(store_deferred_failure(f->w));
+    assert_int_equal(count_rows(f, f->w, "users"), 2);
+    store_defer_writes(f->w, false);
+    json_decref(a);
+    json_decref(b);
+    json_decref(dup);
+}
+
+/* A read in a write transaction that already read or wrote the same thing
+ * is answered from what the transaction holds (no statement), and sees the
+ * transaction's own writes. */
+static void a_write_transaction_reads_again_without_a_statement(void **state)
+{
+    fixture *f = *state;
+    json_t *u = user_doc(1, 10);
+    insert_all(f, "users", json_pack("[O]", u));
+    store_defer_writes(f->w, true);
+    assert_ok(f, store_begin(f->w, true, &f->e));
+    json_t *got = NULL;
+    assert_ok(f, store_get(f->w, table("users"), id_of(u), &got, &f->e));
+    json_decref(got);
+    json_t *eq = json_pack("[s]", "issuer|user1");
+    store_range r = range_of("users", "by_token", eq, true, eq, true, false, 1);
+    json_t *rows = NULL;
+    assert_ok(f, store_scan(f->w, &r, &rows, &f->e));
+    json_decref(rows);
+    /* Any statement now would strike the armed fault. */
+    store_inject_fault_after(1);
+    assert_ok(f, store_get(f->w, table("users"), id_of(u), &got, &f->e));
+    assert_int_equal(json_integer_value(json_object_get(got, "credits")), 10);
+    json_decref(got);
+    assert_ok(f, store_scan(f->w, &r, &rows, &f->e));
+    assert_int_equal(json_array_size(rows), 1);
+    json_decref(rows);
+    assert_int_equal(store_fault_pending(), 1);
+    store_inject_fault_after(0);
+    /* Its own write, then: the scan of that table runs again and sees it. */
+    json_object_set_new(u, "credits", json_integer(11));
+    assert_ok(f, store_replace(f->w, table("users"), u, &f->e));
+    assert_ok(f, store_scan(f->w, &r, &rows, &f->e));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(rows, 0), "credits")), 11);
+    json_decref(rows);
+    assert_ok(f, store_get(f->w, table("users"), id_of(u), &got, &f->e));
+    assert_int_equal(json_integer_value(json_object_get(got, "credits")), 11);
+    json_decref(got);
+    assert_ok(f, store_commit(f->w, &f->e));
+    store_defer_writes(f->w, false);
+    json_decref(eq);
+    json_decref(u);
+}
+
 /* Ends the server process of c's connection, and waits until it is gone. */
 static void kill_backend(fixture *f, store_conn *c)
 {
@@ -547,6 +624,8 @@ int main(void)
         T(a_failed_statement_fails_the_transaction_until_rolled_back),
         T(writers_on_two_connections_take_turns),
         T(a_conflict_with_a_foreign_writer_is_busy),
+        T(a_refused_deferred_write_sticks_until_rollback),
+        T(a_write_transaction_reads_again_without_a_statement),
         T(a_writer_kept_waiting_too_long_is_busy),
         T(a_lost_connection_is_opened_again),
         T(scans_use_their_index_without_sorting),
