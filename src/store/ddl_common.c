@@ -353,8 +353,16 @@ static int stored_format(const ddl_ops *ops, void *db, const ddl_plan *p, int *f
     return rc;
 }
 
+static _Thread_local int last_format_from = STORE_FORMAT;
+
+int ddl_last_format_from(void)
+{
+    return last_format_from;
+}
+
 int ddl_migrate(const ddl_ops *ops, void *db, const schema *s, char *report, err_t *e)
 {
+    last_format_from = STORE_FORMAT;
     int rc = ops->exec(db, ops->begin_sql, ops->begin_what, e);
     char text[64];
     int from = 0;
@@ -375,6 +383,7 @@ int ddl_migrate(const ddl_ops *ops, void *db, const schema *s, char *report, err
                      "database storage format %d is newer than this dojo (%d); upgrade dojo",
                      format, STORE_FORMAT);
     ddl_counts n = {.format_from = format};
+    last_format_from = format;
     if (rc == 0) rc = apply_plan(ops, db, s, &plan, format, &n, e);
     ddl_plan_free(&plan);
     char sql[200];

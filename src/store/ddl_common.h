@@ -132,5 +132,8 @@ int ddl_parse_version(const char *text, int *version, err_t *e);
  * the storage format was upgraded, by "upgraded storage format 1 → 2 (N
  * documents rewritten); ". */
 int ddl_migrate(const ddl_ops *ops, void *db, const schema *s, char *report, err_t *e);
+/* The storage format the last ddl_migrate of this thread found (1 when it
+ * upgraded a database of format 1). */
+int ddl_last_format_from(void);
 
 #endif

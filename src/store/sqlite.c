@@ -30,6 +30,7 @@
 #include "store/sql_common.h"
 #include "store/sql_docs.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,17 +328,23 @@ static int on_wal_commit(void *data, sqlite3 *db, const char *name, int pages)
     /* Once per threshold's worth of new log, not after every commit: a
      * checkpoint that could not reset the log (a reader still uses it) would
      * otherwise run, and fsync, after each commit. */
-    if (pages < ss->wal_pages_seen) ss->next_wake_pages = SQLITE_CHECKPOINT_WAL_PAGES;
+    if (pages < ss->wal_pages_seen) ss->next_wake_pages = ss->wake_pages;
     ss->wal_pages_seen = pages;
     if (pages >= ss->next_wake_pages && ss->checkpointer) {
         sqlite_checkpointer_wake(ss->checkpointer);
-        ss->next_wake_pages = pages + SQLITE_CHECKPOINT_WAL_PAGES;
+        ss->next_wake_pages = pages + ss->wake_pages;
     }
     return SQLITE_OK;
 }
 
 static int hand_checkpoints_over(sqlite_store *ss, sqlite3 *db, err_t *e)
 {
+    /* The threshold is bytes of log: in this file's pages (an old file may
+     * keep a page size of its own). */
+    char page[32];
+    if (sqlite_query_text(db, "PRAGMA page_size", page, sizeof page, e) == 0 && atoi(page) > 0)
+        ss->wake_pages = SQLITE_CHECKPOINT_WAL_BYTES / atoi(page);
+    ss->next_wake_pages = ss->wake_pages;
     if (!ss->checkpointer) {
         int rc = sqlite_checkpointer_start(ss->path, &ss->checkpointer, e);
         if (rc) return rc;
@@ -443,9 +450,20 @@ static void sqlite_savepoint_rollback(store_conn *sc)
 
 /* --- opening and closing ------------------------------------------------------------ */
 
+/* Process-wide settings, before SQLite's first use: without memory
+ * statistics every allocation of every connection takes a global mutex
+ * (the writer and the readers contend on it for nothing). Too late when
+ * something used SQLite first (tests): then it is only slower. */
+static void configure_once(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int store_sqlite_open(const char *path, const schema *s, store **out,
                       char report[STORE_REPORT_BYTES_MAX], err_t *e)
 {
+    static pthread_once_t configured = PTHREAD_ONCE_INIT;
+    pthread_once(&configured, configure_once);
     char local[STORE_REPORT_BYTES_MAX];
     int rc = sqlite_prepare_file(path, s, report ? report : local, e);
     if (rc) return rc;
@@ -455,7 +473,8 @@ int store_sqlite_open(const char *path, const schema *s, store **out,
     ss->base = (store){.ops = &sqlite_ops, .sql = &sqlite_driver, .schema = s};
     ss->checkpointer = NULL;
     ss->wal_pages_seen = 0;
-    ss->next_wake_pages = SQLITE_CHECKPOINT_WAL_PAGES;
+    ss->wake_pages = SQLITE_CHECKPOINT_WAL_BYTES / SQLITE_PAGE_BYTES;
+    ss->next_wake_pages = ss->wake_pages;
     memcpy(ss->path, path, path_bytes);
     *out = &ss->base;
     return 0;

@@ -1,7 +1,7 @@
 /*
  * sqlite_checkpoint.h — WAL checkpoints off the storage thread. SQLite
  * normally copies the write-ahead log back into the database (a checkpoint)
- * inside a committing connection once the log passes 1,000 pages; on dojo's
+ * inside a committing connection once the log passes 1,000 pages (4 MiB of 4 KiB pages); on dojo's
  * single writer that puts all the checkpoint I/O on the storage thread,
  * between commits. Instead the writer connection turns automatic checkpoints
  * off and, from its WAL hook, wakes this checkpointer, which runs PASSIVE
@@ -14,7 +14,7 @@
 
 #include "base/err.h"
 
-#define SQLITE_CHECKPOINT_WAL_PAGES 1000 /* wake the checkpointer past this log size */
+#define SQLITE_CHECKPOINT_WAL_BYTES (4 * 1024 * 1024) /* wake the checkpointer past this log */
 
 typedef struct sqlite_checkpointer sqlite_checkpointer;
 

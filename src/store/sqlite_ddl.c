@@ -283,22 +283,43 @@ static int use_wal(sqlite3 *db, const char *path, err_t *e)
     return rc;
 }
 
+/* Rewrites the whole file with SQLITE_PAGE_BYTES pages (VACUUM; a file in
+ * WAL mode keeps its page size, so out of it for the while). After an
+ * upgrade from storage format 1, whose files have 4 KiB pages. */
+static int repage(sqlite3 *db, const char *path, err_t *e)
+{
+    char size[32], sql[64];
+    int rc = sqlite_query_text(db, "PRAGMA page_size", size, sizeof size, e);
+    if (rc || atoi(size) == SQLITE_PAGE_BYTES) return rc;
+    char mode[32];
+    rc = sqlite_query_text(db, "PRAGMA journal_mode=DELETE", mode, sizeof mode, e);
+    snprintf(sql, sizeof sql, "PRAGMA page_size=%d", SQLITE_PAGE_BYTES);
+    if (rc == 0) rc = sqlite_exec(db, sql, "set the page size", e);
+    if (rc == 0) rc = sqlite_exec(db, "VACUUM", "rewrite the file with the new page size", e);
+    int wal = use_wal(db, path, e);
+    return rc ? rc : wal;
+}
+
 int sqlite_prepare_file(const char *path, const schema *s, char *report, err_t *e)
 {
     sqlite3 *db;
     int rc = sqlite_open_db(path, true, true, &db, e);
     if (rc) return rc;
-    rc = use_wal(db, path, e);
+    /* Only a new, empty file takes it; an existing one keeps its own. */
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA page_size=%d", SQLITE_PAGE_BYTES);
+    rc = sqlite_exec(db, sql, "set the page size", e);
+    if (rc == 0) rc = use_wal(db, path, e);
     if (rc == 0) rc = sqlite_exec(db, "BEGIN IMMEDIATE", "begin the schema transaction", e);
     if (rc == 0) {
         rc = ddl_migrate(&sqlite_ddl_ops, db, s, report, e);
         if (rc == 0) rc = sqlite_exec(db, "COMMIT", "commit the schema", e);
         if (rc) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     }
+    if (rc == 0 && ddl_last_format_from() < STORE_FORMAT) rc = repage(db, path, e);
     sqlite3_close(db);
     return rc;
 }
-
 /* --- truncation (import --replace) ---------------------------------------------------- */
 
 /* Empties one table; the guards of an append-only table are dropped around

@@ -27,11 +27,20 @@
 #include "store/store_impl.h"
 
 #define SQLITE_STMT_CACHE_SLOTS 128 /* prepared statements kept per connection */
+/* The page size of a new database (and of one upgraded from storage format
+ * 1). Small pages because a commit writes every page it changed whole, and
+ * most of what a mutation changes are index entries on pages of their own
+ * (an index keyed by user lands on a different page for each user):
+ * bench/storebench.c measured runs:create writing 25 KiB per mutation with
+ * 4 KiB pages, 19 with 2 KiB and 14 with 1 KiB, and running faster with 1
+ * KiB, also on a million runs (docs/ARCHITECTURE.md "Storage"). */
+#define SQLITE_PAGE_BYTES 1024
 
 typedef struct sqlite_store {
     store base;
     sqlite_checkpointer *checkpointer; /* started with the writer connection */
     int wal_pages_seen;                /* writer thread: log size after the last commit */
+    int wake_pages;                    /* SQLITE_CHECKPOINT_WAL_BYTES in this file's pages */
     int next_wake_pages;               /* writer thread: wake the checkpointer at this size */
     char path[];                       /* the database file */
 } sqlite_store;
