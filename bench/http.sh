@@ -123,3 +123,43 @@ bench_mutations() {
   mutation_phase "$label getOrCreate, no change" "$SRV_DIR/refresh.tsv" users:getOrCreate "$rerun"
   mutation_phase "$label grantCredits, 256 users" "$SRV_DIR/grant.tsv" admin:grantCredits "$rerun"
 }
+
+# Resident memory (VmRSS) of the server, in KiB.
+rss_kib() {
+  awk '/^VmRSS:/ { print $2 }' "/proc/$SRV_PID/status"
+}
+
+# m. Memory under a sustained write load: RSS idle (after the users exist
+# and the heap settled), its peak over MEM_SECONDS (default 60) of
+# runs:create at 64 connections, and 10 s after the load stopped.
+bench_memory() {
+  local label="$1" rerun="$2"
+  local users="$SRV_DIR/users-mem.tsv"
+  note "creating 256 users"
+  node "$BENCH_DIR/lib/users.mjs" "$SRV_URL" "$ISSUER_URL" "bench_mem_${RANDOM}_" 256 "$users"
+  local token _
+  : >"$SRV_DIR/create-mem.tsv"
+  while IFS=$'\t' read -r token _; do
+    printf 'Bearer %s\t%s\n' "$token" "$CREATE_BODY" >>"$SRV_DIR/create-mem.tsv"
+  done <"$users"
+  sleep 3
+  local idle peak after secs="${MEM_SECONDS:-60}"
+  idle=$(rss_kib)
+  peak=$idle
+  note "wrk -t2 -c64 -d${secs}s POST /api/mutation runs:create, sampling RSS every second"
+  WRK_ARGS="-t2 -c64 -d${secs}s" run_wrk /api/mutation "$SRV_DIR/create-mem.tsv" "$SRV_DIR/wrk-mem.txt" &
+  local wrk_pid=$!
+  while kill -0 "$wrk_pid" 2>/dev/null; do
+    local now
+    now=$(rss_kib)
+    [ "$now" -gt "$peak" ] && peak=$now
+    sleep 1
+  done
+  wait "$wrk_pid"
+  local rps
+  read -r rps _ <<<"$(wrk_figures "$SRV_DIR/wrk-mem.txt")"
+  sleep 10
+  after=$(rss_kib)
+  result "$label" "$(awk -v i="$idle" -v p="$peak" -v a="$after" -v r="$rps" -v s="$secs" 'BEGIN {
+    printf "RSS idle %.1f MiB; peak %.1f MiB during %d s of runs:create at 64 connections (%d/s); %.1f MiB 10 s after", i / 1024, p / 1024, s, r, a / 1024 }')" "$rerun"
+}

@@ -43,7 +43,7 @@ ROOT=$(dirname "$BENCH_DIR")
 # shellcheck source=callgrind.sh
 . "$BENCH_DIR/callgrind.sh"
 
-ALL=(query mutation sync fanout precision callgrind)
+ALL=(query mutation memory sync fanout precision callgrind)
 SELECTED=("$@")
 [ ${#SELECTED[@]} -gt 0 ] || SELECTED=("${ALL[@]}")
 for s in "${SELECTED[@]}"; do
@@ -140,6 +140,13 @@ start_issuer
 note "issuer $ISSUER_URL"
 
 # --- SQLite --------------------------------------------------------------------------
+
+if selected memory; then
+  BENCH_STRACE=0 start_dojo sqlite-mem "sqlite:$WORK/sqlite-mem/dojo.db"
+  note "dojo serve $SRV_URL (SQLite) for the memory figures"
+  bench_memory "m. memory, SQLite" "$(rerun_of memory)"
+  stop_dojo
+fi
 
 if selected query || selected mutation || selected sync; then
   start_dojo sqlite "sqlite:$WORK/sqlite/dojo.db"

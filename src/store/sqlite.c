@@ -322,14 +322,26 @@ int sqlite_open_db(const char *path, bool create, bool writer, sqlite3 **out, er
  * log back on its own thread (see sqlite_checkpoint.h). */
 static int on_wal_commit(void *data, sqlite3 *db, const char *name, int pages)
 {
-    (void)db;
-    (void)name;
     sqlite_store *ss = data;
     /* Once per threshold's worth of new log, not after every commit: a
      * checkpoint that could not reset the log (a reader still uses it) would
      * otherwise run, and fsync, after each commit. */
     if (pages < ss->wal_pages_seen) ss->next_wake_pages = ss->wake_pages;
     ss->wal_pages_seen = pages;
+    if (pages >= ss->max_pages) {
+        /* Under a load that never pauses the checkpointer never catches up,
+         * and the log (and the index SQLite maps beside it) would grow
+         * without end: past SQLITE_WAL_BYTES_MAX the writer, between two
+         * commits, waits for a checkpoint of everything (most of it copied
+         * already) and the next commit starts the log from its beginning. */
+        int log_frames = 0, copied = 0;
+        int rc =
+            sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART, &log_frames, &copied);
+        if (rc != SQLITE_OK) log_warn("sqlite: bounding the log: %s", sqlite3_errmsg(db));
+        ss->restarts++;
+        ss->next_wake_pages = ss->wake_pages;
+        return SQLITE_OK;
+    }
     if (pages >= ss->next_wake_pages && ss->checkpointer) {
         sqlite_checkpointer_wake(ss->checkpointer);
         ss->next_wake_pages = pages + ss->wake_pages;
@@ -342,9 +354,16 @@ static int hand_checkpoints_over(sqlite_store *ss, sqlite3 *db, err_t *e)
     /* The threshold is bytes of log: in this file's pages (an old file may
      * keep a page size of its own). */
     char page[32];
-    if (sqlite_query_text(db, "PRAGMA page_size", page, sizeof page, e) == 0 && atoi(page) > 0)
-        ss->wake_pages = SQLITE_CHECKPOINT_WAL_BYTES / atoi(page);
+    if (sqlite_query_text(db, "PRAGMA page_size", page, sizeof page, e) == 0 && atoi(page) > 0) {
+        ss->wake_pages = ss->wal_wake_bytes / atoi(page);
+        ss->max_pages = ss->wal_bytes_max / atoi(page);
+    }
     ss->next_wake_pages = ss->wake_pages;
+    /* A log started again is cut back to this size on disk. */
+    char limit[64];
+    snprintf(limit, sizeof limit, "PRAGMA journal_size_limit=%d", ss->wal_bytes_max);
+    int lrc = sqlite_query_text(db, limit, page, sizeof page, e);
+    if (lrc) return lrc;
     if (!ss->checkpointer) {
         int rc = sqlite_checkpointer_start(ss->path, &ss->checkpointer, e);
         if (rc) return rc;
@@ -474,6 +493,10 @@ int store_sqlite_open(const char *path, const schema *s, store **out,
     ss->checkpointer = NULL;
     ss->wal_pages_seen = 0;
     ss->wake_pages = SQLITE_CHECKPOINT_WAL_BYTES / SQLITE_PAGE_BYTES;
+    ss->wal_wake_bytes = SQLITE_CHECKPOINT_WAL_BYTES;
+    ss->wal_bytes_max = SQLITE_WAL_BYTES_MAX;
+    ss->max_pages = SQLITE_WAL_BYTES_MAX / SQLITE_PAGE_BYTES;
+    ss->restarts = 0;
     ss->next_wake_pages = ss->wake_pages;
     memcpy(ss->path, path, path_bytes);
     *out = &ss->base;
@@ -492,6 +515,18 @@ static void sqlite_close(store *st)
 int store_sqlite_query_text(store_conn *c, const char *sql, char *out, size_t out_bytes, err_t *e)
 {
     return sqlite_query_text(sqlite_conn_of(c)->db, sql, out, out_bytes, e);
+}
+
+void store_sqlite_set_log_bounds(store *st, int wake_bytes, int max_bytes)
+{
+    ASSERT(st->ops == &sqlite_ops && wake_bytes > 0 && max_bytes > 0);
+    ((sqlite_store *)st)->wal_wake_bytes = wake_bytes;
+    ((sqlite_store *)st)->wal_bytes_max = max_bytes;
+}
+
+unsigned long store_sqlite_log_restarts(store *st)
+{
+    return ((sqlite_store *)st)->restarts;
 }
 
 unsigned long store_sqlite_checkpoints(store *st)

@@ -19,9 +19,10 @@ struct sqlite_checkpointer {
     uv_thread_t thread;
     uv_mutex_t lock;
     uv_cond_t cond;
-    bool wanted;        /* guarded by lock */
-    bool stopping;      /* guarded by lock */
-    unsigned long done; /* guarded by lock */
+    bool wanted;          /* guarded by lock */
+    bool stopping;        /* guarded by lock */
+    unsigned long done;   /* guarded by lock: checkpoints that copied frames */
+    unsigned long frames; /* guarded by lock: frames they copied */
 };
 
 static void checkpoint_main(void *arg)
@@ -41,7 +42,10 @@ static void checkpoint_main(void *arg)
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             log_warn("sqlite: checkpoint failed: %s", sqlite3_errmsg(cp->db));
         uv_mutex_lock(&cp->lock);
-        cp->done++;
+        if (copied > 0) {
+            cp->done++;
+            cp->frames += (unsigned long)copied;
+        }
         uv_mutex_unlock(&cp->lock);
     }
 }
@@ -59,6 +63,17 @@ int sqlite_checkpointer_start(const char *path, sqlite_checkpointer **out, err_t
         return code;
     }
     sqlite3_busy_timeout(cp->db, CHECKPOINT_BUSY_TIMEOUT_MS);
+    /* A connection learns that the file is in WAL mode, and opens its log,
+     * at its first read: until then a checkpoint on it does nothing at all
+     * (it reports a log of -1 frames). */
+    rc = sqlite3_exec(cp->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int code = err_set(e, ERR_STORAGE, "checkpointer cannot read %s: %s", path,
+                           sqlite3_errmsg(cp->db));
+        sqlite3_close(cp->db);
+        free(cp);
+        return code;
+    }
     uv_mutex_init(&cp->lock);
     uv_cond_init(&cp->cond);
     if (uv_thread_create(&cp->thread, checkpoint_main, cp) != 0) {
@@ -78,6 +93,14 @@ void sqlite_checkpointer_wake(sqlite_checkpointer *cp)
     cp->wanted = true;
     uv_cond_signal(&cp->cond);
     uv_mutex_unlock(&cp->lock);
+}
+
+unsigned long sqlite_checkpointer_frames(sqlite_checkpointer *cp)
+{
+    uv_mutex_lock(&cp->lock);
+    unsigned long n = cp->frames;
+    uv_mutex_unlock(&cp->lock);
+    return n;
 }
 
 unsigned long sqlite_checkpointer_count(sqlite_checkpointer *cp)

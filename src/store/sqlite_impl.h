@@ -40,7 +40,11 @@ typedef struct sqlite_store {
     store base;
     sqlite_checkpointer *checkpointer; /* started with the writer connection */
     int wal_pages_seen;                /* writer thread: log size after the last commit */
-    int wake_pages;                    /* SQLITE_CHECKPOINT_WAL_BYTES in this file's pages */
+    int wake_pages;                    /* wal_wake_bytes in this file's pages */
+    int wal_wake_bytes;                /* SQLITE_CHECKPOINT_WAL_BYTES (tests may lower it) */
+    int wal_bytes_max;                 /* SQLITE_WAL_BYTES_MAX (likewise) */
+    int max_pages;                     /* wal_bytes_max in this file's pages */
+    unsigned long restarts;            /* writer thread: logs bounded by a checkpoint of its own */
     int next_wake_pages;               /* writer thread: wake the checkpointer at this size */
     char path[];                       /* the database file */
 } sqlite_store;

@@ -102,8 +102,14 @@ int store_sqlite_scan_plan(store_conn *c, const store_range *r, char *out, size_
                            err_t *e);
 /* How many statements the connection has prepared into its cache so far. */
 uint64_t store_sqlite_prepare_count(store_conn *c);
-/* WAL checkpoints the background checkpointer has run (0 before a writer connected). */
+/* WAL checkpoints the background checkpointer has run that copied frames
+ * back (0 before a writer connected). */
 unsigned long store_sqlite_checkpoints(store *st);
+/* The log's checkpoint threshold and bound (SQLITE_CHECKPOINT_WAL_BYTES,
+ * SQLITE_WAL_BYTES_MAX), lowered before the writer connects; and how many
+ * times the writer bounded the log itself. */
+void store_sqlite_set_log_bounds(store *st, int wake_bytes, int max_bytes);
+unsigned long store_sqlite_log_restarts(store *st);
 
 /* Test hooks of the PostgreSQL engine (tests/unit/test_store_pg.c). */
 /* The first column of the first row of sql, run on c's connection as it is
