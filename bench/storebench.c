@@ -18,6 +18,7 @@
  * Thread: the main thread runs the loop; the engine its own threads.
  */
 #include <dirent.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "app/app.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "engine/engine.h"
 
 #define LATENCIES_MAX 4000000
@@ -239,12 +241,24 @@ int main(int argc, char **argv)
     qsort(b.latencies_us, (size_t)b.n_latencies, sizeof *b.latencies_us, cmp_u64);
     double p50 = b.n_latencies ? b.latencies_us[b.n_latencies / 2] / 1000.0 : 0;
     double p99 = b.n_latencies ? b.latencies_us[b.n_latencies * 99 / 100] / 1000.0 : 0;
+    double max = b.n_latencies ? b.latencies_us[b.n_latencies - 1] / 1000.0 : 0;
     long n = b.done > 0 ? b.done : 1;
-    printf("%s %s: %.0f mutations/s, p50 %.2f ms, p99 %.2f ms; storage thread wrote %.1f KiB/"
+    printf("%s %s: %.0f mutations/s, p50 %.2f ms, p99 %.2f ms, max %.1f ms; storage thread wrote "
+           "%.1f KiB/"
            "mutation (process %.1f); CPU %.0f us/mutation (%ld ok, %ld failed)\n",
-           db, fn_path, b.done / (t1 - t0), p50, p99, (double)(w_thread1 - w_thread0) / n / 1024,
+           db, fn_path, b.done / (t1 - t0), p50, p99, max, (double)(w_thread1 - w_thread0) / n / 1024,
            (double)(w_proc1 - w_proc0) / n / 1024, (cpu1 - cpu0) / n * 1e6, b.done, b.failed);
     if (b.failed) printf("last error: %s\n", b.last_error);
+    if (getenv("STOREBENCH_IDLE_S")) {
+        /* What the load left behind once the engine has been idle a while. */
+        sleep((unsigned)atoi(getenv("STOREBENCH_IDLE_S")));
+        uv_run(&b.loop, UV_RUN_NOWAIT);
+        struct mallinfo2 mi = mallinfo2();
+        printf("after %s s idle: RSS %.1f MiB; heap in use %.1f MiB, free %.1f MiB, mmapped %.1f "
+               "MiB\n",
+               getenv("STOREBENCH_IDLE_S"), memory_rss_bytes() / 1048576.0,
+               mi.uordblks / 1048576.0, mi.fordblks / 1048576.0, mi.hblkhd / 1048576.0);
+    }
     free(b.latencies_us);
     engine_close(b.en);
     uv_run(&b.loop, UV_RUN_DEFAULT);

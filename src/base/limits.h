@@ -85,7 +85,14 @@
 #define LIMIT_WRITES_PER_MUTATION_MAX 8192 /* documents one mutation may write */
 #define LIMIT_WRITE_QUEUE_MAX 10000        /* mutations waiting for the storage thread */
 #define LIMIT_COMMIT_GROUP_MAX 256         /* mutations committed by one fsync */
-#define LIMIT_READ_QUEUE_MAX 10000         /* queries waiting for a reader */
+/* Bytes of calls (their arguments) waiting for the storage thread and for
+ * the readers: past them a call is refused as busy, like past the counts. */
+#define LIMIT_WRITE_QUEUE_BYTES_MAX (64u * 1024 * 1024)
+#define LIMIT_READ_QUEUE_BYTES_MAX (64u * 1024 * 1024)
+/* Bytes of documents one commit group writes (and holds until it commits):
+ * past them the group commits and the calls after it wait for the next. */
+#define LIMIT_COMMIT_GROUP_BYTES_MAX (32u * 1024 * 1024)
+#define LIMIT_READ_QUEUE_MAX 10000 /* queries waiting for a reader */
 #define LIMIT_LEASE_SECONDS_MIN 1
 #define LIMIT_LEASE_SECONDS_MAX 3600
 /* The history of recent commits the subscription manager keeps (their index

@@ -21,6 +21,11 @@ bool memory_trim_idle(void)
     return true;
 }
 
+void memory_trim_now(void)
+{
+    malloc_trim(0);
+}
+
 size_t memory_rss_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");

@@ -19,6 +19,8 @@
 
 /* Trims when enough heap is free; true when it trimmed. */
 bool memory_trim_idle(void);
+/* Trims whatever is free (a thread that just gave its caches back). */
+void memory_trim_now(void);
 /* Resident set size of the process in bytes (0 when unknown). */
 size_t memory_rss_bytes(void);
 /* Free bytes the allocator holds (the heap not in use). */

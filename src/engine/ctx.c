@@ -444,12 +444,9 @@ static size_t json_text_bytes(const char *s, size_t len)
     return n;
 }
 
-/* At least the compact JSON size of v (what json_dumpb would write with
- * the flags of check_document), exact but for reals, counted at their
- * longest ("-1.2345678901234567e-308" and a ".0" jansson may add): a walk
- * instead of a serialization on every write. */
-static size_t json_bytes_bound(const json_t *v)
+size_t ctx_json_bytes(const json_t *v)
 {
+    if (!v) return 0;
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         size_t n = 2;
@@ -458,14 +455,14 @@ static size_t json_bytes_bound(const json_t *v)
         json_t *item;
         json_object_keylen_foreach((json_t *)v, key, key_len, item)
         {
-            n += json_text_bytes(key, key_len) + 1 + json_bytes_bound(item) + 1;
+            n += json_text_bytes(key, key_len) + 1 + ctx_json_bytes(item) + 1;
         }
         return n;
     }
     case JSON_ARRAY: {
         size_t n = 2, i;
         const json_t *item;
-        json_array_foreach(v, i, item) n += json_bytes_bound(item) + 1;
+        json_array_foreach(v, i, item) n += ctx_json_bytes(item) + 1;
         return n;
     }
     case JSON_STRING:
@@ -501,7 +498,7 @@ static int check_document(ctx *c, const schema_table *t, const json_t *doc, cons
     int rc = validate(t->doc, user, what, c->schema, &c->err);
     json_decref(user);
     if (rc) return rc;
-    if (json_bytes_bound(doc) <= LIMIT_DOC_BYTES_MAX) return 0;
+    if (ctx_json_bytes(doc) <= LIMIT_DOC_BYTES_MAX) return 0;
     size_t bytes = json_dumpb(doc, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(17));
     if (bytes <= LIMIT_DOC_BYTES_MAX) return 0;
     /* Name the field that makes it big, as INVALID_ARGUMENT does elsewhere. */

@@ -105,6 +105,12 @@ int db_insert(ctx *c, const char *table, const json_t *fields, char id_out[ID_BY
 int db_patch(ctx *c, const char *table, const char *id, const json_t *fields);
 int db_delete(ctx *c, const char *table, const char *id);
 
+/* At least the compact JSON size of v (what json_dumpb writes), exact but
+ * for reals, counted at their longest: a walk instead of a serialization
+ * (the bound of a document on every write, of a call's arguments in a
+ * queue). 0 for NULL. */
+size_t ctx_json_bytes(const json_t *v);
+
 /* --- lifecycle (engine only) ---------------------------------------------------- */
 void ctx_init(ctx *c, store_conn *conn, const schema *s, bool writable);
 void ctx_release(ctx *c);

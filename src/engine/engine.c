@@ -21,6 +21,8 @@
 #include "base/invariant.h"
 #include "base/limits.h"
 #include "base/log.h"
+#include "base/memory.h"
+#include "store/sql_cache.h"
 #include "engine/system_tables.h"
 
 call *call_new(void)
@@ -53,6 +55,26 @@ void call_free(call *c)
     free(c);
 }
 
+void engine_wait_for_work(uv_cond_t *cond, uv_mutex_t *lock, const int *queue_len,
+                          const bool *stopping, store_conn *conn)
+{
+    bool released = false;
+    while (*queue_len == 0 && !*stopping) {
+        if (released) {
+            uv_cond_wait(cond, lock);
+            continue;
+        }
+        int rc = uv_cond_timedwait(cond, lock, (uint64_t)ENGINE_IDLE_RELEASE_MS * 1000000u);
+        if (rc == UV_ETIMEDOUT && *queue_len == 0 && !*stopping) {
+            uv_mutex_unlock(lock);
+            store_release_memory(conn);
+            memory_trim_now();
+            uv_mutex_lock(lock);
+            released = true;
+        }
+    }
+}
+
 /* --- queues ------------------------------------------------------------------ */
 
 void call_queue_push(call_queue *q, call *c)
@@ -64,6 +86,7 @@ void call_queue_push(call_queue *q, call *c)
         q->head = c;
     q->tail = c;
     q->len++;
+    q->bytes += c->queue_bytes;
 }
 
 void call_queue_push_front(call_queue *q, call *c)
@@ -72,6 +95,7 @@ void call_queue_push_front(call_queue *q, call *c)
     q->head = c;
     if (!q->tail) q->tail = c;
     q->len++;
+    q->bytes += c->queue_bytes;
 }
 
 call *call_queue_pop(call_queue *q)
@@ -81,6 +105,7 @@ call *call_queue_pop(call_queue *q)
     q->head = c->next;
     if (!q->head) q->tail = NULL;
     q->len--;
+    q->bytes -= c->queue_bytes;
     c->next = NULL;
     return c;
 }
@@ -250,6 +275,10 @@ int engine_submit(engine *en, call *c)
     uv_mutex_t *lock = is_query ? &en->rq_lock : &en->wq_lock;
     uv_cond_t *cond = is_query ? &en->rq_cond : &en->wq_cond;
     int max = is_query ? LIMIT_READ_QUEUE_MAX : LIMIT_WRITE_QUEUE_MAX;
+    size_t bytes_max = is_query ? LIMIT_READ_QUEUE_BYTES_MAX : LIMIT_WRITE_QUEUE_BYTES_MAX;
+    c->queue_bytes = sizeof *c + ctx_json_bytes(c->args);
+    for (int i = 0; i < c->n_batch; i++)
+        c->queue_bytes += sizeof *c + ctx_json_bytes(c->batch[i]->args);
     uv_mutex_lock(lock);
     if (q->len >= max) {
         uv_mutex_unlock(lock);
@@ -257,11 +286,33 @@ int engine_submit(engine *en, call *c)
                                "Server busy: %d %s calls are already waiting (the limit)", max,
                                is_query ? "query" : "mutation");
     }
+    if (q->len > 0 && q->bytes + c->queue_bytes > bytes_max) {
+        uv_mutex_unlock(lock);
+        return c->rc = err_set(&c->err, ERR_BUSY,
+                               "Server busy: %zu MiB of %s calls are already waiting (the limit)",
+                               bytes_max >> 20, is_query ? "query" : "mutation");
+    }
     call_queue_push(q, c);
     uv_cond_signal(cond);
     uv_mutex_unlock(lock);
     en->in_flight++;
     return 0;
+}
+
+void engine_bounded(engine *en,
+                    void (*add)(void *data, const char *name, size_t bytes, size_t bytes_max),
+                    void *data)
+{
+    uv_mutex_lock(&en->wq_lock);
+    size_t writes = en->write_queue.bytes;
+    uv_mutex_unlock(&en->wq_lock);
+    uv_mutex_lock(&en->rq_lock);
+    size_t reads = en->read_queue.bytes;
+    uv_mutex_unlock(&en->rq_lock);
+    add(data, "write_queue", writes, LIMIT_WRITE_QUEUE_BYTES_MAX);
+    add(data, "read_queue", reads, LIMIT_READ_QUEUE_BYTES_MAX);
+    add(data, "commit_group", atomic_load(&en->group_bytes), LIMIT_COMMIT_GROUP_BYTES_MAX);
+    add(data, "store_read_cache", atomic_load(&en->read_cache_bytes), SQL_CACHE_BYTES_MAX);
 }
 
 void engine_on_commit(engine *en, engine_commit_cb cb, void *data)

@@ -68,7 +68,8 @@ struct call {
     /* Private to the engine. */
     write_set writes;
     int attempts;
-    bool innocent; /* saw a storage failure that an earlier write of its group caused */
+    bool innocent;      /* saw a storage failure that an earlier write of its group caused */
+    size_t queue_bytes; /* what it holds while queued (its arguments), counted in its queue */
     call *next;
 };
 
@@ -102,6 +103,12 @@ int engine_check(engine *en, call *c);
  * with engine_check) run on one snapshot — but those with rc set, refused
  * before running, are skipped; done is called once, for c. */
 int engine_submit_batch(engine *en, call *c);
+
+/* The engine's bounded structures, as (name, bytes held, bound) — the
+ * queues of calls and the commit group in progress — for /metrics. */
+void engine_bounded(engine *en,
+                    void (*add)(void *data, const char *name, size_t bytes, size_t bytes_max),
+                    void *data);
 
 /* Commit listeners, called on the loop in commit order, after the done
  * callbacks of the commit's calls. */

@@ -17,10 +17,14 @@
 #define ENGINE_READERS_MAX 16
 #define ENGINE_LISTENERS_MAX 4
 #define ENGINE_PERIODIC_MAX 8
+/* A storage or reader thread idle this long gives back its connection's
+ * caches (store_release_memory). */
+#define ENGINE_IDLE_RELEASE_MS 1000
 
 typedef struct call_queue {
     call *head, *tail;
     int len;
+    size_t bytes; /* the queued calls' queue_bytes */
 } call_queue;
 
 void call_queue_push(call_queue *q, call *c);
@@ -71,8 +75,12 @@ struct engine {
      * deferred write broke the last one: this time failures land on their
      * authors). */
     bool no_defer_next;
-    double creation_clock;     /* storage thread only: last _creationTime handed out */
-    _Atomic uint64_t ts_floor; /* any thread: commit timestamps must exceed it */
+    /* Bytes of documents the group in progress has written (a gauge; the
+     * storage thread writes it, /metrics reads it). */
+    _Atomic size_t group_bytes;
+    _Atomic size_t read_cache_bytes; /* the writer's cache of reads after its last group */
+    double creation_clock;           /* storage thread only: last _creationTime handed out */
+    _Atomic uint64_t ts_floor;       /* any thread: commit timestamps must exceed it */
 
     /* Reader threads. The queue is guarded by rq_lock. */
     int n_readers;
@@ -104,6 +112,11 @@ struct engine {
     int n_periodic;
 };
 
+/* engine.c: waits on cond (lock held) until *has_work or *stopping; once
+ * idle ENGINE_IDLE_RELEASE_MS, gives back conn's caches (store_release_memory,
+ * lock released meanwhile), once per idle stretch. */
+void engine_wait_for_work(uv_cond_t *cond, uv_mutex_t *lock, const int *queue_len,
+                          const bool *stopping, store_conn *conn);
 /* writer.c */
 int writer_load_clock(engine *en, err_t *e);
 void writer_main(void *arg);

@@ -59,8 +59,8 @@ void reader_main(void *arg)
     engine *en = ra->en;
     for (;;) {
         uv_mutex_lock(&en->rq_lock);
-        while (en->read_queue.len == 0 && !en->readers_stopping)
-            uv_cond_wait(&en->rq_cond, &en->rq_lock);
+        engine_wait_for_work(&en->rq_cond, &en->rq_lock, &en->read_queue.len, &en->readers_stopping,
+                             ra->conn);
         call *c = call_queue_pop(&en->read_queue);
         uv_mutex_unlock(&en->rq_lock);
         if (!c) break;

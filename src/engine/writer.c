@@ -282,13 +282,19 @@ static void run_group(engine *en, call_queue *group)
     write_set writes;
     write_set_init(&writes);
     bool broken = false;
+    call_queue later = {0}; /* past the group's bound in bytes: the next group's */
     while ((c = call_queue_pop(group))) {
+        if (store_txn_bytes(en->writer_conn) >= LIMIT_COMMIT_GROUP_BYTES_MAX) {
+            call_queue_push(&later, c);
+            continue;
+        }
         c->attempts++;
         if (broken) {
             call_queue_push(&retry, c);
             continue;
         }
         int rc = run_mutation(en, c, ts, &writes);
+        atomic_store(&en->group_bytes, store_txn_bytes(en->writer_conn));
         /* A failure of a deferred write breaks the group whatever the call
          * that saw it made of it. */
         if (rc && deferred_failure_spares(en, c))
@@ -362,7 +368,11 @@ static void run_group(engine *en, call_queue *group)
         engine_complete_call(en, c);
     }
     if (committed) engine_complete_commit(en, ts, &writes);
+    while ((c = call_queue_pop(&later)))
+        call_queue_push(&retry, c);
     if (retry.len) requeue_front(en, &retry);
+    atomic_store(&en->group_bytes, 0);
+    atomic_store(&en->read_cache_bytes, store_cache_bytes(en->writer_conn));
     err_clear(&e);
 }
 
@@ -372,8 +382,8 @@ void writer_main(void *arg)
     for (;;) {
         call_queue group = {0};
         uv_mutex_lock(&en->wq_lock);
-        while (en->write_queue.len == 0 && !en->stopping)
-            uv_cond_wait(&en->wq_cond, &en->wq_lock);
+        engine_wait_for_work(&en->wq_cond, &en->wq_lock, &en->write_queue.len, &en->stopping,
+                             en->writer_conn);
         if (en->write_queue.len == 0 && en->stopping) {
             uv_mutex_unlock(&en->wq_lock);
             break;

@@ -670,6 +670,11 @@ static void handle_health(api_req *r)
     }
 }
 
+static void add_bounded(void *data, const char *name, size_t bytes, size_t bytes_max)
+{
+    metrics_bounded_add(data, name, bytes, bytes_max);
+}
+
 static void handle_metrics(api_req *r)
 {
     server *s = r->srv;
@@ -683,6 +688,7 @@ static void handle_metrics(api_req *r)
     metrics_bounded_add(&g, "http_unread_responses", http_write_queue_bytes_held(),
                         LIMIT_HTTP_WRITE_QUEUE_TOTAL_BYTES_MAX);
     if (s->sync) sync_hub_gauges(s->sync, &g);
+    engine_bounded(s->en, add_bounded, &g);
     char *text = metrics_render(&s->metrics, &g);
     respond(r, 200, "text/plain; version=0.0.4", text ? text : "", text ? strlen(text) : 0);
     free(text);

@@ -174,6 +174,11 @@ void sql_cache_row(const sql_driver *d, store_conn *c, const schema_table *t, sq
 static void cache_written(store_conn *c, const schema_table *t, const char *id, const sql_row *row,
                           int rc)
 {
+    if (rc == 0 && row) {
+        c->txn_bytes += row->data_len + strlen(row->id);
+        for (int i = 0; i < row->n_keys; i++)
+            c->txn_bytes += row->keys[i].len;
+    }
     if (!c->cache) return;
     if (rc) {
         sql_cache_clear(c->cache);

@@ -405,6 +405,13 @@ static void sqlite_disconnect(store_conn *sc)
     free(c);
 }
 
+static void sqlite_release_memory(store_conn *sc)
+{
+    sqlite_conn *c = sqlite_conn_of(sc);
+    ASSERT(sqlite3_get_autocommit(c->db) && "release memory inside a transaction");
+    sqlite3_db_release_memory(c->db);
+}
+
 /* --- transactions ------------------------------------------------------------------ */
 
 static int sqlite_begin(store_conn *sc, bool write, err_t *e)
@@ -576,4 +583,5 @@ const store_ops sqlite_ops = {
     .savepoint_release = sqlite_savepoint_release,
     .savepoint_rollback = sqlite_savepoint_rollback,
     .truncate_all = sqlite_truncate_all,
+    .release_memory = sqlite_release_memory,
 };

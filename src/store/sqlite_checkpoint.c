@@ -41,6 +41,7 @@ static void checkpoint_main(void *arg)
                                            &copied);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             log_warn("sqlite: checkpoint failed: %s", sqlite3_errmsg(cp->db));
+        sqlite3_db_release_memory(cp->db); /* its pages are of no use until the next one */
         uv_mutex_lock(&cp->lock);
         if (copied > 0) {
             cp->done++;

@@ -162,6 +162,7 @@ static void end_cache(store_conn *c)
 int store_begin(store_conn *c, bool write, err_t *e)
 {
     end_cache(c);
+    c->txn_bytes = 0;
     int rc = c->ops->begin(c, write, e);
     if (rc == 0 && write && c->st->sql->cache_reads) {
         if (!c->cache_storage) c->cache_storage = sql_cache_new();
@@ -274,6 +275,24 @@ int store_truncate_all(store_conn *c, err_t *e)
 {
     sql_cache_clear(c->cache);
     return c->ops->truncate_all(c, e);
+}
+
+void store_release_memory(store_conn *c)
+{
+    ASSERT(!c->cache && "store_release_memory inside a write transaction");
+    sql_cache_free(c->cache_storage);
+    c->cache_storage = NULL;
+    if (c->ops->release_memory) c->ops->release_memory(c);
+}
+
+size_t store_txn_bytes(const store_conn *c)
+{
+    return c->txn_bytes;
+}
+
+size_t store_cache_bytes(const store_conn *c)
+{
+    return sql_cache_bytes(c->cache_storage);
 }
 
 int store_ping(store_conn *c, err_t *e)

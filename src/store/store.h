@@ -142,6 +142,18 @@ int store_meta_set(store_conn *c, const char *key, const char *value, err_t *e);
  * transaction. */
 int store_truncate_all(store_conn *c, err_t *e);
 
+/* Gives back what the connection keeps for speed only (the database's page
+ * cache, the last transaction's cache of reads), outside a transaction: the
+ * engine's threads call it when they have been idle a while, so that memory
+ * a load took returns when the load stops. */
+void store_release_memory(store_conn *c);
+
+/* Bytes of the documents the transaction in progress has written (their
+ * encoded rows): what a commit group holds until it commits. And the bytes
+ * the connection's cache of reads holds (PostgreSQL's writer). */
+size_t store_txn_bytes(const store_conn *c);
+size_t store_cache_bytes(const store_conn *c);
+
 /* Runs a trivial statement; 0 when the database answers (GET /health). */
 int store_ping(store_conn *c, err_t *e);
 

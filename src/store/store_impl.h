@@ -40,6 +40,7 @@ typedef struct store_ops {
     int (*savepoint_release)(store_conn *c, err_t *e);
     void (*savepoint_rollback)(store_conn *c);
     int (*truncate_all)(store_conn *c, err_t *e);
+    void (*release_memory)(store_conn *c); /* NULL: nothing to give back */
     /* Deferred writes; NULL for an engine that runs every statement at once. */
     void (*defer_writes)(store_conn *c, bool on);
     bool (*deferred_failure)(const store_conn *c);
@@ -66,6 +67,7 @@ struct store_conn {
      * the driver keeps them; NULL outside one. */
     struct sql_cache *cache;
     struct sql_cache *cache_storage; /* kept between transactions */
+    size_t txn_bytes;                /* documents written by the transaction (store_txn_bytes) */
 };
 
 struct store_listener {

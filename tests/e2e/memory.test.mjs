@@ -30,7 +30,7 @@ checkAfterEach(() => dojo);
 
 before(async () => {
   issuer = await startIssuer();
-  dojo = await startDojo({ issuer });
+  dojo = await startDojo({ issuer, env: { SIGNUP_CREDITS: '1000000' } });
 });
 after(async () => {
   await issuer?.close();
@@ -119,6 +119,37 @@ describe('memory', () => {
     peak = Math.max(peak, rss());
     console.log(`2,000 saves of 1 MiB: idle ${mb(idle)}, peak ${mb(peak)} (+${mb(peak - idle)})`);
     assert.ok(peak - idle <= GROWTH_MAX, `RSS grew by ${mb(peak - idle)}`);
+    const after = await settledRss();
+    console.log(`  after: ${mb(after)}`);
+    assert.ok(after - idle <= NEAR_IDLE, `RSS stayed at ${mb(after)} (idle ${mb(idle)})`);
+  });
+
+  test('runs:create from 64 clients, 20,000 times, raises RSS by at most 32 MiB, and it comes back', { timeout: 600_000 }, async () => {
+    const users = await Promise.all(Array.from({ length: 64 }, () => signedIn()));
+    const idle = await settledRss();
+    let peak = rss();
+    const RUNS = 20_000;
+    let next = 0;
+    await Promise.all(
+      users.map(async ({ client }) => {
+        while (next < RUNS) {
+          const i = next++;
+          await client.mutation(ref('runs:create'), { input: { model: 'flux', prompt: `fox ${i}` } });
+          if (i % 200 === 0) peak = Math.max(peak, rss());
+        }
+      }),
+    );
+    peak = Math.max(peak, rss());
+    console.log(`20,000 runs:create: idle ${mb(idle)}, peak ${mb(peak)} (+${mb(peak - idle)})`);
+    assert.ok(peak - idle <= 32 * MiB, `RSS grew by ${mb(peak - idle)}`);
+    // The write path's bounded structures are reported, and empty again.
+    const metrics = (await dojo.http('GET', '/metrics')).text;
+    for (const name of ['write_queue', 'read_queue', 'commit_group', 'store_read_cache']) {
+      assert.match(metrics, new RegExp(`dojo_bounded_bytes_max\\{structure="${name}"\\} [1-9]`), name);
+    }
+    for (const name of ['write_queue', 'commit_group']) {
+      assert.match(metrics, new RegExp(`dojo_bounded_bytes\\{structure="${name}"\\} 0\n`), `${name} is empty once the load is over`);
+    }
     const after = await settledRss();
     console.log(`  after: ${mb(after)}`);
     assert.ok(after - idle <= NEAR_IDLE, `RSS stayed at ${mb(after)} (idle ${mb(idle)})`);

@@ -13,6 +13,7 @@
  */
 #include "support.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,12 +44,23 @@ static const schema_table tables[] = {
 };
 static const schema test_schema = {.version = 1, .tables = tables, .n_tables = V_COUNT(tables)};
 
-/* add {name, blob?, fail?, fault?, slow?}: inserts a note, then fails when
- * asked; with fault the store fails its next statement (the insert), as a
- * disk error would; slow keeps the writer busy for 300 ms first. */
+/* Set while a notes:add {hold: true} keeps the storage thread; clear it to
+ * let it go. */
+static atomic_bool writer_held, hold_released;
+
+/* add {name, blob?, fail?, fault?, slow?, hold?}: inserts a note, then fails
+ * when asked; with fault the store fails its next statement (the insert), as
+ * a disk error would; slow keeps the writer busy for 300 ms first, hold until
+ * the test releases it (release_hold). */
 static int add_note(ctx *c, const json_t *args, json_t **result)
 {
     if (json_is_true(json_object_get(args, "slow"))) usleep(300 * 1000);
+    if (json_is_true(json_object_get(args, "hold"))) {
+        atomic_store(&writer_held, true);
+        for (int i = 0; i < 3000 && !atomic_load(&hold_released); i++)
+            usleep(10 * 1000);
+        atomic_store(&writer_held, false);
+    }
     if (json_is_true(json_object_get(args, "fault"))) store_inject_fault_after(1);
     json_t *doc = json_pack("{s:O}", "name", json_object_get(args, "name"));
     if (json_object_get(args, "blob")) json_object_set(doc, "blob", json_object_get(args, "blob"));
@@ -109,7 +121,7 @@ static int get_note(ctx *c, const json_t *args, json_t **result)
 
 static const v_field add_fields[] = {
     {"name", &name_text, false}, {"blob", &blob_text, true}, {"fail", &v_boolean, true},
-    {"fault", &v_boolean, true}, {"slow", &v_boolean, true},
+    {"fault", &v_boolean, true}, {"slow", &v_boolean, true}, {"hold", &v_boolean, true},
 };
 static const validator add_args = V_OBJECT_INIT(add_fields);
 static const validator ms_number = V_INTEGER_RANGE_INIT(0, 10000);
@@ -320,6 +332,94 @@ static void many_mutations_all_commit_with_increasing_timestamps(void **state)
     assert_int_equal(count(f), N);
     assert_true(f->commits >= 1 && f->commits <= N);
     assert_true(f->ts_increasing);
+}
+
+/* Keeps the storage thread in a mutation (notes:add {hold}) until
+ * release_hold: what is submitted meanwhile waits in the queue. */
+static call *hold_writer(fixture *f, slot *s)
+{
+    atomic_store(&hold_released, false);
+    call *c =
+        submit(f, s, "notes:add", json_pack("{s:s, s:b}", "name", "hold", "hold", 1), NULL, -1);
+    for (int i = 0; i < 1000 && !atomic_load(&writer_held); i++)
+        spin(f, 10);
+    assert_true(atomic_load(&writer_held));
+    return c;
+}
+
+static void release_hold(void)
+{
+    atomic_store(&hold_released, true);
+}
+
+/* A group stops at LIMIT_COMMIT_GROUP_BYTES_MAX of written documents and
+ * commits; the calls after it make the next group. Every one commits once. */
+static void a_commit_group_is_bounded_by_bytes(void **state)
+{
+    fixture *f = *state;
+    enum { N = 48 };
+    size_t blob_bytes = 1000 * 1000; /* 48 MB in all: more than one group's bound */
+    char *blob = malloc(blob_bytes + 1);
+    memset(blob, 'b', blob_bytes);
+    blob[blob_bytes] = '\0';
+    slot s[N + 1];
+    call *hold = hold_writer(f, &s[N]);
+    call *calls[N];
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "big%d", i);
+        calls[i] = submit(f, &s[i], "notes:add",
+                          json_pack("{s:s, s:s}", "name", name, "blob", blob), NULL, -1);
+    }
+    int before = f->commits;
+    release_hold();
+    wait_all(f);
+    for (int i = 0; i < N; i++) {
+        if (calls[i]->rc) fail_msg("call %d: %s", i, calls[i]->err.msg);
+        call_free(calls[i]);
+    }
+    assert_int_equal(hold->rc, 0);
+    call_free(hold);
+    /* The held call's group, then two groups at least for the 48 MB queued
+     * behind it (one group would have taken them all: they are fewer than
+     * LIMIT_COMMIT_GROUP_MAX). */
+    assert_true(f->commits - before >= 3);
+    assert_int_equal(count(f), N + 1);
+    free(blob);
+}
+
+/* Calls waiting for the storage thread are bounded by bytes too: past
+ * LIMIT_WRITE_QUEUE_BYTES_MAX of queued arguments a call is refused as busy,
+ * before it runs. */
+static void the_write_queue_is_bounded_by_bytes(void **state)
+{
+    fixture *f = *state;
+    size_t blob_bytes = 15 * 1000 * 1000;
+    char *blob = malloc(blob_bytes + 1);
+    memset(blob, 'q', blob_bytes);
+    blob[blob_bytes] = '\0';
+    enum { N = 6 }; /* 90 MB of arguments */
+    slot s[N + 1];
+    call *hold = hold_writer(f, &s[N]);
+    call *calls[N];
+    for (int i = 0; i < N; i++)
+        calls[i] = submit(f, &s[i], "notes:add", json_pack("{s:s, s:s}", "name", "q", "blob", blob),
+                          NULL, -1);
+    /* 4 × 15 MB fit in 64 MiB, the 5th and 6th do not. */
+    for (int i = 4; i < N; i++) {
+        assert_int_equal(calls[i]->rc, ERR_BUSY);
+        assert_non_null(strstr(calls[i]->err.msg, "MiB of mutation calls are already waiting"));
+    }
+    release_hold();
+    wait_all(f);
+    for (int i = 0; i < 4; i++) /* ran: refused only for their size, as documents */
+        assert_int_equal(calls[i]->rc, ERR_INVALID_ARGUMENT);
+    for (int i = 0; i < N; i++)
+        call_free(calls[i]);
+    assert_int_equal(hold->rc, 0);
+    call_free(hold);
+    assert_int_equal(count(f), 1);
+    free(blob);
 }
 
 static void storage_fault_writes_nothing_and_others_run_again(void **state)
@@ -734,6 +834,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(failing_mutation_rolls_back_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_commit_group_is_bounded_by_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_write_queue_is_bounded_by_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(many_mutations_all_commit_with_increasing_timestamps, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(storage_fault_writes_nothing_and_others_run_again, setup,
