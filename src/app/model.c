@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/invariant.h"
+
 static const validator cursor_text = V_STRING_INIT;
 static const validator *const cursor_options[] = {&cursor_text, &v_null};
 static const validator cursor = {
@@ -65,6 +67,12 @@ int app_ledger_move(ctx *c, const json_t *user, int64_t amount, const char *kind
 {
     const char *user_id = app_str(user, "_id");
     int64_t balance = app_int(user, "credits");
+    /* A stored user always has an id and a balance that is not negative (the
+     * store's CHECK); a movement (0 for a free model's run) is bounded by its
+     * callers' validators — a grant, a price, SIGNUP_CREDITS — far below
+     * overflow. */
+    ASSERT(user_id && balance >= 0);
+    ASSERT(amount > -APP_CREDITS_MAX - 1 && amount <= APP_CREDITS_MAX);
     int64_t after = balance + amount;
     if (after < 0)
         return ctx_fail(

@@ -19,13 +19,13 @@
  */
 #include "engine/engine_impl.h"
 
-#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "engine/system_tables.h"
@@ -59,6 +59,7 @@ static uint64_t next_ts(engine *en)
     if (t <= en->last_ts_writer) t = en->last_ts_writer + 1;
     uint64_t floor = atomic_load(&en->ts_floor);
     if (t <= floor) t = floor + 1;
+    ASSERT(t > en->last_ts_writer && t > floor); /* commit timestamps never go back */
     return t;
 }
 
@@ -297,6 +298,9 @@ static void run_group(engine *en, call_queue *group)
         }
     }
     if (!committed) store_rollback(en->writer_conn);
+    /* A group has one outcome: committed, or not (maybe uncertain) — never both. */
+    ASSERT(!(committed && broken) && !(committed && uncertain));
+    ASSERT(!committed || en->last_ts_writer == ts);
     if (committed || uncertain) keep_keys(en, &writes);
     if (broken) {
         en->creation_clock = clock_before > en->creation_clock ? clock_before : en->creation_clock;
