@@ -15,5 +15,6 @@ void app_register(registry *r)
     admin_register(r);
     env_register(r);
     dashboard_register(r);
+    files_register(r);
     system_functions_register(r);
 }

@@ -62,7 +62,8 @@ int export_header_parse(const char *line, size_t len, const schema *s, export_he
                      (long long)json_integer_value(version), EXPORT_FORMAT_VERSION);
     } else if (!json_is_integer(schema_version)) {
         rc = err_set(e, ERR_INVALID_ARGUMENT, "the header has no schemaVersion");
-    } else if (json_integer_value(schema_version) != s->version) {
+    } else if (json_integer_value(schema_version) > s->version ||
+               json_integer_value(schema_version) < EXPORT_SCHEMA_VERSION_MIN) {
         rc = err_set(e, ERR_INVALID_ARGUMENT,
                      "the file holds schema version %lld and this dojo's schema is version %d: "
                      "import it with the dojo version that exported it, then upgrade",

@@ -30,6 +30,10 @@
 #define EXPORT_LINE_BYTES_MAX (16u * 1024 * 1024) /* one line, without its newline */
 #define EXPORT_TABLES_MAX 255                     /* table numbers are 1..255 */
 #define EXPORT_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(17))
+/* The oldest schema version an import reads: version 2 (files) only added
+ * tables, an optional run field and an index, so a version-1 file is a
+ * version-2 file without files. */
+#define EXPORT_SCHEMA_VERSION_MIN 1
 
 typedef struct export_header {
     int version;
@@ -42,8 +46,8 @@ typedef struct export_header {
 json_t *export_header_build(const schema *s, const int64_t *counts, double exported_at_ms);
 
 /* Parses and checks a header line against s: the format name, a version
- * this dojo reads, the same schema version, and a count for known tables
- * only. */
+ * this dojo reads, a schema version from EXPORT_SCHEMA_VERSION_MIN to s's,
+ * and a count for known tables only. */
 int export_header_parse(const char *line, size_t len, const schema *s, export_header *out,
                         err_t *e);
 

@@ -7,9 +7,11 @@
  */
 #include "proto/server.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/limits.h"
 #include "base/log.h"
 #include "engine/system_tables.h"
 #include "proto/sync.h"
@@ -26,6 +28,30 @@ static void on_commit(void *data, uint64_t ts, const write_set *writes)
     server *s = data;
     (void)ts;
     if (write_set_touches_table(writes, SYSTEM_TABLE_ENV)) configure_auth(s);
+}
+
+/* File URLs start with the configured public URL, else with the address
+ * this server listens on (a wildcard address is not one a client can use:
+ * loopback stands in, and the log says to configure it). */
+static void set_public_url(server *s)
+{
+    if (s->cfg.public_url && *s->cfg.public_url) {
+        engine_set_public_url(s->en, s->cfg.public_url);
+        return;
+    }
+    const char *host = s->cfg.host ? s->cfg.host : "127.0.0.1";
+    bool wildcard = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
+    if (wildcard) {
+        host = "127.0.0.1";
+        log_warn("file URLs start with http://127.0.0.1:%d: set --public-url (or "
+                 "DOJO_PUBLIC_URL) to the URL clients reach this server at",
+                 http_server_port(s->http));
+    }
+    char url[ENGINE_PUBLIC_URL_BYTES_MAX];
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(url, sizeof url, "http://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
+             http_server_port(s->http));
+    engine_set_public_url(s->en, url);
 }
 
 int server_start(uv_loop_t *loop, const server_config *cfg, server **out, err_t *e)
@@ -63,8 +89,16 @@ int server_start(uv_loop_t *loop, const server_config *cfg, server **out, err_t 
         free(s);
         return rc;
     }
+    set_public_url(s);
     *out = s;
     return 0;
+}
+
+bool server_is_worker_key(const server *s, const char *given)
+{
+    const char *key = engine_env(s->en, "WORKER_KEY");
+    if (!key || strlen(key) < LIMIT_WORKER_KEY_CHARS_MIN) return false;
+    return admin_key_matches(given, key);
 }
 
 typedef struct stop_state {
