@@ -22,6 +22,7 @@
 #include "engine/subs.h"
 #include "proto/dashboard.h"
 #include "proto/server.h"
+#include "proto/storage_http.h"
 #include "proto/sync.h"
 #include "proto/wire.h"
 
@@ -854,6 +855,7 @@ void api_handle_request(void *data, http_request *req)
 {
     server *s = data;
     if (s->cfg.extra_route && s->cfg.extra_route(s->cfg.extra_route_data, req)) return;
+    if (storage_http_handle(s, req)) return; /* /api/storage/…: proto/storage_http.c */
     api_req *r = calloc(1, sizeof *r);
     if (!r) {
         http_respond_error(req, 500, "InternalServerError", "out of memory");

@@ -14,6 +14,7 @@
 #include "base/limits.h"
 #include "base/log.h"
 #include "engine/system_tables.h"
+#include "proto/storage_http.h"
 #include "proto/sync.h"
 
 static void configure_auth(server *s)
@@ -71,6 +72,13 @@ int server_start(uv_loop_t *loop, const server_config *cfg, server **out, err_t 
         free(s);
         return rc;
     }
+    rc = storage_http_open(s, &s->storage, e);
+    if (rc) {
+        engine_close(s->en);
+        storage_http_free(s->storage);
+        free(s);
+        return rc;
+    }
     s->auth = auth_new(loop);
     configure_auth(s);
     engine_on_commit(s->en, on_commit, s);
@@ -79,11 +87,14 @@ int server_start(uv_loop_t *loop, const server_config *cfg, server **out, err_t 
     s->sync = sync_hub_new(s);
     http_server_config hc = {.host = cfg->host ? cfg->host : "127.0.0.1",
                              .port = cfg->port,
-                             .body_bytes_max = cfg->body_bytes_max};
+                             .body_bytes_max = cfg->body_bytes_max,
+                             .stream_route = storage_http_streams};
     rc = http_server_start(loop, &hc, api_handle_request, s, &s->http, e);
     if (rc) {
         sync_hub_close(s->sync, NULL, NULL);
+        storage_http_close(s->storage);
         engine_close(s->en);
+        storage_http_free(s->storage);
         sync_hub_free(s->sync);
         auth_free(s->auth);
         free(s);
@@ -111,7 +122,9 @@ static void on_sync_closed(void *data)
 {
     stop_state *st = data;
     server *s = st->s;
+    storage_http_close(s->storage); /* before the store it reads closes */
     engine_close(s->en);
+    storage_http_free(s->storage);
     sync_hub_free(s->sync);
     auth_free(s->auth);
     void (*done)(void *) = st->done;

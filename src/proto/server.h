@@ -45,6 +45,7 @@ typedef struct server_config {
 } server_config;
 
 typedef struct sync_hub sync_hub;
+typedef struct storage_http storage_http;
 
 typedef struct server {
     uv_loop_t *loop;
@@ -53,6 +54,7 @@ typedef struct server {
     auth *auth;
     http_server *http;
     sync_hub *sync;
+    storage_http *storage; /* stored files: uploads, downloads, the file store */
     metrics metrics;
     char store_report[512];
     bool stopping;
