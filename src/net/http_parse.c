@@ -193,8 +193,8 @@ static int finish_head(http_conn *c, http_msg *m)
     if (head_end_string(c, m) != 0) return -1;
     size_t url_len = m->url_bytes;
     const char *q = memchr(m->head, '?', url_len);
-    size_t path_len = q ? (size_t)(q - m->head) : url_len;
-    if (head_reserve(m, path_len + 1) != 0) return reject_nomem(c);
+    size_t path_len = q ? (size_t)(q - m->head) : url_len;          /* also where '?' is */
+    if (head_reserve(m, path_len + 1) != 0) return reject_nomem(c); /* may move m->head */
     size_t path_off = m->head_len;
     memcpy(m->head + path_off, m->head, path_len);
     m->head[path_off + path_len] = '\0';
@@ -210,7 +210,7 @@ static int finish_head(http_conn *c, http_msg *m)
     }
     m->req.target = m->head;
     m->req.path = m->head + path_off;
-    m->req.query = q ? m->head + (q - m->head) + 1 : NULL;
+    m->req.query = q ? m->head + path_len + 1 : NULL;
     m->req.headers = m->headers;
     m->req.n_headers = m->n_fields;
     return 0;

@@ -1356,6 +1356,7 @@ static void body_finish(http_conn *c)
     bool close = b->close_after;
     body_free(b);
     if (close) conn_linger(c);
+    c->pump_again = true; /* the responses after it may go now */
     http_conn_unref(c);
 }
 

@@ -283,10 +283,10 @@ static int pg_read(files *fs, const char *storage_id, const char *sha, uint64_t 
             memcpy(&seq_be, PQgetvalue(res, i, 0), 4);
             uint64_t seq = ntohl(seq_be);
             uint64_t start = seq * LIMIT_FILE_PG_CHUNK_BYTES;
-            if (start != offset + done) break; /* a gap: the rows end here */
+            if (start > offset + done) break; /* a gap: the rows end here */
             size_t n = (size_t)PQgetlength(res, i, 1);
             size_t skip = (size_t)(offset + done - start);
-            if (skip >= n) break;
+            if (skip >= n) break; /* the last row ends before offset */
             size_t take = n - skip < len - done ? n - skip : len - done;
             memcpy((char *)buf + done, PQgetvalue(res, i, 1) + skip, take);
             done += take;
