@@ -976,7 +976,7 @@ int storage_http_open(server *s, storage_http **out, err_t *e)
     storage_http *sh = calloc(1, sizeof *sh);
     if (!sh) return err_set(e, ERR_NOMEM, "out of memory");
     sh->srv = s;
-    int rc = files_open(s->cfg.db_url, engine_store(s->en), &sh->fs, e);
+    int rc = files_open(s->cfg.db_url, engine_store(s->en), true, &sh->fs, e);
     int64_t removed = 0;
     if (rc == 0) rc = files_sweep(sh->fs, true, &removed, e);
     if (rc) {

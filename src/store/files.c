@@ -32,16 +32,16 @@ int files_dir_of_sqlite(const char *db_path, char out[FILES_PATH_BYTES_MAX])
     return n > 0 && n < FILES_PATH_BYTES_MAX ? 0 : -1;
 }
 
-int files_open(const char *db_url, store *st, files **out, err_t *e)
+int files_open(const char *db_url, store *st, bool create, files **out, err_t *e)
 {
     *out = NULL;
     if (strncmp(db_url, "postgres://", 11) == 0 || strncmp(db_url, "postgresql://", 13) == 0)
-        return files_pg_open(db_url, st, out, e);
+        return files_pg_open(db_url, st, create, out, e);
     const char *path = strncmp(db_url, "sqlite:", 7) == 0 ? db_url + 7 : db_url;
     char dir[FILES_PATH_BYTES_MAX];
     if (files_dir_of_sqlite(path, dir) != 0)
         return err_set(e, ERR_INVALID_ARGUMENT, "the database path is too long for its files");
-    return files_dir_open(dir, st, out, e);
+    return files_dir_open(dir, st, create, out, e);
 }
 
 void files_close(files *fs)

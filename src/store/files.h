@@ -47,10 +47,11 @@ typedef struct file_writer file_writer;
 #define FILES_PATH_BYTES_MAX 4096
 
 /* Opens the file store of the database at db_url (the URL store_open was
- * given), creating its directory or table when missing; st is the opened
- * database (borrowed, must outlive the file store), which the store reads
- * to tell which bytes documents still name. */
-int files_open(const char *db_url, store *st, files **out, err_t *e);
+ * given); st is the opened database (borrowed, must outlive the file store),
+ * which the store reads to tell which bytes documents still name. create:
+ * make its directory or table when missing (servers, import); a tool that
+ * only reads (verify, export) leaves nothing behind. */
+int files_open(const char *db_url, store *st, bool create, files **out, err_t *e);
 void files_close(files *fs);
 /* "directory <path>" or "PostgreSQL table _dojo_file_chunks", for logs. */
 const char *files_describe(const files *fs);

@@ -424,7 +424,7 @@ static const files_ops dir_ops = {
     .remove_all = dir_remove_all,
 };
 
-int files_dir_open(const char *root, store *st, files **out, err_t *e)
+int files_dir_open(const char *root, store *st, bool create, files **out, err_t *e)
 {
     if (strlen(root) >= DIR_ROOT_BYTES_MAX)
         return err_set(e, ERR_INVALID_ARGUMENT, "the files directory's path is over %d bytes",
@@ -434,8 +434,8 @@ int files_dir_open(const char *root, store *st, files **out, err_t *e)
     snprintf(d->root, sizeof d->root, "%s", root);
     char tmp[DIR_SUB_BYTES_MAX];
     snprintf(tmp, sizeof tmp, "%s/" DIR_TMP, root);
-    int rc = make_dir(root, e);
-    if (rc == 0) rc = make_dir(tmp, e);
+    int rc = create ? make_dir(root, e) : 0;
+    if (rc == 0 && create) rc = make_dir(tmp, e);
     if (rc) {
         free(d);
         return rc;

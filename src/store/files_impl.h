@@ -44,7 +44,7 @@ struct file_writer {
     bool sealed;
 };
 
-int files_dir_open(const char *dir, store *st, files **out, err_t *e);
-int files_pg_open(const char *url, store *st, files **out, err_t *e);
+int files_dir_open(const char *dir, store *st, bool create, files **out, err_t *e);
+int files_pg_open(const char *url, store *st, bool create, files **out, err_t *e);
 
 #endif

@@ -404,7 +404,7 @@ static int create_table(PGconn *pg, err_t *e)
     return rc;
 }
 
-int files_pg_open(const char *url, store *st, files **out, err_t *e)
+int files_pg_open(const char *url, store *st, bool create, files **out, err_t *e)
 {
     pg_files *p = calloc(1, sizeof *p);
     if (!p || !(p->url = strdup(url))) {
@@ -419,7 +419,7 @@ int files_pg_open(const char *url, store *st, files **out, err_t *e)
     snprintf(p->base.describe, sizeof p->base.describe, "PostgreSQL table " FILES_PG_TABLE);
     PGconn *pg = NULL;
     int rc = dial(p, &pg, e);
-    if (rc == 0) rc = create_table(pg, e);
+    if (rc == 0 && create) rc = create_table(pg, e);
     if (rc) {
         if (pg) PQfinish(pg);
         pg_close(&p->base);
