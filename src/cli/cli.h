@@ -94,6 +94,7 @@ int cmd_token(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 
 /* Shared by serve and dev: runs a server until SIGINT/SIGTERM. hooks may be
  * NULL; hooks->started runs once the server listens (after the dev banner),

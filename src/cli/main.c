@@ -24,6 +24,7 @@ static const command commands[] = {
     {"doctor", cmd_doctor, "check the server and the auth setup, and a token with --token"},
     {"export", cmd_export, "write a consistent snapshot of every table to a file"},
     {"import", cmd_import, "restore a snapshot into an empty (or --replace'd) database"},
+    {"worker", cmd_worker, "turn queued runs into outputs: dojo worker --exec CMD"},
 };
 
 static void usage(FILE *out)

@@ -36,6 +36,11 @@
 #include "proto/server.h"
 #include "store/files.h"
 
+static const char *str_or(const char *s, const char *fallback)
+{
+    return s ? s : fallback;
+}
+
 #define STORAGE_PREFIX "/api/storage/"
 #define STORAGE_UPLOAD_PATH "/api/storage/upload"
 #define STORAGE_ROUTE_UPLOAD "/api/storage/upload"
@@ -806,9 +811,10 @@ static void on_metadata(call *c)
         download_free(d);
         return;
     }
-    snprintf(d->sha, sizeof d->sha, "%s", json_string_value(json_object_get(doc, "sha256")) ?: "");
+    snprintf(d->sha, sizeof d->sha, "%s",
+             str_or(json_string_value(json_object_get(doc, "sha256")), ""));
     snprintf(d->content_type, sizeof d->content_type, "%s",
-             json_string_value(json_object_get(doc, "contentType")) ?: "");
+             str_or(json_string_value(json_object_get(doc, "contentType")), ""));
     d->size = (uint64_t)json_number_value(json_object_get(doc, "size"));
     call_free(c);
     server *s = d->sh->srv;
