@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
-BUILD_DIR=build-asan BUILD_TYPE=Debug scripts/build.sh -DDOJO_SANITIZE=ON
+BUILD_DIR=build-asan BUILD_TYPE=Debug scripts/build.sh -DDOJO_SANITIZE=ON \
+  -DDOJO_RELEASE_BIN="$PWD/build/dojo"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 # A throwaway PostgreSQL cluster (scripts/pg.sh) for the suites that run on

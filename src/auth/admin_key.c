@@ -4,9 +4,9 @@
  * constant time by the HTTP and sync layers on every admin request.
  * Thread: any; pure apart from RAND_bytes.
  */
+#include "base/invariant.h"
 #include "auth/auth.h"
 
-#include <assert.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -20,7 +20,7 @@ _Static_assert(sizeof ADMIN_KEY_PREFIX - 1 + 2 * ADMIN_KEY_RANDOM_BYTES < ADMIN_
 
 int admin_key_generate(char out[ADMIN_KEY_BYTES_MAX])
 {
-    assert(out);
+    ASSERT(out);
     static const char hex[] = "0123456789abcdef";
     unsigned char raw[ADMIN_KEY_RANDOM_BYTES];
     if (RAND_bytes(raw, sizeof raw) != 1) return ERR_INTERNAL;

@@ -15,13 +15,16 @@
  */
 #include "auth/auth.h"
 
-#include <assert.h>
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
 
 #include "auth/token_cache.h"
 #include "base/clock.h"
+#include "base/invariant.h"
+#include "base/jread.h"
+#include "base/limits.h"
 #include "base/log.h"
 
 #define AUTH_WAITERS_MAX 1024           /* verifications queued behind one fetch */
@@ -79,7 +82,7 @@ static void route(auth *a, jwt *t, auth_cb cb, void *data);
 
 auth *auth_new(uv_loop_t *loop)
 {
-    assert(loop);
+    ASSERT(loop);
     auth *a = calloc(1, sizeof *a);
     if (!a) return NULL;
     a->audience = strdup(AUTH_DEFAULT_AUDIENCE);
@@ -98,7 +101,7 @@ auth *auth_new(uv_loop_t *loop)
 
 static void destroy(auth *a)
 {
-    assert(!a->job && !a->head && a->dispatching == 0);
+    ASSERT(!a->job && !a->head && a->dispatching == 0);
     jwks_free(a->keys);
     token_cache_free(a->verified);
     free(a->issuer);
@@ -136,7 +139,7 @@ static waiter *take_waiters(auth *a)
 void auth_free(auth *a)
 {
     if (!a) return;
-    assert(!a->closing);
+    ASSERT(!a->closing);
     a->closing = true;
     for (waiter *w = take_waiters(a), *next; w; w = next) {
         next = w->next;
@@ -190,7 +193,7 @@ static void set_issuer(auth *a, const char *issuer)
 
 void auth_configure(auth *a, const char *issuer_url, const char *application_id)
 {
-    assert(a && !a->closing);
+    ASSERT(a && !a->closing);
     const char *issuer = issuer_url && *issuer_url ? issuer_url : NULL;
     const char *audience =
         application_id && *application_id ? application_id : AUTH_DEFAULT_AUDIENCE;
@@ -207,7 +210,7 @@ void auth_configure(auth *a, const char *issuer_url, const char *application_id)
 
 void auth_set_keys_for_test(auth *a, jwk_set *keys)
 {
-    assert(a && keys);
+    ASSERT(a && keys);
     forget_keys(a);
     a->keys = keys;
     a->keys_pinned = true;
@@ -216,7 +219,7 @@ void auth_set_keys_for_test(auth *a, jwk_set *keys)
 
 void auth_set_refetch_interval_for_test(auth *a, uint64_t interval_ms)
 {
-    assert(a);
+    ASSERT(a);
     a->refetch_interval_ms = interval_ms;
 }
 
@@ -236,9 +239,10 @@ static jwt_policy policy_of(const auth *a)
 /* The token's exp in seconds (jwt_verify has checked it is a number). */
 static int64_t exp_of(const jwt *t)
 {
-    const json_t *exp = json_object_get(t->claims, "exp");
-    if (json_is_integer(exp)) return (int64_t)json_integer_value(exp);
-    double d = json_number_value(exp);
+    double d = 0;
+    err_t why;
+    err_init(&why);
+    jr_number(t->claims, "claims", "exp", 0, -DBL_MAX, DBL_MAX, &d, &why);
     return d > AUTH_EXP_ABS_MAX_S    ? (int64_t)AUTH_EXP_ABS_MAX_S
            : d < -AUTH_EXP_ABS_MAX_S ? (int64_t)-AUTH_EXP_ABS_MAX_S
                                      : (int64_t)d;
@@ -303,7 +307,7 @@ static void fetch_done(uv_work_t *req, int status);
 
 static int start_fetch(auth *a)
 {
-    assert(!a->job && a->issuer);
+    ASSERT(!a->job && a->issuer);
     fetch_job *job = calloc(1, sizeof *job);
     char *issuer = strdup(a->issuer);
     if (!job || !issuer) {
@@ -369,7 +373,7 @@ static int precheck(auth *a, const jwt *t, jwt_failure *f, err_t *e)
     }
     jwt_policy p = policy_of(a);
     int rc = jwt_verify(t, NULL, &p, f, e);
-    assert(rc != 0);
+    ASSERT(rc != 0);
     if (*f == JWT_UNKNOWN_KID) {
         err_clear(e);
         *f = JWT_OK;
@@ -396,7 +400,7 @@ static void dispatch(auth *a, jwt *t, auth_cb cb, void *data)
 
 void auth_verify(auth *a, const char *token, auth_cb cb, void *data)
 {
-    assert(a && token && cb && !a->closing);
+    ASSERT(a && token && cb && !a->closing);
     err_t e;
     err_init(&e);
     jwt_failure f = JWT_OK;
@@ -465,7 +469,7 @@ static void fetch_done(uv_work_t *req, int status)
 {
     fetch_job *job = req->data;
     auth *a = job->a;
-    assert(a->job == job);
+    ASSERT(a->job == job);
     a->job = NULL;
     uint64_t gen = job->gen;
     bool fresh = !a->closing && gen == a->gen;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "auth/jwt.h"
+#include "base/jread.h"
 #include "base/b64.h"
 
 #define TMP_PATH_BYTES_MAX 1024
@@ -118,8 +119,11 @@ int dev_issuer_key_load(const char *pem_path, bool create, EVP_PKEY **key_out, b
 int dev_issuer_kid(EVP_PKEY *key, char kid[DEV_ISSUER_KID_BYTES], err_t *e)
 {
     json_t *jwk = jwk_public(key, DEV_ISSUER_ALG, NULL);
-    const char *n = json_string_value(json_object_get(jwk, "n"));
-    const char *ex = json_string_value(json_object_get(jwk, "e"));
+    const char *n = NULL, *ex = NULL;
+    err_t why;
+    err_init(&why);
+    jr_string(jwk, "key", "n", 0, THUMBPRINT_INPUT_BYTES_MAX, &n, &why);
+    jr_string(jwk, "key", "e", 0, THUMBPRINT_INPUT_BYTES_MAX, &ex, &why);
     char input[THUMBPRINT_INPUT_BYTES_MAX];
     int len = n && ex ? snprintf(input, sizeof input, "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}",
                                  ex, n)

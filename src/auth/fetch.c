@@ -10,12 +10,14 @@
 #include "auth/auth.h"
 
 #include <arpa/inet.h>
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <curl/curl.h>
 
+#include "base/invariant.h"
+#include "base/jread.h"
+#include "base/limits.h"
 #include "base/log.h"
 
 #define FETCH_REDIRECTS_MAX 3L
@@ -177,8 +179,11 @@ static int read_discovery(const char *url, const char *issuer, const body *b, ch
                           size_t cap, err_t *e)
 {
     json_t *doc = json_loadb(b->buf, b->len, 0, NULL);
-    const char *said = json_string_value(json_object_get(doc, "issuer"));
-    const char *uri = json_string_value(json_object_get(doc, "jwks_uri"));
+    const char *said = NULL, *uri = NULL;
+    err_t why;
+    err_init(&why);
+    jr_string(doc, "discovery", "issuer", 0, LIMIT_HTTP_URL_BYTES_MAX, &said, &why);
+    jr_string(doc, "discovery", "jwks_uri", 0, LIMIT_HTTP_URL_BYTES_MAX, &uri, &why);
     int rc = 0;
     if (!json_is_object(doc))
         rc = err_set(e, ERR_UNAVAILABLE,
@@ -235,7 +240,7 @@ static int fetch_key_set(const char *jwks_uri, jwk_set **out, err_t *e)
 
 int auth_fetch_jwks(const char *issuer, jwk_set **out, err_t *e)
 {
-    assert(out);
+    ASSERT(out);
     *out = NULL;
     int rc = auth_check_issuer_url(issuer, e);
     if (rc != 0) return rc;

@@ -9,11 +9,15 @@
  */
 #include "auth/jwt.h"
 
-#include <assert.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include "base/invariant.h"
+#include "base/jread.h"
+#include "base/limits.h"
 
 #define RFC3339_BYTES 80 /* "2024-05-01T10:20:30+00:00" (26), with room gcc can prove */
 
@@ -71,7 +75,10 @@ static const renamed_claim *find_renamed(const char *claim)
  * number is not a representable date. */
 static json_t *rfc3339_of(const json_t *seconds)
 {
-    double d = json_number_value(seconds);
+    double d = NAN;
+    err_t why;
+    err_init(&why);
+    if (jr_as_number(seconds, "updated_at", 0, -DBL_MAX, DBL_MAX, &d, &why)) return NULL;
     if (!isfinite(d) || fabs(d) > 253402300799.0) return NULL; /* 9999-12-31T23:59:59 */
     time_t t = (time_t)floor(d);
     struct tm tm;
@@ -87,8 +94,12 @@ static json_t *standard_value(const char *claim, json_t *value)
 {
     if (strcmp(claim, "address") == 0) {
         if (json_is_string(value)) return json_incref(value);
-        const json_t *formatted = json_object_get(value, "formatted");
-        return json_is_string(formatted) ? json_incref((json_t *)formatted) : NULL;
+        const char *formatted = NULL;
+        err_t why;
+        err_init(&why);
+        if (jr_string(value, "address", "formatted", 0, LIMIT_JWT_BYTES_MAX, &formatted, &why))
+            return NULL;
+        return json_string(formatted);
     }
     if (strcmp(claim, "updated_at") == 0) {
         if (json_is_number(value)) return rfc3339_of(value);
@@ -100,8 +111,11 @@ static json_t *standard_value(const char *claim, json_t *value)
 /* tokenIdentifier, issuer and subject; set first so no claim can replace them. */
 static void add_principal(json_t *identity, const json_t *claims)
 {
-    const char *iss = json_string_value(json_object_get(claims, "iss"));
-    const char *sub = json_string_value(json_object_get(claims, "sub"));
+    const char *iss = NULL, *sub = NULL;
+    err_t why;
+    err_init(&why);
+    jr_string(claims, "claims", "iss", JR_OPTIONAL, LIMIT_JWT_BYTES_MAX, &iss, &why);
+    jr_string(claims, "claims", "sub", JR_OPTIONAL, LIMIT_JWT_BYTES_MAX, &sub, &why);
     if (iss && sub)
         json_object_set_new(identity, "tokenIdentifier", json_sprintf("%s|%s", iss, sub));
     if (iss) json_object_set_new(identity, "issuer", json_string(iss));
@@ -110,7 +124,7 @@ static void add_principal(json_t *identity, const json_t *claims)
 
 json_t *jwt_identity(const json_t *claims)
 {
-    assert(json_is_object(claims));
+    ASSERT(json_is_object(claims));
     json_t *identity = json_object();
     if (!identity) return NULL;
     add_principal(identity, claims);
@@ -125,7 +139,7 @@ json_t *jwt_identity(const json_t *claims)
     }
     json_object_foreach((json_t *)claims, claim, value)
     {
-        if (is_dropped(claim) || find_renamed(claim) || json_object_get(identity, claim)) continue;
+        if (is_dropped(claim) || find_renamed(claim) || jr_field(identity, claim)) continue;
         json_object_set(identity, claim, value);
     }
     return identity;

@@ -9,7 +9,6 @@
  */
 #include "auth/jwt.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/bn.h>
@@ -18,11 +17,15 @@
 #include <openssl/param_build.h>
 
 #include "base/b64.h"
+#include "base/invariant.h"
+#include "base/jread.h"
 #include "base/log.h"
 
 /* The largest decoded JWK member we read: an RSA modulus of 8192 bits. */
 #define JWK_FIELD_BYTES_MAX 1024
 /* base64url characters that decode to at most JWK_FIELD_BYTES_MAX bytes. */
+/* kty, use, alg, crv: short names ("RSA", "sig", "RS256", "Ed25519"). */
+#define JWK_NAME_BYTES_MAX 64
 #define JWK_FIELD_CHARS_MAX ((JWK_FIELD_BYTES_MAX + 2) / 3 * 4)
 /* The buffer b64_decode needs for JWK_FIELD_CHARS_MAX characters. */
 #define JWK_FIELD_BUF_BYTES ((JWK_FIELD_CHARS_MAX / 4 + 1) * 3)
@@ -40,7 +43,7 @@ typedef enum {
 
 const char *jwk_alg_for_key(const EVP_PKEY *key)
 {
-    assert(key);
+    ASSERT(key);
     if (EVP_PKEY_is_a(key, "RSA")) return "RS256";
     if (EVP_PKEY_is_a(key, "ED25519")) return "EdDSA";
     if (!EVP_PKEY_is_a(key, "EC")) return NULL;
@@ -57,11 +60,11 @@ const char *jwk_alg_for_key(const EVP_PKEY *key)
  * bytes). Returns the length, or -1 when it is missing or not base64url. */
 static long jwk_bytes(const json_t *jwk, const char *name, uint8_t *out)
 {
-    const char *text = json_string_value(json_object_get(jwk, name));
-    if (!text) return -1;
-    size_t len = strlen(text);
-    if (len == 0 || len > JWK_FIELD_CHARS_MAX) return -1;
-    return b64_decode(text, len, out);
+    const char *text;
+    err_t why;
+    err_init(&why);
+    if (jr_string(jwk, "key", name, JR_NONEMPTY, JWK_FIELD_CHARS_MAX, &text, &why)) return -1;
+    return b64_decode(text, strlen(text), out);
 }
 
 /* Builds a public key of type from params; NULL when OpenSSL refuses it. */
@@ -146,10 +149,8 @@ static EVP_PKEY *ed25519_from_jwk(const json_t *jwk)
 }
 
 /* The algorithm a JWK is for, from kty/crv; NULL when dojo cannot use it. */
-static const char *jwk_alg_of(const json_t *jwk)
+static const char *jwk_alg_of(const char *kty, const char *crv)
 {
-    const char *kty = json_string_value(json_object_get(jwk, "kty"));
-    const char *crv = json_string_value(json_object_get(jwk, "crv"));
     if (!kty) return NULL;
     if (strcmp(kty, "RSA") == 0) return "RS256";
     if (strcmp(kty, "EC") == 0 && crv && strcmp(crv, "P-256") == 0) return "ES256";
@@ -160,25 +161,31 @@ static const char *jwk_alg_of(const json_t *jwk)
 /* Fills key from one JWK of a set, or says why it was skipped. */
 static int jwk_load(const json_t *jwk, jwk_key *key, skip_kind *why)
 {
-    const char *kty = json_string_value(json_object_get(jwk, "kty"));
-    const char *use = json_string_value(json_object_get(jwk, "use"));
-    const json_t *declared_alg = json_object_get(jwk, "alg");
-    const json_t *kid = json_object_get(jwk, "kid");
-    *why = SKIP_NOT_SIGNING;
-    if (!json_is_object(jwk) || (kty && strcmp(kty, "oct") == 0) || (use && strcmp(use, "sig")))
-        return -1;
-    *why = SKIP_UNSUPPORTED;
-    const char *alg = jwk_alg_of(jwk);
-    if (!alg || (declared_alg && !json_is_string(declared_alg))) return -1;
-    if (declared_alg && strcmp(json_string_value(declared_alg), alg) != 0) return -1;
+    const char *kty = NULL, *use = NULL, *declared_alg = NULL, *crv = NULL, *kid = NULL;
+    err_t e;
+    err_init(&e);
+    /* A key whose members have the wrong types is malformed; one that is
+     * well-formed may still be of a kind dojo does not use. */
     *why = SKIP_INVALID;
-    if (kid && (!json_is_string(kid) || json_string_length(kid) >= sizeof key->kid)) return -1;
+    if (jr_as_object(jwk, "key", &e) ||
+        jr_string(jwk, "key", "kty", JR_OPTIONAL, JWK_NAME_BYTES_MAX, &kty, &e) ||
+        jr_string(jwk, "key", "use", JR_OPTIONAL, JWK_NAME_BYTES_MAX, &use, &e) ||
+        jr_string(jwk, "key", "alg", JR_OPTIONAL, JWK_NAME_BYTES_MAX, &declared_alg, &e) ||
+        jr_string(jwk, "key", "crv", JR_OPTIONAL, JWK_NAME_BYTES_MAX, &crv, &e) ||
+        jr_string(jwk, "key", "kid", JR_OPTIONAL, sizeof key->kid - 1, &kid, &e))
+        return -1;
+    *why = SKIP_NOT_SIGNING;
+    if ((kty && strcmp(kty, "oct") == 0) || (use && strcmp(use, "sig"))) return -1;
+    *why = SKIP_UNSUPPORTED;
+    const char *alg = jwk_alg_of(kty, crv);
+    if (!alg || (declared_alg && strcmp(declared_alg, alg) != 0)) return -1;
+    *why = SKIP_INVALID;
     EVP_PKEY *pkey = strcmp(alg, "RS256") == 0   ? rsa_from_jwk(jwk)
                      : strcmp(alg, "ES256") == 0 ? p256_from_jwk(jwk)
                                                  : ed25519_from_jwk(jwk);
     ERR_clear_error();
     if (!pkey) return -1;
-    snprintf(key->kid, sizeof key->kid, "%s", kid ? json_string_value(kid) : "");
+    snprintf(key->kid, sizeof key->kid, "%s", kid ? kid : "");
     snprintf(key->alg, sizeof key->alg, "%s", alg);
     key->pkey = pkey;
     return 0;
@@ -198,10 +205,8 @@ static int jwks_empty_error(err_t *e, size_t n_seen, const int skipped[SKIP_KIND
 static int jwks_fill(const json_t *keys, jwk_set *set, err_t *e)
 {
     int skipped[SKIP_KINDS] = {0};
-    size_t i;
-    const json_t *jwk;
-    json_array_foreach(keys, i, jwk)
-    {
+    for (size_t i = 0; i < json_array_size(keys); i++) {
+        const json_t *jwk = jr_item(keys, i);
         if (set->n_keys == LIMIT_JWKS_KEYS_MAX) {
             log_warn("auth: the JWKS has more than %d keys (LIMIT_JWKS_KEYS_MAX); using the first "
                      "%d",
@@ -220,15 +225,17 @@ static int jwks_fill(const json_t *keys, jwk_set *set, err_t *e)
 
 int jwks_parse(const char *json, size_t len, jwk_set **out, err_t *e)
 {
-    assert(json && out);
+    ASSERT(json && out);
     *out = NULL;
     json_error_t jerr;
     json_t *doc = json_loadb(json, len, 0, &jerr);
-    const json_t *keys = json_object_get(doc, "keys");
-    if (!json_is_array(keys)) {
+    const json_t *keys = NULL;
+    err_t why;
+    err_init(&why);
+    if (!doc || jr_array(doc, "JWKS", "keys", 0, SIZE_MAX, &keys, &why)) {
         json_decref(doc);
-        return err_set(e, ERR_AUTH, "The JWKS is not a JSON object with a \"keys\" array%s%s",
-                       doc ? "" : ": ", doc ? "" : jerr.text);
+        return err_set(e, ERR_AUTH, "The JWKS is not a JSON object with a \"keys\" array: %s",
+                       doc ? why.msg : jerr.text);
     }
     jwk_set *set = calloc(1, sizeof *set);
     if (!set) {
@@ -248,7 +255,7 @@ int jwks_parse(const char *json, size_t len, jwk_set **out, err_t *e)
 void jwks_free(jwk_set *set)
 {
     if (!set) return;
-    assert(set->n_keys >= 0 && set->n_keys <= LIMIT_JWKS_KEYS_MAX);
+    ASSERT(set->n_keys >= 0 && set->n_keys <= LIMIT_JWKS_KEYS_MAX);
     for (int i = 0; i < set->n_keys; i++)
         EVP_PKEY_free(set->keys[i].pkey);
     free(set);
@@ -318,7 +325,7 @@ static bool jwk_fill_public(json_t *jwk, const EVP_PKEY *key, const char *alg)
 
 json_t *jwk_public(EVP_PKEY *key, const char *alg, const char *kid)
 {
-    assert(key);
+    ASSERT(key);
     const char *key_alg = jwk_alg_for_key(key);
     if (!key_alg || (alg && strcmp(alg, key_alg) != 0)) return NULL;
     json_t *jwk = json_object();

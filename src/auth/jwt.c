@@ -12,7 +12,7 @@
  */
 #include "auth/jwt.h"
 
-#include <assert.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +26,9 @@
 #include <openssl/sha.h>
 
 #include "base/b64.h"
+#include "base/invariant.h"
+#include "base/jread.h"
+#include "base/limits.h"
 
 #define ES256_COORD_BYTES 32
 #define ES256_SIG_BYTES (2 * ES256_COORD_BYTES)
@@ -83,7 +86,7 @@ __attribute__((format(printf, 4, 5))) static int refuse(jwt_failure *out, jwt_fa
 /* Writes v as ASCII JSON text ("web", ["a","b"]), cut to fit out. */
 static const char *quote_json(const json_t *v, char *out, size_t cap)
 {
-    assert(cap >= 8);
+    ASSERT(cap >= 8);
     char *text = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
     if (!text) {
         snprintf(out, cap, "%s", v ? "(unprintable)" : "(none)");
@@ -168,20 +171,21 @@ static json_t *decode_json_segment(const char *s, size_t n)
 static int decode_header_fields(jwt *t, jwt_failure *failure, err_t *e)
 {
     char q[QUOTE_BYTES_MAX];
-    const json_t *alg = json_object_get(t->header, "alg");
-    if (!json_is_string(alg))
+    const char *alg = NULL, *kid = NULL;
+    err_t why;
+    err_init(&why);
+    if (jr_string(t->header, "header", "alg", 0, LIMIT_JWT_BYTES_MAX, &alg, &why))
         return refuse(failure, JWT_UNSUPPORTED_ALG, e,
                       "Token header has no algorithm (alg): use RS256, ES256 or EdDSA");
-    if (!alg_supported(json_string_value(alg)))
+    if (!alg_supported(alg))
         return refuse(failure, JWT_UNSUPPORTED_ALG, e,
                       "Token algorithm %s is not accepted: use RS256, ES256 or EdDSA",
-                      quote_json(alg, q, sizeof q));
-    t->alg = json_string_value(alg);
-    const json_t *kid = json_object_get(t->header, "kid");
-    if (kid && !json_is_string(kid))
-        return refuse(failure, JWT_MALFORMED, e, "Token key id (kid) is not a string");
-    t->kid = json_string_value(kid);
-    if (json_object_get(t->header, "crit"))
+                      quote_json(jr_field(t->header, "alg"), q, sizeof q));
+    t->alg = alg;
+    if (jr_string(t->header, "header", "kid", JR_OPTIONAL, LIMIT_JWT_BYTES_MAX, &kid, &why))
+        return refuse(failure, JWT_MALFORMED, e, "Token key id (kid) is not a string: %s", why.msg);
+    t->kid = kid;
+    if (jr_field(t->header, "crit"))
         return refuse(failure, JWT_MALFORMED, e,
                       "Token header lists critical extensions (crit), which dojo does not "
                       "implement");
@@ -217,7 +221,7 @@ static int decode_parts(const char *token, const size_t dot[2], size_t len, jwt 
 
 int jwt_decode(const char *token, jwt **out, jwt_failure *failure, err_t *e)
 {
-    assert(token && out && failure);
+    ASSERT(token && out && failure);
     *out = NULL;
     *failure = JWT_OK;
     size_t len = strnlen(token, LIMIT_JWT_BYTES_MAX + 1);
@@ -269,36 +273,42 @@ static int check_issuer(const jwt *t, const jwt_policy *p, jwt_failure *failure,
                       "https://<your-clerk-frontend-api>)");
     char want[QUOTE_BYTES_MAX], got[QUOTE_BYTES_MAX];
     quote_str(p->issuer, want, sizeof want);
-    const json_t *iss = json_object_get(t->claims, "iss");
-    if (!json_is_string(iss))
+    const char *iss = NULL;
+    err_t why;
+    err_init(&why);
+    if (jr_string(t->claims, "claims", "iss", 0, LIMIT_JWT_BYTES_MAX, &iss, &why))
         return refuse(failure, JWT_ISSUER, e,
                       "Token has no issuer (iss) but CLERK_ISSUER_URL is %s: is it a Clerk token?",
                       want);
-    if (strcmp(json_string_value(iss), p->issuer) == 0) return 0;
-    bool slash = jwt_same_url(json_string_value(iss), p->issuer);
+    if (strcmp(iss, p->issuer) == 0) return 0;
+    bool slash = jwt_same_url(iss, p->issuer);
     return refuse(failure, JWT_ISSUER, e, "Token issuer is %s but CLERK_ISSUER_URL is %s%s",
-                  quote_json(iss, got, sizeof got), want,
+                  quote_json(jr_field(t->claims, "iss"), got, sizeof got), want,
                   slash ? ": set CLERK_ISSUER_URL to exactly the token's issuer, trailing slash "
                           "included or not"
                         : "");
 }
 
+/* aud is a string or an array of strings (RFC 7519 §4.1.3). */
 static bool audience_contains(const json_t *aud, const char *want)
 {
-    if (json_is_string(aud)) return strcmp(json_string_value(aud), want) == 0;
-    size_t i;
-    const json_t *item;
-    json_array_foreach(aud, i, item)
-    {
-        if (json_is_string(item) && strcmp(json_string_value(item), want) == 0) return true;
-    }
+    const char *one = NULL;
+    err_t why;
+    err_init(&why);
+    if (json_is_string(aud))
+        return jr_as_string(aud, "aud", 0, LIMIT_JWT_BYTES_MAX, &one, &why) == 0 &&
+               strcmp(one, want) == 0;
+    for (size_t i = 0; json_is_array(aud) && i < json_array_size(aud); i++)
+        if (jr_as_string(jr_item(aud, i), "aud", 0, LIMIT_JWT_BYTES_MAX, &one, &why) == 0 &&
+            strcmp(one, want) == 0)
+            return true;
     return false;
 }
 
 static int check_audience(const jwt *t, const jwt_policy *p, jwt_failure *failure, err_t *e)
 {
     const char *want = p->audience && *p->audience ? p->audience : "convex";
-    const json_t *aud = json_object_get(t->claims, "aud");
+    const json_t *aud = jr_field(t->claims, "aud");
     if (audience_contains(aud, want)) return 0;
     char want_q[QUOTE_BYTES_MAX], got_q[QUOTE_BYTES_MAX], hint[2 * QUOTE_BYTES_MAX];
     quote_str(want, want_q, sizeof want_q);
@@ -445,15 +455,14 @@ static int check_signature(const jwt *t, const jwk_key *k, jwt_failure *failure,
  * when it is not a number. Huge values are clamped so sums cannot overflow. */
 static int claim_time(const json_t *claims, const char *name, int64_t *out)
 {
-    const json_t *v = json_object_get(claims, name);
-    if (!v) return 0;
-    if (!json_is_number(v)) return -1;
-    double d = json_number_value(v);
-    if (isnan(d)) return -1;
+    double d = NAN;
+    err_t why;
+    err_init(&why);
+    if (jr_number(claims, "claims", name, JR_OPTIONAL, -DBL_MAX, DBL_MAX, &d, &why)) return -1;
+    if (isnan(d)) return 0; /* absent */
     if (d > CLAIM_TIME_ABS_MAX) d = CLAIM_TIME_ABS_MAX;
     if (d < -CLAIM_TIME_ABS_MAX) d = -CLAIM_TIME_ABS_MAX;
-    *out = json_is_integer(v) && fabs(d) < CLAIM_TIME_ABS_MAX ? (int64_t)json_integer_value(v)
-                                                              : (int64_t)floor(d);
+    *out = (int64_t)floor(d); /* exact: |d| ≤ 1e15 < 2^53 */
     return 1;
 }
 
@@ -520,8 +529,10 @@ static int check_issued_at(const jwt *t, const jwt_policy *p, jwt_failure *failu
 
 static int check_subject(const jwt *t, jwt_failure *failure, err_t *e)
 {
-    const json_t *sub = json_object_get(t->claims, "sub");
-    if (!json_is_string(sub) || json_string_length(sub) == 0)
+    const char *sub;
+    err_t why;
+    err_init(&why);
+    if (jr_string(t->claims, "claims", "sub", JR_NONEMPTY, LIMIT_JWT_BYTES_MAX, &sub, &why))
         return refuse(failure, JWT_NO_SUBJECT, e, "Token has no subject (sub)");
     return 0;
 }
@@ -529,8 +540,8 @@ static int check_subject(const jwt *t, jwt_failure *failure, err_t *e)
 int jwt_verify(const jwt *t, const jwk_set *keys, const jwt_policy *p, jwt_failure *failure,
                err_t *e)
 {
-    assert(t && t->header && t->claims && t->alg && p && failure);
-    assert(p->skew_s >= 0);
+    ASSERT(t && t->header && t->claims && t->alg && p && failure);
+    ASSERT(p->skew_s >= 0);
     *failure = JWT_OK;
     const jwk_key *k = NULL;
     int rc;
@@ -607,7 +618,7 @@ static char *signing_input_of(const char *alg, const char *kid, const json_t *cl
 int jwt_sign(EVP_PKEY *key, const char *alg, const char *kid, const json_t *claims,
              char **token_out, err_t *e)
 {
-    assert(key && alg && claims && token_out);
+    ASSERT(key && alg && claims && token_out);
     *token_out = NULL;
     const char *key_alg = jwk_alg_for_key(key);
     if (!alg_supported(alg) || !key_alg || strcmp(key_alg, alg) != 0)

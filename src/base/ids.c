@@ -5,8 +5,8 @@
 #include "base/ids.h"
 
 #include "base/clock.h"
+#include "base/invariant.h"
 
-#include <assert.h>
 #include <openssl/rand.h>
 #include <stdint.h>
 #include <string.h>
@@ -35,7 +35,7 @@ int id_random_bytes(void *out, int n)
 int id_random_hex(char *out, int n_bytes)
 {
     uint8_t raw[64];
-    assert(n_bytes > 0 && n_bytes <= (int)sizeof raw);
+    ASSERT(n_bytes > 0 && n_bytes <= (int)sizeof raw);
     if (id_random_bytes(raw, n_bytes) != 0) return -1;
     static const char hex[] = "0123456789abcdef";
     for (int i = 0; i < n_bytes; i++) {
@@ -65,7 +65,7 @@ static void encode_raw(const uint8_t *raw, int n_raw, int n_chars, char out[ID_B
 
 int id_new(int table_number, char out[ID_BYTES_MAX])
 {
-    assert(table_number >= 1 && table_number <= 255);
+    ASSERT(table_number >= 1 && table_number <= 255);
     uint8_t raw[ID_RAW_BYTES];
     raw[0] = (uint8_t)table_number;
     uint64_t ms = (uint64_t)clock_now_ms();
@@ -81,7 +81,7 @@ int id_new(int table_number, char out[ID_BYTES_MAX])
 
 int id_new_random(int table_number, char out[ID_BYTES_MAX])
 {
-    assert(table_number >= 1 && table_number <= 255);
+    ASSERT(table_number >= 1 && table_number <= 255);
     uint8_t raw[ID_RANDOM_RAW_BYTES];
     raw[0] = (uint8_t)table_number;
     if (id_random_bytes(raw + 1, ID_RANDOM_BYTES) != 0) return -1;

@@ -25,15 +25,29 @@
  * LIMIT_HTTP_PIPELINE_REQUESTS_MAX of them). */
 #define LIMIT_HTTP_WRITE_QUEUE_BYTES_MAX (4u * 1024 * 1024)
 #define LIMIT_HTTP_WRITE_TIMEOUT_MS 30000 /* pending writes without progress; then close */
+/* Responses queued on all connections together: above it, a connection that
+ * still holds some of its own is not read until it has taken them. */
+#define LIMIT_HTTP_WRITE_QUEUE_TOTAL_BYTES_MAX (64u * 1024 * 1024)
+/* Request bodies held by the process at once (being received, or waiting
+ * for their answer): a body that would pass it is answered 503. */
+#define LIMIT_HTTP_BODIES_TOTAL_BYTES_MAX (64u * 1024 * 1024)
 
 /* WebSocket (net/ws.c, proto/sync) */
 #define LIMIT_WS_MESSAGE_BYTES_MAX (16u * 1024 * 1024)
 #define LIMIT_WS_FRAME_BYTES_MAX (16u * 1024 * 1024)
-#define LIMIT_WS_SEND_BUFFER_BYTES_MAX (64u * 1024 * 1024) /* unread pushes; then disconnect */
-/* Unread pushes of all sockets together: above it, each socket holding more
- * than LIMIT_WS_SEND_BUFFER_FAIR_BYTES is disconnected when it next sends,
- * so ten thousand slow readers cannot take 64 MiB each. */
-#define LIMIT_WS_SEND_BUFFER_TOTAL_BYTES_MAX (1024ull * 1024 * 1024)
+/* Unread bytes one socket may hold; then it is disconnected. A session whose
+ * socket holds anything unread gets no new Transition until it drains, and
+ * then one that brings it up to date: what piles up for a client that does
+ * not read is one push and the small replies it asks for, not every change. */
+#define LIMIT_WS_SEND_BUFFER_BYTES_MAX (16u * 1024 * 1024)
+/* The encoded result of one subscribed query: a bigger one is pushed as the
+ * query's error (read fewer rows, or page). */
+#define LIMIT_WS_RESULT_BYTES_MAX (15u * 1024 * 1024)
+/* Unread bytes of all sockets together (a query value pushed to many
+ * sockets is held and counted once): above it, each socket holding more than
+ * LIMIT_WS_SEND_BUFFER_FAIR_BYTES is disconnected when it next sends or at
+ * the next sync tick, so ten thousand slow readers cannot take 64 MiB each. */
+#define LIMIT_WS_SEND_BUFFER_TOTAL_BYTES_MAX (32u * 1024 * 1024)
 #define LIMIT_WS_SEND_BUFFER_FAIR_BYTES (1u * 1024 * 1024)
 #define LIMIT_WS_SESSIONS_MAX 10000
 #define LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX 1000
@@ -42,6 +56,9 @@
  * Authenticate, or mutations queued behind the one in flight), by their
  * size on the wire. */
 #define LIMIT_WS_SESSION_HELD_BYTES_MAX (64u * 1024 * 1024)
+/* The same, all sessions together: above it, a session that holds some is
+ * not read until what is held drops below (back-pressure, not an error). */
+#define LIMIT_WS_HELD_BYTES_TOTAL_MAX (64u * 1024 * 1024)
 #define LIMIT_WS_PING_INTERVAL_MS 15000
 #define LIMIT_WS_CLIENT_SILENCE_MS 120000
 /* A reconnecting client's maxObservedTimestamp moves the commit clock past
@@ -71,6 +88,16 @@
 #define LIMIT_READ_QUEUE_MAX 10000         /* queries waiting for a reader */
 #define LIMIT_LEASE_SECONDS_MIN 1
 #define LIMIT_LEASE_SECONDS_MAX 3600
+/* The history of recent commits the subscription manager keeps (their index
+ * keys, not their documents) to tell whether a run that started before
+ * some commits read anything they wrote: by count and by bytes, whichever
+ * is reached first. A run older than the history simply runs again. */
+#define LIMIT_COMMIT_HISTORY_COMMITS_MAX 1024
+#define LIMIT_COMMIT_HISTORY_BYTES_MAX (4u * 1024 * 1024)
+/* The write sets of commits a process holds while it waits for their
+ * notices (several processes on one PostgreSQL): past it, the newer ones
+ * say "everything" instead of listing their keys. */
+#define LIMIT_COMMIT_ORDER_BYTES_MAX (4u * 1024 * 1024)
 #define LIMIT_SESSION_REQUEST_RETENTION_MS (14ull * 24 * 3600 * 1000)
 
 /* Files (api.md §9; proto/storage_http.c, store/files*.c, app/files.c) */
@@ -105,5 +132,7 @@
 #define LIMIT_JWKS_BYTES_MAX (1u * 1024 * 1024)
 #define LIMIT_JWKS_KEYS_MAX 64
 #define LIMIT_ADMIN_KEY_BYTES_MAX 256
+/* iss + "|" + sub, both from a token of at most LIMIT_JWT_BYTES_MAX. */
+#define LIMIT_TOKEN_IDENTIFIER_BYTES_MAX LIMIT_JWT_BYTES_MAX
 
 #endif

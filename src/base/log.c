@@ -5,9 +5,9 @@
  * struct, behind one mutex held only to copy a line in or out.
  * Thread: any.
  */
+#include "base/invariant.h"
 #include "base/log.h"
 
-#include <assert.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,7 +63,7 @@ static void ring_append(const char *text, size_t len)
 
 uint64_t log_ring_read(uint64_t after_seq, int lines_max, log_ring_visit_fn visit, void *data)
 {
-    assert(visit && lines_max >= 0);
+    ASSERT(visit && lines_max >= 0);
     pthread_mutex_lock(&ring.lock);
     uint64_t last = ring.last_seq;
     uint64_t oldest = last > LOG_RING_LINES_MAX ? last - LOG_RING_LINES_MAX + 1 : 1;

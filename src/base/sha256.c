@@ -2,6 +2,7 @@
  * sha256.c — SHA-256 through OpenSSL's EVP interface (see sha256.h).
  * Thread: any.
  */
+#include "base/invariant.h"
 #include "base/sha256.h"
 
 #include <assert.h>
@@ -32,7 +33,7 @@ sha256_ctx *sha256_new(void)
 void sha256_update(sha256_ctx *h, const void *data, size_t len)
 {
     int ok = EVP_DigestUpdate(h->md, data, len);
-    assert(ok == 1);
+    ASSERT(ok == 1);
     (void)ok;
 }
 
@@ -40,7 +41,7 @@ void sha256_finish(sha256_ctx *h, uint8_t out[SHA256_BYTES])
 {
     unsigned int n = 0;
     int ok = EVP_DigestFinal_ex(h->md, out, &n);
-    assert(ok == 1 && n == SHA256_BYTES);
+    ASSERT(ok == 1 && n == SHA256_BYTES);
     (void)ok;
     sha256_free(h);
 }
@@ -56,7 +57,7 @@ void sha256_bytes(const void *data, size_t len, uint8_t out[SHA256_BYTES])
 {
     unsigned int n = 0;
     int ok = EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
-    assert(ok == 1 && n == SHA256_BYTES);
+    ASSERT(ok == 1 && n == SHA256_BYTES);
     (void)ok;
 }
 

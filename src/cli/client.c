@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/jread.h"
 #include "base/limits.h"
 #include "cli/cli.h"
 
@@ -172,21 +173,26 @@ static int parse_udf_response(const cli_target *t, long status, const char *body
                               json_t **result_out, err_t *e)
 {
     json_t *doc = json_loads(body, 0, NULL);
-    const char *st = json_string_value(json_object_get(doc, "status"));
+    const char *st = NULL, *message = NULL, *code = NULL;
+    const json_t *data = NULL;
+    err_t why;
+    err_init(&why);
+    jr_string(doc, "response", "status", JR_OPTIONAL, 16, &st, &why);
     int rc = 0;
     if (status == 200 && st && strcmp(st, "success") == 0) {
-        *result_out = json_incref(json_object_get(doc, "value"));
+        *result_out = json_incref((json_t *)jr_field(doc, "value"));
+        if (!*result_out) *result_out = json_null();
     } else if (status == 200 && st && strcmp(st, "error") == 0) {
-        json_t *data = json_object_get(doc, "errorData");
-        const char *code = json_string_value(json_object_get(data, "code"));
-        rc = err_set(e, ERR_INVALID_ARGUMENT, "%s%s%s",
-                     json_string_value(json_object_get(doc, "errorMessage")), code ? " — " : "",
-                     code ? code : "");
-        e->data = json_incref(data);
+        jr_string(doc, "response", "errorMessage", JR_OPTIONAL, SIZE_MAX, &message, &why);
+        jr_object(doc, "response", "errorData", JR_OPTIONAL, &data, &why);
+        jr_string(data, "errorData", "code", JR_OPTIONAL, 64, &code, &why);
+        rc = err_set(e, ERR_INVALID_ARGUMENT, "%s%s%s", message ? message : "(no message)",
+                     code ? " — " : "", code ? code : "");
+        e->data = data ? json_incref((json_t *)data) : NULL;
     } else {
-        const char *msg = json_string_value(json_object_get(doc, "message"));
+        jr_string(doc, "response", "message", JR_OPTIONAL, SIZE_MAX, &message, &why);
         rc = err_set(e, status == 401 || status == 403 ? ERR_FORBIDDEN : ERR_UNAVAILABLE,
-                     "%s answered HTTP %ld: %s", t->url, status, msg ? msg : body);
+                     "%s answered HTTP %ld: %s", t->url, status, message ? message : body);
     }
     json_decref(doc);
     return rc;

@@ -21,6 +21,7 @@
 #include <curl/curl.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 
 #include "auth/auth.h"
 #include "base/b64.h"
+#include "base/jread.h"
 #include "base/limits.h"
 #include "cli/cli.h"
 
@@ -171,11 +173,10 @@ static void check_server(doctor *d)
     snprintf(url, sizeof url, "%s/health", d->target.url);
     long status = 0;
     json_t *health = get_json(url, &status, why, sizeof why);
-    const char *st = json_string_value(json_object_get(health, "status"));
-    if (st && strcmp(st, "ok") == 0) {
+    if (jr_string_is(health, "status", "ok")) {
         d->server_up = true;
         pass("server", "%s is healthy (store %s)", d->target.url,
-             json_string_value(json_object_get(health, "store")));
+             jr_string_or(health, "store", "unknown"));
     } else if (status == 503) {
         fail(d, "server",
              "the server runs but its database does not answer: see the server's log, check "
@@ -209,7 +210,7 @@ static int stored_variable(doctor *d, const char *name, char *out, size_t out_by
         err_clear(&e);
         return -1;
     }
-    const char *value = json_string_value(json_object_get(result, "value"));
+    const char *value = jr_string_or(result, "value", NULL);
     if (value) snprintf(out, out_bytes, "%s", value);
     json_decref(result);
     return value ? 1 : 0;
@@ -246,8 +247,8 @@ static int server_issuer(const doctor *d, char *out, size_t out_bytes, char *det
     json_t *body = NULL;
     int rc = token ? post_with_token(d, token, &status, &body) : -1;
     free(token);
-    const char *code = json_string_value(json_object_get(body, "code"));
-    const char *msg = json_string_value(json_object_get(body, "message"));
+    const char *code = jr_string_or(body, "code", NULL);
+    const char *msg = jr_string_or(body, "message", NULL);
     int found = -1;
     if (rc == 0 && status == 401 && code && msg && strcmp(code, "NoAuthProvider") == 0) {
         snprintf(detail, detail_bytes, "%s", msg);
@@ -260,8 +261,11 @@ static int server_issuer(const doctor *d, char *out, size_t out_bytes, char *det
             end += end[0] == '\\' && end[1] ? 2 : 1;
         json_t *value =
             *end ? json_loadb(start, (size_t)(end - start + 1), JSON_DECODE_ANY, NULL) : NULL;
-        if (json_is_string(value)) {
-            snprintf(out, out_bytes, "%s", json_string_value(value));
+        const char *issuer = NULL;
+        err_t why;
+        err_init(&why);
+        if (jr_as_string(value, "issuer", 0, out_bytes - 1, &issuer, &why) == 0) {
+            snprintf(out, out_bytes, "%s", issuer);
             found = 1;
         }
         json_decref(value);
@@ -360,8 +364,8 @@ static void check_discovery_and_keys(doctor *d)
              (int)(strlen(d->issuer) - (d->issuer[strlen(d->issuer) - 1] == '/')), d->issuer);
     long status = 0;
     json_t *doc = get_json(url, &status, why, sizeof why);
-    const char *said = json_string_value(json_object_get(doc, "issuer"));
-    const char *jwks_uri = json_string_value(json_object_get(doc, "jwks_uri"));
+    const char *said = jr_string_or(doc, "issuer", NULL);
+    const char *jwks_uri = jr_string_or(doc, "jwks_uri", NULL);
     char jwks_url[DOCTOR_VALUE_BYTES_MAX] = "";
     if (!doc) {
         fail(d, "discovery",
@@ -403,7 +407,7 @@ static void check_discovery_and_keys(doctor *d)
         return;
     }
     json_t *raw = json_loads(body, 0, NULL);
-    size_t published = json_array_size(json_object_get(raw, "keys"));
+    size_t published = json_array_size(jr_field(raw, "keys"));
     json_decref(raw);
     if (jwks_parse(body, strlen(body), &d->keys, &e) != 0) {
         fail(d, "JWKS", "the issuer must publish RS256, ES256 or EdDSA signing keys (Clerk does)",
@@ -451,7 +455,7 @@ static const char *check_name(jwt_failure f)
 /* The fix for a failed token check. */
 static void token_fix(const doctor *d, jwt_failure f, const jwt *t, char *out, size_t n)
 {
-    const char *iss = t ? json_string_value(json_object_get(t->claims, "iss")) : NULL;
+    const char *iss = t ? jr_string_or(t->claims, "iss", NULL) : NULL;
     switch (f) {
     case JWT_EXPIRED:
         snprintf(out, n,
@@ -538,10 +542,13 @@ static void check_token(doctor *d, const char *token)
                     .now_s = (int64_t)time(NULL),
                     .skew_s = LIMIT_JWT_CLOCK_SKEW_S};
     if (jwt_verify(t, d->keys, &p, &f, &e) == 0) {
-        json_t *exp = json_object_get(t->claims, "exp");
+        double exp = 0;
+        err_t why;
+        err_init(&why);
+        jr_number(t->claims, "claims", "exp", 0, -DBL_MAX, DBL_MAX, &exp, &why);
         pass("token", "verifies: sub %s, issuer %s, audience %s, expires in %lld s",
-             json_string_value(json_object_get(t->claims, "sub")), d->issuer, d->audience,
-             (long long)(json_number_value(exp) - (double)p.now_s));
+             jr_string_or(t->claims, "sub", "?"), d->issuer, d->audience,
+             (long long)(exp - (double)p.now_s));
     } else if (f == JWT_UNKNOWN_KID && !d->keys) {
         fail(d, "token", "fix the checks above first",
              "its issuer and audience are right, but its signature cannot be checked without "
@@ -569,7 +576,7 @@ static void check_server_accepts(doctor *d, const char *token, bool token_failed
     } else if (status == 200) {
         pass("accepted", "the server accepts the token (users:me answered)");
     } else {
-        const char *msg = json_string_value(json_object_get(body, "message"));
+        const char *msg = jr_string_or(body, "message", NULL);
         fail(d, "accepted",
              token_failed ? "see the token check above"
                           : "the server has its own CLERK_ISSUER_URL and AUTH_APPLICATION_ID: "

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "auth/auth.h"
+#include "base/jread.h"
 #include "cli/cli.h"
 
 #define ENV_CLI_NAME_BYTES_MAX 256
@@ -82,15 +83,14 @@ int cmd_env(int argc, char **argv)
                     argv[optind + 1]);
             status = 1;
         } else {
-            printf("%s\n", json_string_value(json_object_get(result, "value")));
+            printf("%s\n", jr_string_or(result, "value", ""));
         }
     } else if (strcmp(verb, "list") == 0) {
         size_t i;
         json_t *row;
         json_array_foreach(result, i, row)
         {
-            printf("%s=%s\n", json_string_value(json_object_get(row, "name")),
-                   json_string_value(json_object_get(row, "value")));
+            printf("%s=%s\n", jr_string_or(row, "name", "?"), jr_string_or(row, "value", ""));
         }
     } else {
         printf("%s %s\n", strcmp(verb, "set") == 0 ? "set" : "removed",

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/jread.h"
 #include "app/app.h"
 #include "base/clock.h"
 #include "cli/cli.h"
@@ -137,10 +138,8 @@ static int export_table(store_conn *conn, const schema_table *t, export_out *o, 
         }
         size_t n = json_array_size(rows);
         if (rc == 0 && n > 0) {
-            json_t *last = json_array_get(rows, n - 1);
             json_decref(after);
-            after = json_pack("[O,O]", json_object_get(last, "_creationTime"),
-                              json_object_get(last, "_id"));
+            after = store_scan_resume_after(rows);
             if (!after) rc = err_set(e, ERR_NOMEM, "out of memory");
         }
         json_decref(rows);
@@ -153,9 +152,14 @@ static int export_table(store_conn *conn, const schema_table *t, export_out *o, 
 /* Writes the bytes of one file as its part lines. */
 static int export_file_bytes(files *fs, const json_t *doc, export_out *o, uint8_t *buf, err_t *e)
 {
-    const char *id = json_string_value(json_object_get(doc, "_id"));
-    const char *sha = json_string_value(json_object_get(doc, "sha256"));
-    uint64_t size = (uint64_t)json_number_value(json_object_get(doc, "size"));
+    const char *id = jr_string_or(doc, "_id", "");
+    const char *sha = jr_string_or(doc, "sha256", "");
+    int64_t size_field = 0;
+    err_t why;
+    err_init(&why);
+    if (jr_int(doc, "_storage", "size", 0, 0, INT64_MAX, &size_field, &why) != 0)
+        return err_set(e, ERR_INTERNAL, "file %s: %s", id, why.msg);
+    uint64_t size = (uint64_t)size_field;
     uint64_t at = 0;
     int64_t part = 0;
     int rc = 0;
@@ -201,10 +205,9 @@ static int export_files(store_conn *conn, const schema *s, files *fs, export_out
         }
         size_t n = json_array_size(rows);
         if (rc == 0 && n > 0) {
-            json_t *last = json_array_get(rows, n - 1);
+            const json_t *last = jr_item(rows, n - 1);
             json_decref(after);
-            after = json_pack("[O,O]", json_object_get(last, "_creationTime"),
-                              json_object_get(last, "_id"));
+            after = json_pack("[O,O]", jr_field(last, "_creationTime"), jr_field(last, "_id"));
         }
         json_decref(rows);
         if (rc || n < EXPORT_PAGE_ROWS) break;

@@ -6,13 +6,15 @@
  */
 #include "cli/export_format.h"
 
-#include <assert.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/b64.h"
 #include "base/ids.h"
+#include "base/invariant.h"
+#include "base/jread.h"
 #include "base/limits.h"
 #include "engine/validator.h"
 
@@ -42,41 +44,46 @@ static int table_index(const schema *s, const char *name)
 
 int export_header_parse(const char *line, size_t len, const schema *s, export_header *out, err_t *e)
 {
-    assert(s->n_tables <= EXPORT_TABLES_MAX);
+    ASSERT(s->n_tables <= EXPORT_TABLES_MAX);
     memset(out, 0, sizeof *out);
     json_t *h = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
-    const char *format = json_string_value(json_object_get(h, "format"));
-    json_t *version = json_object_get(h, "version");
-    json_t *schema_version = json_object_get(h, "schemaVersion");
-    json_t *tables = json_object_get(h, "tables");
+    const char *format = NULL;
+    int64_t version = 0, schema_version = 0;
+    double exported_at_ms = 0;
+    const json_t *tables = NULL;
+    err_t why;
+    err_init(&why);
     int rc = 0;
-    if (!json_is_object(h) || !format || strcmp(format, EXPORT_FORMAT_NAME) != 0) {
+    if (!json_is_object(h) || jr_string(h, "header", "format", 0, 64, &format, &why) ||
+        strcmp(format, EXPORT_FORMAT_NAME) != 0) {
         rc = err_set(e, ERR_INVALID_ARGUMENT,
                      "the first line is not a dojo export header ({\"format\":\"%s\",…}): is "
                      "this a file written by `dojo export`?",
                      EXPORT_FORMAT_NAME);
-    } else if (!json_is_integer(version) || json_integer_value(version) < 1) {
-        rc = err_set(e, ERR_INVALID_ARGUMENT, "the header has no format version");
-    } else if (json_integer_value(version) > EXPORT_FORMAT_VERSION) {
+    } else if (jr_int(h, "header", "version", 0, 1, INT32_MAX, &version, &why)) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT, "the header has no format version: %s", why.msg);
+    } else if (version > EXPORT_FORMAT_VERSION) {
         rc = err_set(e, ERR_INVALID_ARGUMENT,
                      "the file is format version %lld, written by a newer dojo; this one reads "
                      "version %d",
-                     (long long)json_integer_value(version), EXPORT_FORMAT_VERSION);
-    } else if (!json_is_integer(schema_version)) {
-        rc = err_set(e, ERR_INVALID_ARGUMENT, "the header has no schemaVersion");
-    } else if (json_integer_value(schema_version) > s->version ||
-               json_integer_value(schema_version) < EXPORT_SCHEMA_VERSION_MIN) {
+                     (long long)version, EXPORT_FORMAT_VERSION);
+    } else if (jr_int(h, "header", "schemaVersion", 0, 0, INT32_MAX, &schema_version, &why)) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT, "the header has no schemaVersion: %s", why.msg);
+    } else if (schema_version > s->version || schema_version < EXPORT_SCHEMA_VERSION_MIN) {
         rc = err_set(e, ERR_INVALID_ARGUMENT,
                      "the file holds schema version %lld and this dojo's schema is version %d: "
                      "import it with the dojo version that exported it, then upgrade",
-                     (long long)json_integer_value(schema_version), s->version);
-    } else if (!json_is_object(tables)) {
+                     (long long)schema_version, s->version);
+    } else if (jr_object(h, "header", "tables", 0, &tables, &why)) {
         rc = err_set(e, ERR_INVALID_ARGUMENT, "the header has no \"tables\" object of counts");
+    } else if (jr_number(h, "header", "exportedAt", JR_OPTIONAL, 0, EXPORT_TIME_MS_MAX,
+                         &exported_at_ms, &why)) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT, "%s", why.msg);
     }
     const char *name;
     json_t *count;
     if (rc == 0) {
-        json_object_foreach(tables, name, count)
+        json_object_foreach((json_t *)tables, name, count)
         {
             int i = table_index(s, name);
             if (i < 0) {
@@ -85,22 +92,23 @@ int export_header_parse(const char *line, size_t len, const schema *s, export_he
                              name);
                 break;
             }
-            if (!json_is_integer(count) || json_integer_value(count) < 0) {
+            int64_t n;
+            if (jr_as_int(count, "count", 0, 0, INT64_MAX, &n, &why)) {
                 rc = err_set(e, ERR_INVALID_ARGUMENT,
                              "the header's count for table %s is not a non-negative integer", name);
                 break;
             }
-            out->counts[i] = json_integer_value(count);
+            out->counts[i] = n;
         }
     }
-    json_t *files = json_object_get(h, "files");
-    if (rc == 0 && files && (!json_is_integer(files) || json_integer_value(files) < 0))
-        rc = err_set(e, ERR_INVALID_ARGUMENT, "the header's \"files\" is not a count");
+    int64_t files = 0;
+    if (rc == 0 && jr_int(h, "header", "files", JR_OPTIONAL, 0, INT64_MAX, &files, &why))
+        rc = err_set(e, ERR_INVALID_ARGUMENT, "%s", why.msg);
     if (rc == 0) {
-        out->files = files ? json_integer_value(files) : 0;
-        out->version = (int)json_integer_value(version);
-        out->schema_version = (int)json_integer_value(schema_version);
-        out->exported_at_ms = json_number_value(json_object_get(h, "exportedAt"));
+        out->files = files;
+        out->version = (int)version;
+        out->schema_version = (int)schema_version;
+        out->exported_at_ms = exported_at_ms;
     }
     json_decref(h);
     return rc;
@@ -119,9 +127,13 @@ char *export_line_build(const schema_table *t, const json_t *doc)
 /* The checks of one document of table t (whose ids carry t->number). */
 static int check_doc(const schema *s, const schema_table *t, json_t *doc, err_t *e)
 {
-    const char *id = json_string_value(json_object_get(doc, "_id"));
-    json_t *ct = json_object_get(doc, "_creationTime");
-    if (!id) return err_set(e, ERR_INVALID_ARGUMENT, "a %s document without an _id", t->name);
+    const char *id;
+    double ct;
+    err_t why;
+    err_init(&why);
+    if (jr_string(doc, "document", "_id", 0, ID_BYTES_MAX - 1, &id, &why))
+        return err_set(e, ERR_INVALID_ARGUMENT, "a %s document without a valid _id: %s", t->name,
+                       why.msg);
     int number = id_table_number(id);
     if (number < 0)
         return err_set(e, ERR_INVALID_ARGUMENT, "_id \"%.64s\" is not a dojo document id", id);
@@ -130,7 +142,7 @@ static int check_doc(const schema *s, const schema_table *t, json_t *doc, err_t 
         return err_set(e, ERR_INVALID_ARGUMENT, "_id %s is an id of table %s, not of %s", id,
                        other ? other->name : "(unknown)", t->name);
     }
-    if (!json_is_number(ct) || !isfinite(json_number_value(ct)) || json_number_value(ct) <= 0)
+    if (jr_number(doc, "document", "_creationTime", 0, DBL_MIN, DBL_MAX, &ct, &why))
         return err_set(e, ERR_INVALID_ARGUMENT,
                        "document %s: _creationTime must be a positive number of milliseconds", id);
     json_t *user = json_copy(doc);
@@ -165,18 +177,22 @@ int export_line_parse(const char *line, size_t len, const schema *s, int *table_
     if (!obj)
         return err_set(e, ERR_INVALID_ARGUMENT, "not JSON (%s at column %d)", jerr.text,
                        jerr.column);
-    const char *table = json_string_value(json_object_get(obj, "table"));
-    json_t *doc = json_object_get(obj, "doc");
+    const char *table = NULL;
+    const json_t *doc = NULL;
+    err_t why;
+    err_init(&why);
     int rc = 0, i = -1;
-    if (!json_is_object(obj) || json_object_size(obj) != 2 || !table || !json_is_object(doc))
+    if (!json_is_object(obj) || json_object_size(obj) != 2 ||
+        jr_string(obj, "line", "table", 0, 64, &table, &why) ||
+        jr_object(obj, "line", "doc", 0, &doc, &why))
         rc = err_set(e, ERR_INVALID_ARGUMENT,
                      "expected {\"table\": \"<name>\", \"doc\": {…}} and nothing else");
     else if ((i = table_index(s, table)) < 0)
         rc = err_set(e, ERR_INVALID_ARGUMENT, "unknown table \"%.64s\"", table);
     else
-        rc = check_doc(s, &s->tables[i], doc, e);
+        rc = check_doc(s, &s->tables[i], (json_t *)doc, e);
     if (rc == 0) {
-        *doc_out = json_incref(doc);
+        *doc_out = json_incref((json_t *)doc);
         *table_index_out = i;
     }
     json_decref(obj);
@@ -241,7 +257,7 @@ int export_read_line(export_reader *r, const char **line, size_t *len, err_t *e)
 
 char *export_file_line_build(const char *storage_id, int64_t part, const uint8_t *data, size_t n)
 {
-    assert(n <= EXPORT_FILE_PART_BYTES);
+    ASSERT(n <= EXPORT_FILE_PART_BYTES);
     size_t b64 = b64_encoded_size(n);
     size_t cap = b64 + strlen(storage_id) + 64;
     char *line = malloc(cap);
@@ -266,14 +282,21 @@ int export_file_line_parse(const char *line, size_t len, char id_out[ID_BYTES_MA
     *data_out = NULL;
     *n_out = 0;
     json_t *j = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
-    const char *id = json_string_value(json_object_get(j, "file"));
-    json_t *part = json_object_get(j, "part");
-    const char *data = json_string_value(json_object_get(j, "data"));
+    const char *id = NULL, *data = NULL;
+    int64_t part = 0;
+    err_t why;
+    err_init(&why);
     int rc = 0;
-    if (!json_is_object(j) || json_object_size(j) != 3 || !id || !json_is_integer(part) ||
-        json_integer_value(part) < 0 || !data) {
+    if (!j || jr_as_object(j, "file line", &why) ||
+        jr_string(j, "file line", "file", 0, ID_BYTES_MAX - 1, &id, &why) ||
+        jr_int(j, "file line", "part", 0, 0, INT64_MAX, &part, &why) ||
+        jr_string(j, "file line", "data", 0, 2 * EXPORT_FILE_PART_BYTES, &data, &why)) {
         rc = err_set(e, ERR_INVALID_ARGUMENT,
-                     "a file line is {\"file\": storage id, \"part\": N, \"data\": base64}");
+                     "a file line is {\"file\": storage id, \"part\": N, \"data\": base64}%s%s",
+                     why.msg[0] ? ": " : "", why.msg);
+    } else if (json_object_size(j) != 3) {
+        rc =
+            err_set(e, ERR_INVALID_ARGUMENT, "a file line has the fields file, part and data only");
     } else if (id_table_number(id) < 0 || strlen(id) != ID_RANDOM_CHARS) {
         rc = err_set(e, ERR_INVALID_ARGUMENT, "\"%.40s\" is not a storage id", id);
     } else {
@@ -289,11 +312,12 @@ int export_file_line_parse(const char *line, size_t len, char id_out[ID_BYTES_MA
                          EXPORT_FILE_PART_BYTES);
         } else {
             snprintf(id_out, ID_BYTES_MAX, "%s", id);
-            *part_out = json_integer_value(part);
+            *part_out = part;
             *data_out = raw;
             *n_out = (size_t)n;
         }
     }
+    err_clear(&why);
     json_decref(j);
     return rc;
 }

@@ -36,6 +36,7 @@
 #define EXPORT_LINE_BYTES_MAX (16u * 1024 * 1024) /* one line, without its newline */
 #define EXPORT_TABLES_MAX 255                     /* table numbers are 1..255 */
 #define EXPORT_FILE_PART_BYTES (1u * 1024 * 1024) /* file bytes per line (1.4 MiB in base64) */
+#define EXPORT_TIME_MS_MAX 8.64e15                /* the latest JavaScript date, in ms */
 #define EXPORT_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(17))
 /* The oldest schema version an import reads: version 2 (files) only added
  * tables, an optional run field and an index, so a version-1 file is a

@@ -24,6 +24,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@
 #include "app/app.h"
 #include "app/verify.h"
 #include "base/clock.h"
+#include "base/jread.h"
 #include "cli/cli.h"
 #include "cli/export_format.h"
 #include "engine/ctx.h"
@@ -150,8 +152,13 @@ static int finish_file(import_state *im, err_t *e)
     const schema_table *t = schema_table_by_name(im->s, SYSTEM_TABLE_STORAGE);
     rc = store_get(im->conn, t, im->writer_id, &doc, e);
     if (rc) return rc;
-    const char *want = json_string_value(json_object_get(doc, "sha256"));
-    uint64_t want_size = (uint64_t)json_number_value(json_object_get(doc, "size"));
+    const char *want = jr_string_or(doc, "sha256", NULL);
+    int64_t size_field = -1;
+    err_t why;
+    err_init(&why);
+    jr_int(doc, "_storage", "size", JR_OPTIONAL, 0, INT64_MAX, &size_field, &why);
+    err_clear(&why);
+    uint64_t want_size = size_field < 0 ? UINT64_MAX : (uint64_t)size_field;
     if (!want || strcmp(want, hex) != 0 || want_size != size)
         rc = err_set(e, ERR_INVALID_ARGUMENT,
                      "the bytes of file %s (%llu bytes, SHA-256 %s) are not those its document "
@@ -182,8 +189,7 @@ static int file_line(import_state *im, const char *line, size_t len, err_t *e)
                          "the bytes of file %s come without its _storage document", id);
         json_decref(doc);
         for (size_t i = 0; rc == 0 && i < json_array_size(im->stored); i++)
-            if (strcmp(json_string_value(json_array_get(json_array_get(im->stored, i), 0)), id) ==
-                0)
+            if (strcmp(jr_item_string_or(jr_item(im->stored, i), 0, ""), id) == 0)
                 rc = err_set(e, ERR_INVALID_ARGUMENT, "the bytes of file %s come twice", id);
         if (rc == 0) rc = files_write_begin(im->fs, id, &im->writer, e);
         if (rc == 0) {
@@ -214,8 +220,7 @@ static void forget_files(import_state *im)
     {
         err_t e;
         err_init(&e);
-        files_forget(im->fs, json_string_value(json_array_get(pair, 0)),
-                     json_string_value(json_array_get(pair, 1)), &e);
+        files_forget(im->fs, jr_item_string_or(pair, 0, ""), jr_item_string_or(pair, 1, ""), &e);
         err_clear(&e);
     }
 }
@@ -225,17 +230,18 @@ static void forget_files(import_state *im)
  * the deployment variables the app interprets (as `dojo env set` checks). */
 static int check_meaning(const schema_table *t, const json_t *doc, err_t *e)
 {
-    double ct = json_number_value(json_object_get(doc, "_creationTime"));
+    double ct = 0;
+    err_t why;
+    err_init(&why);
+    if (jr_number(doc, "document", "_creationTime", 0, 0, DBL_MAX, &ct, &why))
+        return err_set(e, ERR_INVALID_ARGUMENT, "%s", why.msg);
     if (ct > clock_now_ms() + IMPORT_CREATION_AHEAD_MS_MAX)
         return err_set(e, ERR_INVALID_ARGUMENT,
                        "document %s: _creationTime %.0f is more than a day ahead of this "
                        "machine's clock",
-                       json_string_value(json_object_get(doc, "_id")), ct);
-    if (strcmp(t->name, SYSTEM_TABLE_ENV) == 0) {
-        const char *name = json_string_value(json_object_get(doc, "name"));
-        const char *value = json_string_value(json_object_get(doc, "value"));
-        return app_env_check(name ? name : "", value ? value : "", e);
-    }
+                       jr_string_or(doc, "_id", "?"), ct);
+    if (strcmp(t->name, SYSTEM_TABLE_ENV) == 0)
+        return app_env_check(jr_string_or(doc, "name", ""), jr_string_or(doc, "value", ""), e);
     return 0;
 }
 
@@ -278,7 +284,8 @@ static int insert_lines(import_state *im, export_reader *r, const export_header 
             err_clear(&le);
             return rc;
         }
-        double ct = json_number_value(json_object_get(doc, "_creationTime"));
+        double ct = 0;
+        jr_number(doc, "document", "_creationTime", 0, 0, DBL_MAX, &ct, &le);
         if (ct > im->max_creation_ms) im->max_creation_ms = ct;
         im->found[ti]++;
         im->total++;
@@ -331,7 +338,7 @@ static int check_references_of(import_state *im, const schema_table *t, err_t *e
         {
             for (int f = 0; rc == 0 && f < doc->n_fields; f++) {
                 const v_field *field = &doc->fields[f];
-                const char *ref = json_string_value(json_object_get(row, field->name));
+                const char *ref = jr_string_or(row, field->name, NULL);
                 if (field->type->kind != V_ID || !ref) continue;
                 const schema_table *target = schema_table_by_name(im->s, field->type->table);
                 json_t *found = NULL;
@@ -339,18 +346,15 @@ static int check_references_of(import_state *im, const schema_table *t, err_t *e
                 if (rc == 0 && !found) im->n_reference_problems++;
                 if (rc == 0 && !found)
                     problem(im, "%s %s: %s %s names a %s document that is not in the file", t->name,
-                            json_string_value(json_object_get(row, "_id")), field->name, ref,
-                            field->type->table);
+                            jr_string_or(row, "_id", "?"), field->name, ref, field->type->table);
                 json_decref(found);
             }
             if (rc) break;
         }
         size_t n = json_array_size(rows);
         if (rc == 0 && n > 0) {
-            json_t *last = json_array_get(rows, n - 1);
             json_decref(after);
-            after = json_pack("[O,O]", json_object_get(last, "_creationTime"),
-                              json_object_get(last, "_id"));
+            after = store_scan_resume_after(rows);
         }
         json_decref(rows);
         if (rc || n < IMPORT_PAGE_ROWS) break;
@@ -371,9 +375,8 @@ static int check_ledger(import_state *im, err_t *e)
     if (rc) {
         err_move(e, &x.err);
     } else {
-        size_t i;
-        json_t *v;
-        json_array_foreach(report.violations, i, v) problem(im, "%s", json_string_value(v));
+        for (size_t i = 0; i < json_array_size(report.violations); i++)
+            problem(im, "%s", jr_item_string_or(report.violations, i, "?"));
         /* app_verify keeps VERIFY_VIOLATIONS_MAX messages and counts the rest. */
         im->n_problems += report.violation_count - (int64_t)json_array_size(report.violations);
         verify_report_free(&report);
@@ -582,9 +585,8 @@ int cmd_import(int argc, char **argv)
     store_close(st);
     export_reader_free(&r);
     if (f != stdin) fclose(f);
-    size_t i;
-    json_t *p;
-    json_array_foreach(im.problems, i, p) fprintf(stderr, "problem: %s\n", json_string_value(p));
+    for (size_t i = 0; i < json_array_size(im.problems); i++)
+        fprintf(stderr, "problem: %s\n", jr_item_string_or(im.problems, i, "?"));
     if (im.n_problems > (int64_t)json_array_size(im.problems))
         fprintf(stderr, "… and %lld more problems\n",
                 (long long)(im.n_problems - (int64_t)json_array_size(im.problems)));

@@ -12,6 +12,7 @@
 #include "app/app.h"
 #include "app/verify.h"
 #include "base/clock.h"
+#include "base/jread.h"
 #include "cli/cli.h"
 #include "engine/ctx.h"
 #include "store/files.h"
@@ -91,9 +92,8 @@ int cmd_verify(int argc, char **argv)
         err_clear(&e);
         return 1;
     }
-    size_t i;
-    json_t *v;
-    json_array_foreach(report.violations, i, v) printf("violation: %s\n", json_string_value(v));
+    for (size_t i = 0; i < json_array_size(report.violations); i++)
+        printf("violation: %s\n", jr_item_string_or(report.violations, i, "?"));
     if (report.violation_count > (int64_t)json_array_size(report.violations))
         printf("… and %lld more violations\n",
                (long long)(report.violation_count - (int64_t)json_array_size(report.violations)));

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/jread.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "cli/cli.h"
@@ -181,10 +182,8 @@ static void start_job(worker *w, const json_t *run)
     if (!j) return;
     j->w = w;
     j->run = json_deep_copy(run);
-    const char *id = json_string_value(json_object_get(run, "_id"));
-    snprintf(j->id, sizeof j->id, "%s", id ? id : "?");
-    const char *model = json_string_value(json_object_get(json_object_get(run, "input"), "model"));
-    snprintf(j->model, sizeof j->model, "%s", model ? model : "?");
+    snprintf(j->id, sizeof j->id, "%s", jr_string_or(run, "_id", "?"));
+    snprintf(j->model, sizeof j->model, "%s", jr_string_or(jr_field(run, "input"), "model", "?"));
     j->started_us = clock_mono_us();
     uv_timer_init(w->loop, &j->heartbeat);
     j->heartbeat.data = j;
@@ -249,7 +248,13 @@ static void on_queue(void *data, const json_t *value, const char *err)
         }
         return;
     }
-    w->queued = (int64_t)json_number_value(json_object_get(value, "queued"));
+    int64_t queued = 0;
+    err_t why;
+    err_init(&why);
+    if (jr_int(value, "runs:queue", "queued", 0, 0, INT64_MAX, &queued, &why) != 0)
+        log_warn("worker: runs:queue answered something unexpected: %s", why.msg);
+    err_clear(&why);
+    w->queued = queued;
     maybe_claim(w);
 }
 

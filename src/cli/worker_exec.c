@@ -12,6 +12,7 @@
  * Thread: the worker's event loop; the upload and the cleanup on the pool.
  */
 #define _XOPEN_SOURCE 700
+#include "base/jread.h"
 #include "cli/worker.h"
 
 #include <curl/curl.h>
@@ -25,11 +26,6 @@
 #include <unistd.h>
 
 #include "base/log.h"
-
-static const char *str_or(const char *s, const char *fallback)
-{
-    return s ? s : fallback;
-}
 
 #define WEXEC_STDERR_TAIL_BYTES (4u * LIMIT_WORKER_STDERR_LINE_BYTES_MAX)
 #define WEXEC_READ_BYTES (64u * 1024)
@@ -182,12 +178,12 @@ static void finish_work(uv_work_t *w)
             x->result.url[x->stdout_len < sizeof x->result.url ? x->stdout_len
                                                                : sizeof x->result.url - 1] = '\0';
             json_t *answer = json_loads(x->result.url, 0, NULL);
-            const char *id = json_string_value(json_object_get(answer, "storageId"));
+            const char *id = jr_string_or(answer, "storageId", NULL);
             if (rc == CURLE_OK && status == 200 && id) {
                 snprintf(x->result.storage_id, sizeof x->result.storage_id, "%s", id);
             } else {
                 x->result.outcome = WEXEC_FAILED;
-                const char *msg = json_string_value(json_object_get(answer, "message"));
+                const char *msg = jr_string_or(answer, "message", NULL);
                 snprintf(x->result.error, sizeof x->result.error,
                          "The output (%lld bytes) could not be uploaded: %s", (long long)st.st_size,
                          rc != CURLE_OK ? curl_easy_strerror(rc)
@@ -365,8 +361,8 @@ static int build_env(wexec *x, const json_t *input)
     int n = 0;
     for (char **e = environ; *e && n < WEXEC_ENV_MAX; e++)
         if (strncmp(*e, "DOJO_", 5) != 0) x->env[n++] = *e;
-    const char *model = json_string_value(json_object_get(input, "model"));
-    const char *prompt = json_string_value(json_object_get(input, "prompt"));
+    const char *model = jr_string_or(input, "model", "");
+    const char *prompt = jr_string_or(input, "prompt", "");
     if (set_env(x, &n, 0, "DOJO_RUN_ID", x->run_id) || set_env(x, &n, 1, "DOJO_MODEL", model) ||
         set_env(x, &n, 2, "DOJO_PROMPT", prompt) || set_env(x, &n, 3, "DOJO_OUTPUT", x->output))
         return -1;
@@ -383,9 +379,8 @@ int wexec_start(const wexec_config *cfg, wexec **out, err_t *e)
     x->command = strdup(cfg->command);
     x->upload_url = strdup(cfg->upload_url);
     x->key = strdup(cfg->key);
-    const json_t *input = json_object_get(cfg->run, "input");
-    snprintf(x->run_id, sizeof x->run_id, "%s",
-             str_or(json_string_value(json_object_get(cfg->run, "_id")), ""));
+    const json_t *input = jr_field(cfg->run, "input");
+    snprintf(x->run_id, sizeof x->run_id, "%s", jr_string_or(cfg->run, "_id", ""));
     x->input = json_dumps(input, JSON_COMPACT | JSON_REAL_PRECISION(17));
     const char *tmp = getenv("TMPDIR");
     snprintf(x->dir, sizeof x->dir, "%s/dojo-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");

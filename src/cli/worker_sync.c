@@ -15,6 +15,8 @@
  * LIMIT_WORKER_RECONNECT_MS_MAX.
  * Thread: the worker's event loop; the connect on the thread pool.
  */
+#include "base/jread.h"
+#include "base/invariant.h"
 #include "cli/worker.h"
 
 #include <assert.h>
@@ -316,15 +318,24 @@ static pending_mut *pending_take(wsync *w, int64_t request_id)
 
 static void on_mutation_response(wsync *w, const json_t *msg)
 {
-    pending_mut *p = pending_take(w, json_integer_value(json_object_get(msg, "requestId")));
+    int64_t request_id = -1;
+    bool success = false;
+    err_t why;
+    err_init(&why);
+    if (jr_int(msg, "MutationResponse", "requestId", 0, 0, INT64_MAX, &request_id, &why) ||
+        jr_bool(msg, "MutationResponse", "success", 0, &success, &why)) {
+        log_warn("worker: a malformed MutationResponse: %s", why.msg);
+        err_clear(&why);
+        return;
+    }
+    pending_mut *p = pending_take(w, request_id);
     if (!p) return; /* answered already (a resend) */
-    if (json_is_true(json_object_get(msg, "success"))) {
-        p->cb(p->data, json_object_get(msg, "result"), NULL, NULL);
+    if (success) {
+        p->cb(p->data, jr_field(msg, "result"), NULL, NULL);
     } else {
-        const char *err = json_string_value(json_object_get(msg, "result"));
-        const char *code =
-            json_string_value(json_object_get(json_object_get(msg, "errorData"), "code"));
-        p->cb(p->data, NULL, err ? err : "the mutation failed", code);
+        const char *err = jr_string_or(msg, "result", "the mutation failed");
+        const char *code = jr_string_or(jr_field(msg, "errorData"), "code", NULL);
+        p->cb(p->data, NULL, err, code);
     }
     free(p->text);
     free(p);
@@ -333,17 +344,19 @@ static void on_mutation_response(wsync *w, const json_t *msg)
 static void on_transition(wsync *w, const json_t *msg)
 {
     w->backoff_ms = WSYNC_BACKOFF_MS_MIN; /* the connection works */
-    size_t i;
-    json_t *m;
-    json_array_foreach(json_object_get(msg, "modifications"), i, m)
-    {
-        const char *type = json_string_value(json_object_get(m, "type"));
-        if (!type || json_integer_value(json_object_get(m, "queryId")) != WSYNC_QUERY_ID) continue;
-        if (strcmp(type, "QueryUpdated") == 0)
-            w->cfg.on_query(w->cfg.data, json_object_get(m, "value"), NULL);
-        else if (strcmp(type, "QueryFailed") == 0)
-            w->cfg.on_query(w->cfg.data, NULL,
-                            json_string_value(json_object_get(m, "errorMessage")));
+    const json_t *mods = jr_field(msg, "modifications");
+    for (size_t i = 0; jr_item(mods, i); i++) {
+        const json_t *m = jr_item(mods, i);
+        int64_t query_id = -1;
+        err_t why;
+        err_init(&why);
+        jr_int(m, "modification", "queryId", JR_OPTIONAL, 0, INT64_MAX, &query_id, &why);
+        err_clear(&why);
+        if (query_id != WSYNC_QUERY_ID) continue;
+        if (jr_string_is(m, "type", "QueryUpdated"))
+            w->cfg.on_query(w->cfg.data, jr_field(m, "value"), NULL);
+        else if (jr_string_is(m, "type", "QueryFailed"))
+            w->cfg.on_query(w->cfg.data, NULL, jr_string_or(m, "errorMessage", "query failed"));
     }
 }
 
@@ -363,9 +376,9 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 static void process_inbox(wsync *w)
 {
     while (json_array_size(w->inbox) > 0 && !w->stopping) {
-        json_t *msg = json_incref(json_array_get(w->inbox, 0));
+        json_t *msg = json_incref((json_t *)jr_item(w->inbox, 0));
         json_array_remove(w->inbox, 0);
-        const char *type = json_string_value(json_object_get(msg, "type"));
+        const char *type = jr_string_or(msg, "type", NULL);
         if (!type) {
             /* not a protocol message: ignored */
         } else if (strcmp(type, "Transition") == 0) {
@@ -373,9 +386,8 @@ static void process_inbox(wsync *w)
         } else if (strcmp(type, "MutationResponse") == 0) {
             on_mutation_response(w, msg);
         } else if (strcmp(type, "AuthError") == 0 || strcmp(type, "FatalError") == 0) {
-            const char *err = json_string_value(json_object_get(msg, "error"));
             char why[ERR_MSG_BYTES_MAX];
-            snprintf(why, sizeof why, "%s", err ? err : type);
+            snprintf(why, sizeof why, "%s", jr_string_or(msg, "error", type));
             json_array_clear(w->inbox);
             json_decref(msg);
             w->cfg.on_fatal(w->cfg.data, why);
@@ -665,7 +677,7 @@ static void on_timer_closed(uv_handle_t *h)
 
 void wsync_stop(wsync *w, void (*done)(void *data), void *data)
 {
-    assert(!w->stopping);
+    ASSERT(!w->stopping);
     w->stopping = true;
     w->done = done;
     w->done_data = data;

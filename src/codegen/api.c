@@ -8,10 +8,10 @@
  * Called by codegen_write.
  * Thread: the caller's.
  */
-#include <assert.h>
 #include <string.h>
 
 #include "base/err.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 #include "codegen/codegen_impl.h"
 
@@ -28,7 +28,7 @@ static bool api_child(const fn_def *f, const char *prefix, size_t prefix_len, co
                       size_t *key_len, bool *is_dir)
 {
     const char *colon = strchr(f->path, ':');
-    assert(colon && colon != f->path); /* registry paths are canonical */
+    ASSERT(colon && colon != f->path); /* registry paths are canonical */
     size_t module_len = (size_t)(colon - f->path);
     const char *rest;
     size_t rest_len;
@@ -121,7 +121,7 @@ static void api_members(codegen_buf *b, const api_scope *sc, const char *prefix,
         }
         char sub[LIMIT_FUNCTION_PATH_BYTES_MAX];
         size_t sub_len = prefix_len ? prefix_len + 1 + key_len : key_len;
-        assert(sub_len < sizeof sub); /* a prefix of a registered path */
+        ASSERT(sub_len < sizeof sub); /* a prefix of a registered path */
         memcpy(sub, prefix, prefix_len);
         if (prefix_len) sub[prefix_len] = '/';
         memcpy(sub + (prefix_len ? prefix_len + 1 : 0), key, key_len);

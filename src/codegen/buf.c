@@ -4,13 +4,13 @@
  * appends checked once at the end.
  * Thread: the caller's.
  */
-#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
+#include "base/invariant.h"
 #include "codegen/codegen_impl.h"
 
 #define CODEGEN_BUF_INITIAL_BYTES 4096
@@ -28,7 +28,7 @@ void codegen_buf_free(codegen_buf *b)
 
 void codegen_buf_fail(codegen_buf *b, int code, const char *fmt, ...)
 {
-    assert(code < 0);
+    ASSERT(code < 0);
     if (b->err) return;
     b->err = code;
     va_list ap;
@@ -94,7 +94,7 @@ void codegen_buf_printf(codegen_buf *b, const char *fmt, ...)
 
 void codegen_buf_indent(codegen_buf *b, int level)
 {
-    assert(level >= 0);
+    ASSERT(level >= 0);
     for (int i = 0; i < level; i++)
         codegen_buf_putn(b, "  ", 2);
 }

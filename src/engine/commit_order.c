@@ -6,9 +6,10 @@
  */
 #include "engine/commit_order.h"
 
-#include <assert.h>
 #include <stdlib.h>
 
+#include "base/invariant.h"
+#include "base/limits.h"
 #include "engine/system_tables.h"
 
 struct commit_order_entry {
@@ -18,13 +19,32 @@ struct commit_order_entry {
     bool read;           /* the variables (and ts) were read for it */
     bool ts_unknown;     /* announced without a notice: ts is a guess until read */
     write_set writes;
+    size_t bytes; /* write_set_bytes(&writes), counted in the order's bytes */
     commit_order_entry *next;
 };
 
-static commit_order_entry *entry_new(uint64_t ts, bool from_elsewhere, write_set *writes)
+/* Counts an entry's write set against the bound on what the queues hold;
+ * past it the write set is widened to "everything" (its records dropped,
+ * but for the deployment variables the loop applies itself): the queue
+ * of a process that cannot hear notices for a while stays small, and its
+ * subscriptions simply all run again. */
+static void entry_account(commit_order *o, commit_order_entry *item)
+{
+    ASSERT(o->bytes >= item->bytes);
+    o->bytes -= item->bytes;
+    item->bytes = write_set_bytes(&item->writes);
+    if (o->bytes + item->bytes > LIMIT_COMMIT_ORDER_BYTES_MAX) {
+        write_set_widen(&item->writes, SYSTEM_TABLE_ENV);
+        item->bytes = write_set_bytes(&item->writes);
+    }
+    o->bytes += item->bytes;
+}
+
+static commit_order_entry *entry_new(commit_order *o, uint64_t ts, bool from_elsewhere,
+                                     write_set *writes)
 {
     commit_order_entry *item = calloc(1, sizeof *item);
-    assert(item && "out of memory queueing a commit");
+    ASSERT(item && "out of memory queueing a commit");
     item->ts = ts;
     item->from_elsewhere = from_elsewhere;
     write_set_init(&item->writes);
@@ -32,11 +52,14 @@ static commit_order_entry *entry_new(uint64_t ts, bool from_elsewhere, write_set
         item->writes = *writes;
         write_set_init(writes);
     }
+    entry_account(o, item);
     return item;
 }
 
-static void entry_free(commit_order_entry *item)
+static void entry_free(commit_order *o, commit_order_entry *item)
 {
+    ASSERT(o->bytes >= item->bytes);
+    o->bytes -= item->bytes;
     write_set_free(&item->writes);
     free(item);
 }
@@ -72,9 +95,10 @@ void commit_order_free(commit_order *o)
 {
     commit_order_entry *item;
     while ((item = queue_pop(&o->order)))
-        entry_free(item);
+        entry_free(o, item);
     while ((item = queue_pop(&o->local)))
-        entry_free(item);
+        entry_free(o, item);
+    ASSERT(o->bytes == 0);
 }
 
 /* Own commits below ts whose notice has not come never get one: into the
@@ -98,7 +122,7 @@ void commit_order_own_notice(commit_order *o, uint64_t ts)
     if (ts <= o->covered_ts) return; /* its commit was reported with a resync */
     commit_order_entry *item = take_local(o, ts);
     if (!item) {
-        item = entry_new(ts, false, NULL);
+        item = entry_new(o, ts, false, NULL);
         item->waits_local = true;
     }
     queue_push(&o->order, item);
@@ -110,15 +134,16 @@ void commit_order_local(commit_order *o, uint64_t ts, write_set *writes)
         if (!item->waits_local || item->ts != ts) continue;
         item->writes = *writes;
         write_set_init(writes);
+        entry_account(o, item);
         item->waits_local = false;
         return;
     }
-    commit_order_entry *item = entry_new(ts, false, writes);
+    commit_order_entry *item = entry_new(o, ts, false, writes);
     if (ts <= o->covered_ts) {
         queue_push(&o->order, item); /* covered by a resync: its notice is gone */
         return;
     }
-    assert((!o->local.tail || o->local.tail->ts < ts) && "local commits in timestamp order");
+    ASSERT((!o->local.tail || o->local.tail->ts < ts) && "local commits in timestamp order");
     queue_push(&o->local, item);
 }
 
@@ -129,14 +154,15 @@ void commit_order_remote(commit_order *o, uint64_t ts, write_set *writes)
     commit_order_entry *own = take_local(o, ts);
     if (own) queue_push(&o->order, own);
     if (ts > o->covered_ts) o->covered_ts = ts;
-    queue_push(&o->order, entry_new(ts, true, writes));
+    queue_push(&o->order, entry_new(o, ts, true, writes));
 }
 
 void commit_order_unknown(commit_order *o, uint64_t guess_ts)
 {
     if (o->order.tail && o->order.tail->ts > guess_ts) guess_ts = o->order.tail->ts;
-    commit_order_entry *item = entry_new(guess_ts, true, NULL);
-    item->writes.everything = true;
+    commit_order_entry *item = entry_new(o, guess_ts, true, NULL);
+    write_set_widen(&item->writes, NULL);
+    entry_account(o, item);
     item->ts_unknown = true;
     queue_push(&o->order, item);
 }
@@ -146,8 +172,9 @@ void commit_order_resync(commit_order *o, uint64_t ts)
     if (ts > o->covered_ts) o->covered_ts = ts;
     while (o->local.head && o->local.head->ts <= o->covered_ts)
         queue_push(&o->order, queue_pop(&o->local));
-    commit_order_entry *item = entry_new(o->covered_ts, true, NULL);
-    item->writes.everything = true;
+    commit_order_entry *item = entry_new(o, o->covered_ts, true, NULL);
+    write_set_widen(&item->writes, NULL);
+    entry_account(o, item);
     queue_push(&o->order, item);
 }
 
@@ -168,26 +195,27 @@ commit_order_state commit_order_head(const commit_order *o)
 
 void commit_order_head_read(commit_order *o, uint64_t snapshot_ts)
 {
-    assert(commit_order_head(o) == COMMIT_ORDER_NEEDS_READ);
+    ASSERT(commit_order_head(o) == COMMIT_ORDER_NEEDS_READ);
     commit_order_entry *item = o->order.head;
     item->read = true;
     if (item->ts_unknown && snapshot_ts > item->ts) item->ts = snapshot_ts;
     item->ts_unknown = false;
 }
 
-static void take(commit_order_entry *item, uint64_t *ts, write_set *writes, bool *from_elsewhere)
+static void take(commit_order *o, commit_order_entry *item, uint64_t *ts, write_set *writes,
+                 bool *from_elsewhere)
 {
     *ts = item->ts;
     *writes = item->writes;
     write_set_init(&item->writes);
     *from_elsewhere = item->from_elsewhere;
-    entry_free(item);
+    entry_free(o, item);
 }
 
 void commit_order_pop(commit_order *o, uint64_t *ts, write_set *writes, bool *from_elsewhere)
 {
-    assert(commit_order_head(o) == COMMIT_ORDER_READY);
-    take(queue_pop(&o->order), ts, writes, from_elsewhere);
+    ASSERT(commit_order_head(o) == COMMIT_ORDER_READY);
+    take(o, queue_pop(&o->order), ts, writes, from_elsewhere);
 }
 
 bool commit_order_pop_any(commit_order *o, uint64_t *ts, write_set *writes, bool *from_elsewhere)
@@ -197,10 +225,10 @@ bool commit_order_pop_any(commit_order *o, uint64_t *ts, write_set *writes, bool
     commit_order_entry *item;
     while ((item = queue_pop(&o->order))) {
         if (!item->waits_local) {
-            take(item, ts, writes, from_elsewhere);
+            take(o, item, ts, writes, from_elsewhere);
             return true;
         }
-        entry_free(item); /* its record will be reported when it comes */
+        entry_free(o, item); /* its record will be reported when it comes */
     }
     return false;
 }

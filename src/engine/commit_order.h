@@ -65,6 +65,7 @@ typedef struct commit_order {
     commit_order_queue order; /* in the database's commit order */
     commit_order_queue local; /* own commits whose notice has not come, by ts */
     uint64_t covered_ts;
+    size_t bytes; /* of the write sets queued, ≤ LIMIT_COMMIT_ORDER_BYTES_MAX (+ one) */
 } commit_order;
 
 /* covered_ts: the newest commit timestamp read after listening started. */

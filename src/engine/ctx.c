@@ -6,7 +6,6 @@
  */
 #include "engine/ctx.h"
 
-#include <assert.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -15,6 +14,7 @@
 #include <string.h>
 
 #include "base/b64.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 #include "engine/system_tables.h"
 #include "engine/validator.h"
@@ -92,7 +92,7 @@ const char *ctx_table_of_id(const schema *s, const char *id)
 static const schema_table *table_or_die(ctx *c, const char *name)
 {
     const schema_table *t = schema_table_by_name(c->schema, name);
-    assert(t && "unknown table: a programmer error in app/");
+    ASSERT(t && "unknown table: a programmer error in app/");
     return t;
 }
 
@@ -173,8 +173,8 @@ static int query_range(ctx *c, const db_query *q, store_range *r, json_t **lo, j
     const schema_table *t = table_or_die(c, q->table);
     const schema_index *ix =
         q->index ? schema_index_by_name(t, q->index) : &schema_by_creation_time;
-    assert(ix && "unknown index: a programmer error in app/");
-    assert(!q->eq || (int)json_array_size(q->eq) <= ix->n_fields);
+    ASSERT(ix && "unknown index: a programmer error in app/");
+    ASSERT(!q->eq || (int)json_array_size(q->eq) <= ix->n_fields);
     memset(r, 0, sizeof *r);
     r->table = t;
     r->index = ix;
@@ -225,7 +225,7 @@ int db_query_first(ctx *c, const db_query *q, json_t **doc_out)
 
 int db_count(ctx *c, const db_query *q, int64_t *n_out)
 {
-    assert(q->limit > 0 && "a count is bounded");
+    ASSERT(q->limit > 0 && "a count is bounded");
     store_range r;
     json_t *lo, *hi;
     query_range(c, q, &r, &lo, &hi);
@@ -345,7 +345,7 @@ static json_t *page_result(json_t *page, bool done, const char *cont, const char
 
 int db_paginate(ctx *c, const db_query *q, const json_t *opts, json_t **page_out)
 {
-    assert(!q->after && !q->upto);
+    ASSERT(!q->after && !q->upto);
     *page_out = NULL;
     double num = json_number_value(json_object_get(opts, "numItems"));
     if (num < 1 || num > LIMIT_PAGE_ITEMS_MAX || num != floor(num))
@@ -447,7 +447,7 @@ out:
 
 static void require_writable(const ctx *c)
 {
-    assert(c->writable && "a query tried to write: a programmer error in app/");
+    ASSERT(c->writable && "a query tried to write: a programmer error in app/");
     (void)c;
 }
 
@@ -485,7 +485,7 @@ static int check_document(ctx *c, const schema_table *t, const json_t *doc, cons
 
 static double next_creation_time(ctx *c)
 {
-    assert(c->creation_clock);
+    ASSERT(c->creation_clock);
     double t = c->now_ms;
     if (t <= *c->creation_clock) t = nextafter(*c->creation_clock, INFINITY);
     *c->creation_clock = t;
@@ -569,7 +569,7 @@ int db_patch(ctx *c, const char *table, const char *id, const json_t *fields)
     json_t *value;
     json_object_foreach((json_t *)fields, key, value)
     {
-        assert(key[0] != '_' && "system fields are never patched");
+        ASSERT(key[0] != '_' && "system fields are never patched");
         if (json_is_null(value))
             json_object_del(doc, key);
         else

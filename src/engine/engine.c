@@ -11,7 +11,6 @@
  */
 #include "engine/engine_impl.h"
 
-#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 
 #include "base/clock.h"
 #include "base/ids.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "engine/system_tables.h"
@@ -103,7 +103,7 @@ static void completion_push(engine *en, completion *item)
 void engine_complete_call(engine *en, call *c)
 {
     completion *item = calloc(1, sizeof *item);
-    assert(item);
+    ASSERT(item);
     c->finished_us = clock_mono_us();
     item->call = c;
     completion_push(en, item);
@@ -112,7 +112,7 @@ void engine_complete_call(engine *en, call *c)
 void engine_complete_commit(engine *en, uint64_t ts, write_set *writes)
 {
     completion *item = calloc(1, sizeof *item);
-    assert(item);
+    ASSERT(item);
     item->is_commit = true;
     item->ts = ts;
     item->writes = *writes;
@@ -191,7 +191,7 @@ static int check_permission(const call *c)
 
 int engine_check(engine *en, call *c)
 {
-    assert(c->fn);
+    ASSERT(c->fn);
     if (!c->args) c->args = json_object();
     int rc = check_permission(c);
     if (rc) return c->rc = rc;
@@ -214,7 +214,7 @@ static int batch_impl(ctx *x, const json_t *args, json_t **result)
     (void)x;
     (void)args;
     (void)result;
-    assert(!"a query batch runs its queries, not this");
+    ASSERT(!"a query batch runs its queries, not this");
     return ERR_INTERNAL;
 }
 
@@ -223,16 +223,16 @@ static const fn_def batch_fn = {
 
 int engine_submit_batch(engine *en, call *c)
 {
-    assert(c->n_batch > 0 && !c->fn);
+    ASSERT(c->n_batch > 0 && !c->fn);
     for (int i = 0; i < c->n_batch; i++)
-        assert(c->batch[i]->rc || (c->batch[i]->fn && c->batch[i]->fn->kind == FN_QUERY));
+        ASSERT(c->batch[i]->rc || (c->batch[i]->fn && c->batch[i]->fn->kind == FN_QUERY));
     c->fn = &batch_fn;
     return engine_submit(en, c);
 }
 
 int engine_submit(engine *en, call *c)
 {
-    assert(c->fn && c->done);
+    ASSERT(c->fn && c->done);
     int rc = engine_check(en, c);
     if (rc) return rc;
     c->submitted_us = clock_mono_us();
@@ -257,7 +257,7 @@ int engine_submit(engine *en, call *c)
 
 void engine_on_commit(engine *en, engine_commit_cb cb, void *data)
 {
-    assert(en->n_listeners < ENGINE_LISTENERS_MAX);
+    ASSERT(en->n_listeners < ENGINE_LISTENERS_MAX);
     en->listeners[en->n_listeners].cb = cb;
     en->listeners[en->n_listeners].data = data;
     en->n_listeners++;
@@ -339,8 +339,8 @@ static void on_periodic(uv_timer_t *t)
 int engine_every(engine *en, const char *path, uint64_t interval_ms)
 {
     const fn_def *fn = registry_find(en->registry, path);
-    assert(fn && "periodic function not registered");
-    assert(en->n_periodic < ENGINE_PERIODIC_MAX);
+    ASSERT(fn && "periodic function not registered");
+    ASSERT(en->n_periodic < ENGINE_PERIODIC_MAX);
     periodic *p = &en->periodic[en->n_periodic++];
     p->en = en;
     p->fn = fn;
@@ -356,7 +356,7 @@ int engine_env_scan(store_conn *conn, const schema *s, json_t **env_out, err_t *
 {
     *env_out = NULL;
     const schema_table *t = schema_table_by_name(s, SYSTEM_TABLE_ENV);
-    assert(t);
+    ASSERT(t);
     store_range r = {.table = t, .index = &schema_by_creation_time, .limit = LIMIT_QUERY_ROWS_MAX};
     json_t *rows = NULL;
     int rc = store_scan(conn, &r, &rows, e);

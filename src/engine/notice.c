@@ -11,7 +11,10 @@
  */
 #include "engine/notice.h"
 
-#include <assert.h>
+#include "base/invariant.h"
+#include "base/jread.h"
+#include "base/limits.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -48,25 +51,6 @@ static size_t dumped_bytes(const json_t *v)
     return v ? json_dumpb(v, NULL, 0, NOTICE_DUMP_FLAGS) : strlen("null");
 }
 
-/* The fields of doc its index keys are made of: _id, _creationTime and every
- * index field it has. NULL for no document. */
-static json_t *project(const schema_table *t, const json_t *doc)
-{
-    if (!doc) return NULL;
-    json_t *p = json_object();
-    if (!p) return NULL;
-    json_object_set(p, "_id", json_object_get(doc, "_id"));
-    json_object_set(p, "_creationTime", json_object_get(doc, "_creationTime"));
-    for (int i = 0; i < t->n_indexes; i++) {
-        const schema_index *ix = &t->indexes[i];
-        for (int f = 0; f < ix->n_fields; f++) {
-            json_t *v = json_object_get(doc, ix->fields[f]);
-            if (v) json_object_set(p, ix->fields[f], v);
-        }
-    }
-    return p;
-}
-
 static size_t entry_bytes(const notice_entry *en)
 {
     return dumped_bytes(en->old_proj) + dumped_bytes(en->new_proj) + NOTICE_ENTRY_OVERHEAD_BYTES;
@@ -100,7 +84,7 @@ static void listing_add(table_listing *tl, const write_rec *w, size_t payload_by
         notice_entry *en = &tl->entries[i];
         if (strcmp(en->id, w->id) != 0) continue;
         json_decref(en->new_proj);
-        en->new_proj = project(w->table, w->new_doc);
+        en->new_proj = write_rec_keys_of(w->table, w->new_doc);
         if (w->new_doc && !en->new_proj) {
             listing_make_whole(tl);
             return;
@@ -123,8 +107,8 @@ static void listing_add(table_listing *tl, const write_rec *w, size_t payload_by
     }
     notice_entry *en = &tl->entries[tl->n++];
     en->id = w->id;
-    en->old_proj = project(w->table, w->old_doc);
-    en->new_proj = project(w->table, w->new_doc);
+    en->old_proj = write_rec_keys_of(w->table, w->old_doc);
+    en->new_proj = write_rec_keys_of(w->table, w->new_doc);
     if ((w->old_doc && !en->old_proj) || (w->new_doc && !en->new_proj)) {
         listing_make_whole(tl); /* frees what this entry holds too */
         return;
@@ -191,20 +175,20 @@ fail:
 
 char *notice_encode(const char *node_id, uint64_t ts, const write_set *ws, size_t payload_bytes_max)
 {
-    assert(node_id && strlen(node_id) == NOTICE_NODE_ID_HEX_CHARS);
-    assert(payload_bytes_max >= NOTICE_PAYLOAD_BYTES_MIN);
+    ASSERT(node_id && strlen(node_id) == NOTICE_NODE_ID_HEX_CHARS);
+    ASSERT(payload_bytes_max >= NOTICE_PAYLOAD_BYTES_MIN);
     table_listing *lists = calloc(NOTICE_TABLES_MAX, sizeof *lists);
     if (!lists) return NULL;
     bool everything = ws->everything;
     for (int i = 0; i < ws->n_whole_tables && !everything; i++) {
         const schema_table *t = ws->whole_tables[i];
-        assert(t->number >= 1 && t->number < NOTICE_TABLES_MAX);
+        ASSERT(t->number >= 1 && t->number < NOTICE_TABLES_MAX);
         lists[t->number].table = t;
         lists[t->number].whole = true;
     }
     for (int i = 0; i < ws->n_recs && !everything; i++) {
         const write_rec *w = &ws->recs[i];
-        assert(w->table->number >= 1 && w->table->number < NOTICE_TABLES_MAX);
+        ASSERT(w->table->number >= 1 && w->table->number < NOTICE_TABLES_MAX);
         table_listing *tl = &lists[w->table->number];
         tl->table = w->table;
         listing_add(tl, w, payload_bytes_max);
@@ -228,7 +212,7 @@ char *notice_encode(const char *node_id, uint64_t ts, const write_set *ws, size_
     for (int n = 0; n < NOTICE_TABLES_MAX; n++)
         listing_drop_entries(&lists[n]);
     free(lists);
-    assert(!text || strlen(text) <= payload_bytes_max);
+    ASSERT(!text || strlen(text) <= payload_bytes_max);
     return text;
 }
 
@@ -257,29 +241,34 @@ static bool ts_parse(const char *s, uint64_t *out)
 
 static const schema_table *table_of(const schema *s, const json_t *number)
 {
-    if (!json_is_integer(number)) return NULL;
-    json_int_t n = json_integer_value(number);
-    if (n < 1 || n >= NOTICE_TABLES_MAX) return NULL;
+    int64_t n;
+    err_t why;
+    err_init(&why);
+    if (jr_as_int(number, "table", 0, 1, NOTICE_TABLES_MAX - 1, &n, &why)) return NULL;
     return schema_table_by_number(s, (int)n);
 }
 
 static const char *projection_id(const json_t *proj)
 {
-    return json_is_object(proj) ? json_string_value(json_object_get(proj, "_id")) : NULL;
+    const char *id = NULL;
+    err_t why;
+    err_init(&why);
+    if (jr_string(proj, "projection", "_id", 0, ID_BYTES_MAX - 1, &id, &why)) return NULL;
+    return id;
 }
 
 /* One entry of "docs". A table this schema does not know is skipped; an entry
  * that cannot be read makes its table (or, unknown, everything) touched. */
 static void decode_doc(const schema *s, const json_t *entry, write_set *ws)
 {
-    const json_t *number = json_array_get(entry, 0);
+    const json_t *number = jr_item(entry, 0);
     if (!json_is_array(entry) || json_array_size(entry) != 3 || !json_is_integer(number)) {
         ws->everything = true;
         return;
     }
     const schema_table *t = table_of(s, number);
     if (!t) return;
-    json_t *old_proj = json_array_get(entry, 1), *new_proj = json_array_get(entry, 2);
+    json_t *old_proj = (json_t *)jr_item(entry, 1), *new_proj = (json_t *)jr_item(entry, 2);
     if (json_is_null(old_proj)) old_proj = NULL;
     if (json_is_null(new_proj)) new_proj = NULL;
     const char *old_id = projection_id(old_proj), *new_id = projection_id(new_proj);
@@ -292,15 +281,17 @@ static void decode_doc(const schema *s, const json_t *entry, write_set *ws)
 
 static void decode_writes(const schema *s, const json_t *root, write_set *ws)
 {
-    const json_t *all = json_object_get(root, "all");
-    if (json_integer_value(json_object_get(root, "v")) != NOTICE_VERSION || json_is_true(all) ||
-        (all && !json_is_boolean(all))) {
-        ws->everything = true;
-        return;
-    }
-    const json_t *tables = json_object_get(root, "tables");
-    const json_t *docs = json_object_get(root, "docs");
-    if ((tables && !json_is_array(tables)) || (docs && !json_is_array(docs))) {
+    int64_t version = 0;
+    bool all = false;
+    const json_t *tables = NULL, *docs = NULL;
+    err_t why;
+    err_init(&why);
+    /* What cannot be read is taken as the widest change: everything. */
+    if (jr_int(root, "notice", "v", 0, 0, INT32_MAX, &version, &why) || version != NOTICE_VERSION ||
+        jr_bool(root, "notice", "all", JR_OPTIONAL, &all, &why) || all ||
+        jr_array(root, "notice", "tables", JR_OPTIONAL, NOTICE_TABLES_MAX, &tables, &why) ||
+        jr_array(root, "notice", "docs", JR_OPTIONAL,
+                 LIMIT_WRITES_PER_MUTATION_MAX * LIMIT_COMMIT_GROUP_MAX, &docs, &why)) {
         ws->everything = true;
         return;
     }
@@ -319,7 +310,7 @@ static void decode_writes(const schema *s, const json_t *root, write_set *ws)
 
 int notice_decode(const schema *s, const char *payload, notice *out, err_t *e)
 {
-    assert(s && payload && out);
+    ASSERT(s && payload && out);
     memset(out, 0, sizeof *out);
     write_set_init(&out->writes);
     json_error_t jerr;
@@ -329,8 +320,12 @@ int notice_decode(const schema *s, const char *payload, notice *out, err_t *e)
         return err_set(e, ERR_INVALID_ARGUMENT, "commit notice is not a JSON object: %.64s",
                        payload);
     }
-    const char *node = json_string_value(json_object_get(root, "node"));
-    if (!node_id_ok(node) || !ts_parse(json_string_value(json_object_get(root, "ts")), &out->ts)) {
+    const char *node = NULL, *ts = NULL;
+    err_t why;
+    err_init(&why);
+    jr_string(root, "notice", "node", 0, NOTICE_NODE_ID_HEX_CHARS, &node, &why);
+    jr_string(root, "notice", "ts", 0, 20, &ts, &why);
+    if (!node_id_ok(node) || !ts_parse(ts, &out->ts)) {
         json_decref(root);
         return err_set(e, ERR_INVALID_ARGUMENT, "commit notice without node or ts: %.64s", payload);
     }

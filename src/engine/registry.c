@@ -4,10 +4,10 @@
  */
 #include "engine/registry.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "base/invariant.h"
 #include "base/limits.h"
 
 void registry_init(registry *r)
@@ -18,9 +18,9 @@ void registry_init(registry *r)
 void registry_add(registry *r, const fn_def *defs, int n)
 {
     for (int i = 0; i < n; i++) {
-        assert(r->n_fns < REGISTRY_FUNCTIONS_MAX);
-        assert(!registry_find(r, defs[i].path));
-        assert(defs[i].args && defs[i].args->kind == V_OBJECT);
+        ASSERT(r->n_fns < REGISTRY_FUNCTIONS_MAX);
+        ASSERT(!registry_find(r, defs[i].path));
+        ASSERT(defs[i].args && defs[i].args->kind == V_OBJECT);
         r->fns[r->n_fns++] = &defs[i];
     }
 }

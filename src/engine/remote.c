@@ -26,11 +26,11 @@
  */
 #include "engine/engine_impl.h"
 
-#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/invariant.h"
 #include "base/log.h"
 
 #define REMOTE_RECONNECT_DELAY_MS_MIN 100
@@ -104,7 +104,7 @@ static void on_notice(void *data, const char *payload)
 void remote_local_commit(engine *en, uint64_t ts, write_set *writes)
 {
     remote *r = en->remote;
-    assert(r);
+    ASSERT(r);
     if (r->stopping) {
         engine_process_commit(en, ts, writes, false);
         return;
@@ -177,7 +177,7 @@ static void start_env_reload(remote *r)
 {
     if (r->stopping || r->env_reloading) return;
     call *c = call_new();
-    assert(c && "out of memory reading the deployment variables");
+    ASSERT(c && "out of memory reading the deployment variables");
     c->fn = &env_snapshot_fn;
     c->admin = true;
     c->done = on_env_reload_done;
@@ -245,12 +245,12 @@ static void on_poll(uv_poll_t *h, int status, int events)
 /* Watches l's socket and reads what it already holds. */
 static void install_listener(remote *r, store_listener *l)
 {
-    assert(!r->listener && !r->poll);
+    ASSERT(!r->listener && !r->poll);
     r->listener = l;
     r->poll = malloc(sizeof *r->poll);
-    assert(r->poll && "out of memory watching the listener");
+    ASSERT(r->poll && "out of memory watching the listener");
     int rc = uv_poll_init(r->en->loop, r->poll, store_listener_fd(l));
-    assert(rc == 0 && "uv_poll_init on the listener's socket");
+    ASSERT(rc == 0 && "uv_poll_init on the listener's socket");
     (void)rc;
     r->poll->data = r;
     r->en->open_handles++;
@@ -323,7 +323,7 @@ static void schedule_reconnect(remote *r)
 
 int remote_open(engine *en, err_t *e)
 {
-    assert(!en->remote);
+    ASSERT(!en->remote);
     if (!store_notifies(en->st)) return 0;
     remote *r = calloc(1, sizeof *r);
     if (!r) return err_set(e, ERR_NOMEM, "out of memory");
@@ -378,7 +378,7 @@ void remote_free(engine *en)
 {
     remote *r = en->remote;
     if (!r) return;
-    assert(!r->working && !r->poll);
+    ASSERT(!r->working && !r->poll);
     store_listener_close(r->listener);
     commit_order_free(&r->order);
     err_clear(&r->dial_err);

@@ -4,12 +4,12 @@
  */
 #include "engine/rwset.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/err.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 
 void read_set_init(read_set *rs)
@@ -125,7 +125,7 @@ bool write_set_covers_table(const write_set *ws, const schema_table *t)
 
 int write_set_add_table(write_set *ws, const schema_table *t)
 {
-    assert(t);
+    ASSERT(t);
     if (write_set_covers_table(ws, t)) return 0;
     if (ws->n_whole_tables == ws->cap_whole_tables) {
         int cap = ws->cap_whole_tables ? ws->cap_whole_tables * 2 : 4;
@@ -172,7 +172,7 @@ void write_set_copy(write_set *dst, const write_set *src)
 
 void write_set_truncate(write_set *ws, int n)
 {
-    assert(n >= 0 && n <= ws->n_recs);
+    ASSERT(n >= 0 && n <= ws->n_recs);
     for (int i = n; i < ws->n_recs; i++)
         write_rec_free(&ws->recs[i]);
     ws->n_recs = n;
@@ -186,6 +186,101 @@ bool write_set_touches_table(const write_set *ws, const char *table_name)
     for (int i = 0; i < ws->n_recs; i++)
         if (strcmp(ws->recs[i].table->name, table_name) == 0) return true;
     return false;
+}
+
+json_t *write_rec_keys_of(const schema_table *t, const json_t *doc)
+{
+    if (!doc) return NULL;
+    json_t *p = json_object();
+    if (!p) return NULL;
+    json_t *id = json_object_get(doc, "_id"), *ct = json_object_get(doc, "_creationTime");
+    if ((id && json_object_set(p, "_id", id)) || (ct && json_object_set(p, "_creationTime", ct)))
+        goto fail;
+    for (int i = 0; i < t->n_indexes; i++) {
+        const schema_index *ix = &t->indexes[i];
+        for (int f = 0; f < ix->n_fields; f++) {
+            json_t *v = json_object_get(doc, ix->fields[f]);
+            if (v && json_object_set(p, ix->fields[f], v)) goto fail;
+        }
+    }
+    return p;
+fail:
+    json_decref(p);
+    return NULL;
+}
+
+void write_set_keep_keys(write_set *ws, const schema_table *keep)
+{
+    for (int i = 0; i < ws->n_recs && !ws->everything; i++) {
+        write_rec *w = &ws->recs[i];
+        if (w->table == keep) continue;
+        json_t *old_keys = write_rec_keys_of(w->table, w->old_doc);
+        json_t *new_keys = write_rec_keys_of(w->table, w->new_doc);
+        if ((w->old_doc && !old_keys) || (w->new_doc && !new_keys)) {
+            json_decref(old_keys);
+            json_decref(new_keys);
+            ws->everything = true; /* says more, never less */
+            break;
+        }
+        json_decref(w->old_doc);
+        json_decref(w->new_doc);
+        w->old_doc = old_keys;
+        w->new_doc = new_keys;
+    }
+    if (ws->everything) {
+        /* The records no longer matter: let their memory go. */
+        for (int i = 0; i < ws->n_recs; i++)
+            write_rec_free(&ws->recs[i]);
+        ws->n_recs = 0;
+    }
+}
+
+void write_set_widen(write_set *ws, const char *keep)
+{
+    ws->everything = true;
+    int kept = 0;
+    for (int i = 0; i < ws->n_recs; i++) {
+        if (keep && strcmp(ws->recs[i].table->name, keep) == 0)
+            ws->recs[kept++] = ws->recs[i];
+        else
+            write_rec_free(&ws->recs[i]);
+    }
+    ws->n_recs = kept;
+    ws->n_whole_tables = 0; /* everything covers them */
+}
+
+/* Heap bytes of one value as jansson holds it, roughly: the struct, a
+ * string's bytes, an object's hashtable and keys. */
+static size_t value_bytes(const json_t *v)
+{
+    enum { VALUE_BYTES = 32, PAIR_BYTES = 48, CONTAINER_BYTES = 64 };
+    size_t n = VALUE_BYTES;
+    if (json_is_string(v)) return n + json_string_length(v) + 1;
+    if (json_is_array(v)) {
+        n = CONTAINER_BYTES + 8 * json_array_size(v);
+        for (size_t i = 0; i < json_array_size(v); i++)
+            n += value_bytes(json_array_get(v, i));
+        return n;
+    }
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *item;
+        n = CONTAINER_BYTES;
+        json_object_foreach((json_t *)v, k, item) n += PAIR_BYTES + strlen(k) + value_bytes(item);
+    }
+    return n;
+}
+
+size_t write_set_bytes(const write_set *ws)
+{
+    size_t n = sizeof *ws + (size_t)ws->cap_recs * sizeof(write_rec) +
+               (size_t)ws->cap_whole_tables * sizeof(ws->whole_tables[0]);
+    for (int i = 0; i < ws->n_recs; i++) {
+        if (ws->recs[i].old_doc) n += value_bytes(ws->recs[i].old_doc);
+        if (ws->recs[i].new_doc && ws->recs[i].new_doc != ws->recs[i].old_doc)
+            n += value_bytes(ws->recs[i].new_doc);
+    }
+    return n;
 }
 
 bool read_range_contains(const read_range *r, const json_t *key)

@@ -82,6 +82,23 @@ bool write_set_touches_table(const write_set *ws, const char *table_name);
  * one of whole_tables). */
 bool write_set_covers_table(const write_set *ws, const schema_table *t);
 
+/* The fields of doc its index keys are made of: _id, _creationTime and
+ * every index field of t it has — all rwset_intersects ever looks at. A new
+ * object; NULL for no document, or out of memory. */
+json_t *write_rec_keys_of(const schema_table *t, const json_t *doc);
+/* Replaces every document of ws by write_rec_keys_of it, except those of
+ * table keep (NULL: none), so the set still says exactly what it says to
+ * read sets while holding bytes, not whole documents. Out of memory leaves
+ * the set touching everything (never less than it said). */
+void write_set_keep_keys(write_set *ws, const schema_table *keep);
+/* Makes ws touch everything and drops its records, except those of the
+ * table named keep (NULL: none): it then says more, never less, and holds
+ * almost nothing. */
+void write_set_widen(write_set *ws, const char *keep);
+/* An estimate of the heap bytes ws holds (its records and their documents,
+ * as jansson stores them), for the bounds on structures that keep them. */
+size_t write_set_bytes(const write_set *ws);
+
 /* True when a key lies within the range. */
 bool read_range_contains(const read_range *r, const json_t *key);
 /* True when any write of ws has an old or new document inside any range of

@@ -9,15 +9,16 @@
  */
 #include "engine/subs.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/limits.h"
+#include "base/invariant.h"
 #include "base/log.h"
+#include "base/rcbuf.h"
 
 #define SUBS_BUCKETS 4096 /* power of two */
-#define SUBS_HISTORY_COMMITS_MAX 1024
 /* A run that failed for a passing reason waits this long before the next
  * try, twice as long after each further failure, up to the maximum. */
 #define SUBS_RETRY_FIRST_MS 20
@@ -27,7 +28,8 @@
 
 typedef struct commit_rec {
     uint64_t ts;
-    write_set writes;
+    write_set writes; /* index keys only (writer.c cut the documents down) */
+    size_t bytes;     /* write_set_bytes(&writes) */
     uint32_t mask[8];
 } commit_rec;
 
@@ -43,10 +45,12 @@ struct subs {
     int warn_suppressed; /* failures since, not logged */
     void (*advance_cb)(void *data);
     void *advance_data;
-    /* Ring of the most recent commits; commits at or before history_floor_ts
-     * are no longer known. */
-    commit_rec history[SUBS_HISTORY_COMMITS_MAX];
+    /* Ring of the most recent commits, at most LIMIT_COMMIT_HISTORY_COMMITS_MAX
+     * of them holding at most LIMIT_COMMIT_HISTORY_BYTES_MAX; commits at or
+     * before history_floor_ts are no longer known. */
+    commit_rec history[LIMIT_COMMIT_HISTORY_COMMITS_MAX];
     int history_head, history_len;
+    size_t history_bytes;
     uint64_t history_floor_ts;
 };
 
@@ -128,7 +132,7 @@ static void query_free(sub_query *q)
     err_clear(&q->err);
     json_decref(q->log_lines);
     read_set_free(&q->reads);
-    free(q->wire_text);
+    rcbuf_unref(q->wire_value);
     free(q->listeners);
     free(q);
 }
@@ -163,7 +167,8 @@ void subs_free(subs *s)
         }
     }
     for (int i = 0; i < s->history_len; i++)
-        write_set_free(&s->history[(s->history_head + i) % SUBS_HISTORY_COMMITS_MAX].writes);
+        write_set_free(
+            &s->history[(s->history_head + i) % LIMIT_COMMIT_HISTORY_COMMITS_MAX].writes);
     free(s);
 }
 
@@ -234,7 +239,7 @@ bool subs_unchanged_between(const subs *s, uint64_t from, uint64_t to, const rea
     uint32_t mask[8];
     read_mask(reads, mask);
     for (int i = 0; i < s->history_len; i++) {
-        const commit_rec *c = &s->history[(s->history_head + i) % SUBS_HISTORY_COMMITS_MAX];
+        const commit_rec *c = &s->history[(s->history_head + i) % LIMIT_COMMIT_HISTORY_COMMITS_MAX];
         if (c->ts <= from || c->ts > to || !masks_overlap(mask, c->mask)) continue;
         if (rwset_intersects(reads, &c->writes)) return false;
     }
@@ -329,7 +334,7 @@ static void on_run_done(call *c)
 
 static void start_run(subs *s, sub_query *q)
 {
-    assert(!q->running);
+    ASSERT(!q->running);
     call *c = call_new();
     c->fn = q->fn;
     c->args = json_deep_copy(q->args);
@@ -485,23 +490,48 @@ uint64_t subs_runs_started(const subs *s)
     return s->runs_started;
 }
 
+/* Forgets the oldest commit of the history; what it said is then unknown. */
+static void forget_oldest(subs *s)
+{
+    ASSERT(s->history_len > 0);
+    commit_rec *old = &s->history[s->history_head];
+    /* A late commit (lower ts than one already processed: another
+     * process's, covered by a resynchronisation) must not lower it. */
+    if (old->ts > s->history_floor_ts) s->history_floor_ts = old->ts;
+    ASSERT(s->history_bytes >= old->bytes);
+    s->history_bytes -= old->bytes;
+    write_set_free(&old->writes);
+    s->history_head = (s->history_head + 1) % LIMIT_COMMIT_HISTORY_COMMITS_MAX;
+    s->history_len--;
+}
+
 static void remember_commit(subs *s, uint64_t ts, const write_set *writes)
 {
-    if (s->history_len == SUBS_HISTORY_COMMITS_MAX) {
-        commit_rec *old = &s->history[s->history_head];
-        /* A late commit (lower ts than one already processed: another
-         * process's, covered by a resynchronisation) must not lower it. */
-        if (old->ts > s->history_floor_ts) s->history_floor_ts = old->ts;
-        write_set_free(&old->writes);
-        s->history_head = (s->history_head + 1) % SUBS_HISTORY_COMMITS_MAX;
-        s->history_len--;
+    commit_rec rec = {.ts = ts};
+    write_set_init(&rec.writes);
+    write_set_copy(&rec.writes, writes); /* shares the key objects: a reference each */
+    rec.bytes = write_set_bytes(&rec.writes);
+    write_mask(&rec.writes, rec.mask);
+    while (s->history_len > 0 && (s->history_len == LIMIT_COMMIT_HISTORY_COMMITS_MAX ||
+                                  s->history_bytes + rec.bytes > LIMIT_COMMIT_HISTORY_BYTES_MAX))
+        forget_oldest(s);
+    if (rec.bytes > LIMIT_COMMIT_HISTORY_BYTES_MAX) {
+        /* One commit bigger than the whole history: remember that it
+         * happened, not what it wrote. */
+        write_set_free(&rec.writes);
+        rec.writes.everything = true;
+        rec.bytes = write_set_bytes(&rec.writes);
+        write_mask(&rec.writes, rec.mask);
     }
-    commit_rec *c = &s->history[(s->history_head + s->history_len) % SUBS_HISTORY_COMMITS_MAX];
-    c->ts = ts;
-    write_set_init(&c->writes);
-    write_set_copy(&c->writes, writes);
-    write_mask(&c->writes, c->mask);
+    s->history[(s->history_head + s->history_len) % LIMIT_COMMIT_HISTORY_COMMITS_MAX] = rec;
     s->history_len++;
+    s->history_bytes += rec.bytes;
+    ASSERT(s->history_bytes <= LIMIT_COMMIT_HISTORY_BYTES_MAX);
+}
+
+size_t subs_history_bytes(const subs *s)
+{
+    return s->history_bytes;
 }
 
 /* engine_on_commit listener: invalidate what the commit changed. */

@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "engine/engine.h"
@@ -57,10 +58,10 @@ struct sub_query {
     uint64_t version;   /* increases whenever the result changes */
     read_set reads;
     /* The result as the sync layer sends it, serialized once per version and
-     * shared by every session pushing it (owned by the sync layer; freed with
-     * the instance). */
-    char *wire_text;
-    uint64_t wire_text_version;
+     * shared by every session pushing it (made by the sync layer; the
+     * instance holds one reference, dropped when it is freed). */
+    struct rcbuf *wire_value;
+    uint64_t wire_value_version;
 
     /* Scheduling. */
     uint64_t invalidated_ts; /* newest commit that changed what it read */
@@ -116,6 +117,8 @@ void subs_retry_due(subs *s);
 bool subs_unchanged_between(const subs *s, uint64_t from, uint64_t to, const read_set *reads);
 
 int subs_instance_count(const subs *s);
+/* Bytes held by the history of recent commits (≤ LIMIT_COMMIT_HISTORY_BYTES_MAX). */
+size_t subs_history_bytes(const subs *s);
 /* Runs started since the manager was created (tests and metrics). */
 uint64_t subs_runs_started(const subs *s);
 

@@ -6,13 +6,13 @@
  */
 #include "engine/validator.h"
 
-#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/ids.h"
 #include "base/fieldpath.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 
 const validator v_any = V_ANY_INIT;
@@ -253,7 +253,7 @@ static int check_id(v_state *st, const validator *v, const json_t *value)
 
 static int check(v_state *st, const validator *v, const json_t *value, int depth)
 {
-    assert(v);
+    ASSERT(v);
     if (depth > LIMIT_VALUE_DEPTH_MAX) return fail_msg(st, "value nested deeper than 64 levels");
     switch (v->kind) {
     case V_ANY:
@@ -314,7 +314,7 @@ int validate(const validator *v, const json_t *value, const char *what, const sc
 
 const v_field *validator_field(const validator *obj, const char *name)
 {
-    assert(obj->kind == V_OBJECT);
+    ASSERT(obj->kind == V_OBJECT);
     for (int i = 0; i < obj->n_fields; i++)
         if (strcmp(obj->fields[i].name, name) == 0) return &obj->fields[i];
     return NULL;

@@ -174,5 +174,11 @@ int http_take_over(http_request *req, const char *response_head, uv_tcp_t **stre
 
 /* Number of open connections, for /metrics. */
 int http_server_connections(const http_server *s);
+/* Bytes held for request bodies being received or served, in all (≤
+ * LIMIT_HTTP_BODIES_TOTAL_BYTES_MAX), and for responses not yet taken by
+ * clients (a connection holding some is not read while all together are
+ * over LIMIT_HTTP_WRITE_QUEUE_TOTAL_BYTES_MAX), for /metrics. */
+size_t http_body_bytes_held(void);
+size_t http_write_queue_bytes_held(void);
 
 #endif

@@ -10,7 +10,6 @@
  */
 #include "net/http_conn.h"
 
-#include <assert.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/invariant.h"
 
 #define HTTP_HEAD_BYTES_MIN 256
 #define HTTP_BODY_BYTES_MIN 1024
@@ -38,12 +38,24 @@ http_msg *http_msg_new(http_conn *c)
     return m;
 }
 
+/* Bytes reserved for the bodies of every request in the process (the loop
+ * thread's alone): bounded by LIMIT_HTTP_BODIES_TOTAL_BYTES_MAX, so many
+ * clients each sending a large body slowly cannot take the memory. */
+static size_t http_body_bytes_total;
+
+size_t http_body_bytes_held(void)
+{
+    return http_body_bytes_total;
+}
+
 void http_msg_free(http_msg *m)
 {
     if (!m) return;
     http_conn *c = m->req.conn;
     free(m->head);
     free(m->headers);
+    ASSERT(http_body_bytes_total >= m->body_cap);
+    http_body_bytes_total -= m->body_cap;
     free(m->body);
     free(m->out);
     http_body_discard(m->body_src);
@@ -116,7 +128,7 @@ static int head_end_string(http_conn *c, http_msg *m)
 static int on_message_begin(http_parser *p)
 {
     http_conn *c = p->data;
-    assert(c->parsing == NULL);
+    ASSERT(c->parsing == NULL);
     http_msg *m = http_msg_new(c);
     if (!m) return reject_nomem(c);
     c->parsing = m;
@@ -174,7 +186,7 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     http_msg *m = c->parsing;
     if (m->headers_done) return on_trailer(c, m, n);
     if (m->last_cb != HTTP_FIELD_VALUE) {
-        assert(m->last_cb == HTTP_FIELD_NAME && m->n_fields > 0);
+        ASSERT(m->last_cb == HTTP_FIELD_NAME && m->n_fields > 0);
         if (head_end_string(c, m) != 0) return -1; /* the name */
         m->field_off[m->n_fields - 1][1] = (uint32_t)m->head_len;
         m->last_cb = HTTP_FIELD_VALUE;
@@ -238,6 +250,8 @@ static int on_headers_complete(http_parser *p)
     return 0;
 }
 
+/* Grows the body buffer to hold need bytes: 0, -1 out of memory, -2 over
+ * the process's budget for request bodies. */
 static int body_reserve(http_msg *m, size_t need, size_t cap_max)
 {
     if (need <= m->body_cap) return 0;
@@ -245,8 +259,10 @@ static int body_reserve(http_msg *m, size_t need, size_t cap_max)
     if (cap < m->body_expected_bytes + 1) cap = m->body_expected_bytes + 1;
     if (cap > cap_max) cap = cap_max;
     if (cap < need) cap = need;
+    if (http_body_bytes_total - m->body_cap + cap > LIMIT_HTTP_BODIES_TOTAL_BYTES_MAX) return -2;
     char *body = realloc(m->body, cap);
     if (!body) return -1;
+    http_body_bytes_total += cap - m->body_cap;
     m->body = body;
     m->body_cap = cap;
     return 0;
@@ -264,9 +280,13 @@ static int on_body(http_parser *p, const char *at, size_t n)
         return parse_reject(c, 413, "PayloadTooLarge",
                             "Request body exceeds the limit of %zu bytes", c->body_bytes_max);
     }
-    if (body_reserve(m, m->req.body_len + n + 1, c->body_bytes_max + 1) != 0) {
-        return reject_nomem(c);
-    }
+    int reserved = body_reserve(m, m->req.body_len + n + 1, c->body_bytes_max + 1);
+    if (reserved == -2)
+        return parse_reject(c, 503, "Overloaded",
+                            "The server holds too many request bodies at once (at most %u MiB "
+                            "together); try again shortly",
+                            LIMIT_HTTP_BODIES_TOTAL_BYTES_MAX / (1024 * 1024));
+    if (reserved != 0) return reject_nomem(c);
     memcpy(m->body + m->req.body_len, at, n);
     m->req.body_len += n;
     m->body[m->req.body_len] = '\0';
@@ -277,7 +297,7 @@ static int on_body(http_parser *p, const char *at, size_t n)
 static int on_message_complete(http_parser *p)
 {
     http_conn *c = p->data;
-    assert(c->parsing && c->parsing->headers_done);
+    ASSERT(c->parsing && c->parsing->headers_done);
     c->event = HTTP_PARSE_MESSAGE;
     http_parser_pause(p, 1);
     return 0;

@@ -11,7 +11,6 @@
 #include "net/http.h"
 #include "net/http_conn.h"
 
-#include <assert.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +27,7 @@
 #endif
 
 #include "base/clock.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 #include "base/log.h"
 
@@ -103,16 +103,16 @@ static void body_abandon(http_conn *c);
 
 void http_conn_ref(http_conn *c)
 {
-    assert(c->refs > 0);
+    ASSERT(c->refs > 0);
     c->refs++;
 }
 
 void http_conn_unref(http_conn *c)
 {
-    assert(c->refs > 0);
+    ASSERT(c->refs > 0);
     if (--c->refs > 0) return;
-    assert(c->handles_open == 0 && c->parsing == NULL && c->queue_head == NULL);
-    assert(c->writes_in_flight == 0 && c->write_queue_bytes == 0);
+    ASSERT(c->handles_open == 0 && c->parsing == NULL && c->queue_head == NULL);
+    ASSERT(c->writes_in_flight == 0 && c->write_queue_bytes == 0);
     free(c->stash);
     free(c);
 }
@@ -137,7 +137,7 @@ static void conn_detach(http_conn *c)
 
 static void conn_handle_closed(http_conn *c)
 {
-    assert(c->handles_open > 0);
+    ASSERT(c->handles_open > 0);
     if (--c->handles_open > 0) return;
     conn_detach(c);
     http_conn_unref(c); /* the reference of the open handles */
@@ -159,7 +159,7 @@ static void on_timer_closed(uv_handle_t *h)
 static http_msg *queue_pop(http_conn *c)
 {
     http_msg *m = c->queue_head;
-    assert(m && c->queue_len > 0);
+    ASSERT(m && c->queue_len > 0);
     c->queue_head = m->next;
     if (!c->queue_head) c->queue_tail = NULL;
     m->next = NULL;
@@ -169,7 +169,7 @@ static http_msg *queue_pop(http_conn *c)
 
 static void queue_push(http_conn *c, http_msg *m)
 {
-    assert(c->queue_len < LIMIT_HTTP_PIPELINE_REQUESTS_MAX);
+    ASSERT(c->queue_len < LIMIT_HTTP_PIPELINE_REQUESTS_MAX);
     m->next = NULL;
     if (c->queue_tail)
         c->queue_tail->next = m;
@@ -307,7 +307,7 @@ static void write_timer_arm(http_conn *c)
 static void on_write_timer(uv_timer_t *t)
 {
     http_conn *c = t->data;
-    assert(!c->closing && c->writes_in_flight > 0);
+    ASSERT(!c->closing && c->writes_in_flight > 0);
     if (conn_bytes_sent(c) > c->write_sent_mark) {
         write_timer_arm(c);
         return;
@@ -317,12 +317,22 @@ static void on_write_timer(uv_timer_t *t)
     conn_close(c);
 }
 
+/* Bytes of responses queued on every connection (the loop thread's alone). */
+static size_t http_write_queue_bytes_total;
+
+size_t http_write_queue_bytes_held(void)
+{
+    return http_write_queue_bytes_total;
+}
+
 static void on_written(uv_write_t *w, int status)
 {
     http_out *out = w->data;
     http_conn *c = out->conn;
-    assert(c->writes_in_flight > 0 && c->write_queue_bytes >= out->write_bytes);
+    ASSERT(c->writes_in_flight > 0 && c->write_queue_bytes >= out->write_bytes);
+    ASSERT(http_write_queue_bytes_total >= out->write_bytes);
     c->write_queue_bytes -= out->write_bytes;
+    http_write_queue_bytes_total -= out->write_bytes;
     free(out);
     c->writes_in_flight--;
     if (c->writes_in_flight == 0 && !c->closing) uv_timer_stop(&c->write_timer);
@@ -362,6 +372,7 @@ static int conn_write(http_conn *c, uv_stream_t *stream, http_out *out, const ch
     http_conn_ref(c);
     c->writes_in_flight++;
     c->write_queue_bytes += out->write_bytes;
+    http_write_queue_bytes_total += out->write_bytes;
     if (c->writes_in_flight == 1) write_timer_arm(c);
     return 0;
 }
@@ -416,7 +427,7 @@ static size_t head_append(char *dst, size_t cap, size_t len, const char *fmt, ..
     va_start(ap, fmt);
     int n = vsnprintf(dst + len, cap - len, fmt, ap);
     va_end(ap);
-    assert(n >= 0 && (size_t)n < cap - len);
+    ASSERT(n >= 0 && (size_t)n < cap - len);
     return len + (size_t)n;
 }
 
@@ -427,7 +438,7 @@ static int msg_set_response_of(http_msg *m, int status, const http_header *heade
                                const char *body, size_t body_len, uint64_t length)
 {
     http_conn *c = m->req.conn;
-    assert(c->server && m->out == NULL);
+    ASSERT(c->server && m->out == NULL);
     bool bodiless = (status >= 100 && status < 200) || status == 204 || status == 304;
     size_t send_bytes = (bodiless || m->is_head || !body) ? 0 : body_len;
     const char *text = http_status_text(status);
@@ -499,9 +510,11 @@ static int msg_set_error(http_msg *m, int status, const char *code, const char *
 bool http_conn_can_parse(const http_conn *c)
 {
     if (c->parsing && c->parsing->stream_paused) return false; /* the handler is busy */
+    bool room = c->write_queue_bytes <= LIMIT_HTTP_WRITE_QUEUE_BYTES_MAX &&
+                (c->write_queue_bytes == 0 ||
+                 http_write_queue_bytes_total <= LIMIT_HTTP_WRITE_QUEUE_TOTAL_BYTES_MAX);
     return !c->closing && !c->stop_parsing && !c->lingering &&
-           c->queue_len < LIMIT_HTTP_PIPELINE_REQUESTS_MAX &&
-           (c->parsing != NULL || c->write_queue_bytes <= LIMIT_HTTP_WRITE_QUEUE_BYTES_MAX);
+           c->queue_len < LIMIT_HTTP_PIPELINE_REQUESTS_MAX && (c->parsing != NULL || room);
 }
 
 void http_conn_message_begun(http_conn *c)
@@ -547,7 +560,7 @@ static void conn_dispatch_streamed(http_conn *c, http_msg *m)
     timer_stop(c);
     conn_dispatch(c, m);
     if (c->closing || c->parsing != m) return; /* answered at once: the body is not read */
-    assert(m->stream_cbs && "a streamed request is answered or started by its handler");
+    ASSERT(m->stream_cbs && "a streamed request is answered or started by its handler");
     if (!has_body) return;
     if (may_continue && expects_continue(c, m)) send_continue(c);
     if (!m->stream_paused) timer_arm(c, HTTP_TIMER_BODY, m->stream_idle_ms);
@@ -579,7 +592,7 @@ void http_conn_headers_done(http_conn *c, http_msg *m)
 static void conn_dispatch(http_conn *c, http_msg *m)
 {
     http_server *s = c->server;
-    assert(s && m->state != HTTP_MSG_DISPATCHED);
+    ASSERT(s && m->state != HTTP_MSG_DISPATCHED);
     m->state = HTTP_MSG_DISPATCHED;
     s->cb(s->ctx, &m->req); /* may answer, close or take over before returning */
 }
@@ -599,7 +612,7 @@ void http_conn_message_done(http_conn *c, http_msg *m)
         m->stream_cbs->on_end(m->stream_data);
         return;
     }
-    assert(m->state == HTTP_MSG_PARSING && m->headers_done);
+    ASSERT(m->state == HTTP_MSG_PARSING && m->headers_done);
     timer_stop(c);
     queue_push(c, m);
     if (!m->req.keep_alive || m->req.upgrade) c->stop_parsing = true;
@@ -617,7 +630,7 @@ void http_conn_message_done(http_conn *c, http_msg *m)
  * its answer closes the connection. */
 static void stream_detach(http_conn *c, http_msg *m)
 {
-    assert(c->parsing == m && m->req.streamed);
+    ASSERT(c->parsing == m && m->req.streamed);
     c->parsing = NULL;
     c->stop_parsing = true;
     m->close_after = true;
@@ -685,8 +698,8 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void conn_linger(http_conn *c)
 {
     if (c->closing) return;
-    assert(!c->lingering && c->queue_head == NULL && c->body == NULL);
-    assert(!c->parsing || !c->parsing->req.streamed);
+    ASSERT(!c->lingering && c->queue_head == NULL && c->body == NULL);
+    ASSERT(!c->parsing || !c->parsing->req.streamed);
     c->lingering = true;
     c->stop_parsing = true;
     http_msg_free(c->parsing);
@@ -748,7 +761,7 @@ static void conn_resume(http_conn *c)
     if (c->stash_len == 0 || !http_conn_can_parse(c)) return;
     size_t used = http_conn_parse(c, c->stash, c->stash_len);
     if (c->closing) return;
-    assert(used <= c->stash_len);
+    ASSERT(used <= c->stash_len);
     memmove(c->stash, c->stash + used, c->stash_len - used);
     c->stash_len -= used;
 }
@@ -783,7 +796,7 @@ static void conn_update_reading(http_conn *c)
 static void conn_settle(http_conn *c)
 {
     if (c->closing) return;
-    assert(c->writes_in_flight > 0 || c->write_queue_bytes == 0);
+    ASSERT(c->writes_in_flight > 0 || c->write_queue_bytes == 0);
     http_server *s = c->server;
     bool quiet = c->queue_head == NULL && c->writes_in_flight == 0;
     if (quiet && !c->lingering && (c->eof || (s && s->shutting_down))) {
@@ -825,7 +838,7 @@ static void conn_pump(http_conn *c)
 
 static int conn_stash(http_conn *c, const char *data, size_t len)
 {
-    assert(c->stash_len + len <= HTTP_READ_BYTES_MAX);
+    ASSERT(c->stash_len + len <= HTTP_READ_BYTES_MAX);
     if (c->stash_len + len > c->stash_cap) {
         char *stash = realloc(c->stash, c->stash_len + len);
         if (!stash) return ERR_NOMEM;
@@ -872,7 +885,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->lingering) return; /* drained */
-    assert(c->stash_len == 0);
+    ASSERT(c->stash_len == 0);
     http_conn_ref(c);
     c->busy = true;
     size_t used = http_conn_parse(c, buf->base, (size_t)nread);
@@ -1035,7 +1048,7 @@ static int server_listen(http_server *s, err_t *e)
 int http_server_start(uv_loop_t *loop, const http_server_config *cfg, http_request_cb cb, void *ctx,
                       http_server **out, err_t *e)
 {
-    assert(loop && cfg && cb && out);
+    ASSERT(loop && cfg && cb && out);
     *out = NULL;
     if (!cfg->host || cfg->port < 0 || cfg->port > 65535) {
         return err_set(e, ERR_INVALID_ARGUMENT, "The HTTP server needs a host and a port 0-65535");
@@ -1072,7 +1085,7 @@ int http_server_connections(const http_server *s)
 
 void http_server_set_write_timeout_for_test(http_server *s, uint64_t ms)
 {
-    assert(ms > 0);
+    ASSERT(ms > 0);
     s->write_timeout_ms = ms;
 }
 
@@ -1111,7 +1124,7 @@ static void on_grace_expired(uv_timer_t *t)
 
 void http_server_shutdown(http_server *s, void (*done)(void *data), void *data)
 {
-    assert(!s->shutting_down);
+    ASSERT(!s->shutting_down);
     s->shutting_down = true;
     s->done = done;
     s->done_data = data;
@@ -1135,12 +1148,12 @@ void http_respond(http_request *req, int status, const http_header *headers, int
 {
     http_msg *m = (http_msg *)req;
     http_conn *c = req->conn;
-    assert(m->state == HTTP_MSG_DISPATCHED);
+    ASSERT(m->state == HTTP_MSG_DISPATCHED);
     if (m->orphan) { /* the client is gone */
         http_msg_free(m);
         return;
     }
-    assert(!c->closing && !c->lingering);
+    ASSERT(!c->closing && !c->lingering);
     if (m->req.streamed && c->parsing == m) stream_detach(c, m); /* the rest is not wanted */
     m->stream_over = true;
     if (msg_set_response(m, status, headers, n_headers, body, body_len) != ERR_OK) {
@@ -1186,7 +1199,7 @@ int http_take_over(http_request *req, const char *response_head, uv_tcp_t **stre
 {
     http_msg *m = (http_msg *)req;
     http_conn *c = req->conn;
-    assert(m->state == HTTP_MSG_DISPATCHED && req->upgrade);
+    ASSERT(m->state == HTTP_MSG_DISPATCHED && req->upgrade);
     *stream_out = NULL;
     *leftover = NULL;
     *leftover_len = 0;
@@ -1195,7 +1208,7 @@ int http_take_over(http_request *req, const char *response_head, uv_tcp_t **stre
         return ERR_IO;
     }
     /* Held until it reached the head and nothing is parsed after an upgrade. */
-    assert(c->queue_head == m && m->next == NULL && !c->closing && !c->lingering);
+    ASSERT(c->queue_head == m && m->next == NULL && !c->closing && !c->lingering);
     http_out *out = out_new_raw(response_head);
     if (!out || conn_write(c, (uv_stream_t *)c->tcp, out, NULL) != 0) {
         conn_close(c); /* makes m an orphan */
@@ -1232,8 +1245,8 @@ void http_stream_start(http_request *req, const http_stream_cbs *cbs, void *data
                        uint64_t idle_timeout_ms)
 {
     http_msg *m = (http_msg *)req;
-    assert(req->streamed && m->state == HTTP_MSG_DISPATCHED && !m->stream_cbs);
-    assert(cbs && cbs->on_data && cbs->on_end && cbs->on_abort);
+    ASSERT(req->streamed && m->state == HTTP_MSG_DISPATCHED && !m->stream_cbs);
+    ASSERT(cbs && cbs->on_data && cbs->on_end && cbs->on_abort);
     http_conn *c = req->conn;
     m->stream_cbs = cbs;
     m->stream_data = data;
@@ -1243,7 +1256,7 @@ void http_stream_start(http_request *req, const http_stream_cbs *cbs, void *data
 
 void http_conn_stream_data(http_conn *c, http_msg *m, const char *at, size_t n)
 {
-    assert(c->parsing == m && m->stream_cbs && !m->stream_over);
+    ASSERT(c->parsing == m && m->stream_cbs && !m->stream_over);
     timer_arm(c, HTTP_TIMER_BODY, m->stream_idle_ms);
     int r = m->stream_cbs->on_data(m->stream_data, at, n);
     /* The last piece of a body with a Content-Length: the parser must reach
@@ -1269,7 +1282,7 @@ void http_stream_resume(http_request *req)
 {
     http_msg *m = (http_msg *)req;
     http_conn *c = req->conn;
-    assert(req->streamed);
+    ASSERT(req->streamed);
     if (!m->stream_paused || m->orphan || c->closing) return;
     m->stream_paused = false;
     if (m->stream_end_pending) {
@@ -1303,7 +1316,7 @@ static void on_body_poll_closed(uv_handle_t *h)
  * and the socket's dup closed. */
 static void body_free(http_body *b)
 {
-    assert(!b->busy && !b->conn);
+    ASSERT(!b->busy && !b->conn);
     if (b->poll) uv_close((uv_handle_t *)b->poll, on_body_poll_closed);
     if (b->sock_fd >= 0) close(b->sock_fd);
     if (b->src.fd >= 0) close(b->src.fd);
@@ -1318,13 +1331,14 @@ void http_body_discard(http_body *b)
 
 static void body_begin(http_conn *c, http_body *b, bool close_after)
 {
-    assert(!c->body && !b->conn);
+    ASSERT(!c->body && !b->conn);
     c->body = b;
     b->conn = c;
     b->loop = c->server->loop;
     b->close_after = close_after;
     b->queued = b->remaining;
     c->write_queue_bytes += b->queued;
+    http_write_queue_bytes_total += b->queued;
     http_conn_ref(c);
     if (++c->writes_in_flight == 1) write_timer_arm(c);
 }
@@ -1333,10 +1347,12 @@ static void body_begin(http_conn *c, http_body *b, bool close_after)
 static http_body *body_detach(http_conn *c)
 {
     http_body *b = c->body;
-    assert(b && b->conn == c && c->writes_in_flight > 0 && c->write_queue_bytes >= b->queued);
+    ASSERT(b && b->conn == c && c->writes_in_flight > 0 && c->write_queue_bytes >= b->queued);
     c->body = NULL;
     b->conn = NULL;
+    ASSERT(http_write_queue_bytes_total >= b->queued);
     c->write_queue_bytes -= b->queued;
+    http_write_queue_bytes_total -= b->queued;
     b->queued = 0;
     if (--c->writes_in_flight == 0 && !c->closing) uv_timer_stop(&c->write_timer);
     return b;
@@ -1362,10 +1378,12 @@ static void body_finish(http_conn *c)
 
 static void body_sent(http_conn *c, http_body *b, size_t n)
 {
-    assert(n <= b->remaining && n <= b->queued);
+    ASSERT(n <= b->remaining && n <= b->queued);
+    ASSERT(http_write_queue_bytes_total >= n);
     b->remaining -= n;
     b->queued -= n;
     c->write_queue_bytes -= n;
+    http_write_queue_bytes_total -= n;
 }
 
 static void on_body_writable(uv_poll_t *p, int status, int events)
@@ -1477,7 +1495,7 @@ static void body_continue(http_conn *c)
 
 void http_body_piece(http_body *b, const char *bytes, size_t len)
 {
-    assert(b->busy);
+    ASSERT(b->busy);
     b->busy = false;
     http_conn *c = b->conn;
     if (!c) {
@@ -1516,13 +1534,13 @@ void http_respond_body(http_request *req, int status, const http_header *headers
 {
     http_msg *m = (http_msg *)req;
     http_conn *c = req->conn;
-    assert(m->state == HTTP_MSG_DISPATCHED && src && (src->fd >= 0 || src->pull));
+    ASSERT(m->state == HTTP_MSG_DISPATCHED && src && (src->fd >= 0 || src->pull));
     if (m->orphan) {
         source_release(src);
         http_msg_free(m);
         return;
     }
-    assert(!c->closing && !c->lingering);
+    ASSERT(!c->closing && !c->lingering);
     bool send = !m->is_head && length > 0;
     http_body *b = send ? body_new(src, length) : NULL;
     if (m->req.streamed && c->parsing == m) stream_detach(c, m);

@@ -7,7 +7,6 @@
  */
 #include "net/ws.h"
 
-#include <assert.h>
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,15 +15,21 @@
 
 #include "base/b64.h"
 #include "base/clock.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 #include "base/log.h"
+#include "base/rcbuf.h"
+#include "net/ws_frame.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_READ_CHUNK_BYTES (64 * 1024)
 #define WS_CLOSE_GRACE_MS 2000
+#define WS_PARTS_ON_STACK 32 /* a message of more parts lists them on the heap */
 
-/* Unread bytes of every socket of the process (the loop thread's alone). */
-static size_t ws_total_pending_bytes;
+/* Unread bytes of every socket of the process (the loop thread's alone):
+ * the bytes each socket holds of its own, and the shared buffers being
+ * written, each counted once however many sockets write it. */
+static size_t ws_total_private_bytes, ws_total_shared_bytes;
 
 struct ws_conn {
     uv_tcp_t *tcp;
@@ -32,9 +37,12 @@ struct ws_conn {
     wslay_event_context_ptr ctx;
     ws_callbacks cb;
     void *data;
-    char *in; /* received, not yet consumed by wslay */
+    ws_frame_scan scan; /* frame headers checked as they arrive */
+    char *in;           /* received, not yet consumed by wslay */
     size_t in_len, in_off, in_cap;
-    size_t pending_write_bytes;
+    size_t pending_write_bytes; /* queued and not yet written, shared buffers included */
+    bool close_queued;          /* ws_close was called: no more messages */
+    bool paused;                /* reading stopped by ws_pause_reading */
     uint64_t last_receive_ms;
     bool closing;  /* socket close started */
     bool draining; /* close frame out: half-closed, discarding input until EOF */
@@ -44,10 +52,15 @@ struct ws_conn {
     uint16_t close_code;
 };
 
+/* One write in flight: its own bytes (copied) and references to the shared
+ * buffers it writes from. */
 typedef struct ws_write {
     uv_write_t req;
     ws_conn *conn;
-    size_t len;
+    size_t len;         /* every byte of the write */
+    size_t private_len; /* of them, those in bytes[] */
+    int n_shared;
+    rcbuf **shared; /* points into bytes[], after the private bytes */
     char bytes[];
 } ws_write;
 
@@ -110,22 +123,43 @@ static void finish(ws_conn *c)
     uv_timer_start(&c->close_timer, on_close_timeout, WS_CLOSE_GRACE_MS, 0);
 }
 
+static void shared_start(rcbuf *b)
+{
+    if (b->sending++ == 0) ws_total_shared_bytes += b->len;
+}
+
+static void shared_done(rcbuf *b)
+{
+    ASSERT(b->sending > 0);
+    if (--b->sending == 0) {
+        ASSERT(ws_total_shared_bytes >= b->len);
+        ws_total_shared_bytes -= b->len;
+    }
+    rcbuf_unref(b);
+}
+
 static void on_written(uv_write_t *req, int status)
 {
     ws_write *w = (ws_write *)req;
     ws_conn *c = w->conn;
-    assert(c->pending_write_bytes >= w->len && ws_total_pending_bytes >= w->len);
+    ASSERT(c->pending_write_bytes >= w->len && ws_total_private_bytes >= w->private_len);
     c->pending_write_bytes -= w->len;
-    ws_total_pending_bytes -= w->len;
+    ws_total_private_bytes -= w->private_len;
+    for (int i = 0; i < w->n_shared; i++)
+        shared_done(w->shared[i]);
     free(w);
     if (status < 0) {
         shut(c, 1006);
         return;
     }
+    if (c->closing || c->pending_write_bytes > 0) return;
     /* Everything out and wslay is done with the connection: close it. */
-    if (!c->closing && c->pending_write_bytes == 0 && !wslay_event_want_read(c->ctx) &&
-        !wslay_event_want_write(c->ctx))
+    if (!wslay_event_want_read(c->ctx) && !wslay_event_want_write(c->ctx)) {
         finish(c);
+        return;
+    }
+    /* Everything out: the owner may send what it held back. */
+    if (!c->draining && !c->close_queued && c->cb.on_drain) c->cb.on_drain(c->data);
 }
 
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
@@ -142,8 +176,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
-    w->conn = c;
-    w->len = len;
+    *w = (ws_write){.conn = c, .len = len, .private_len = len};
     memcpy(w->bytes, data, len);
     uv_buf_t buf = uv_buf_init(w->bytes, (unsigned)len);
     if (uv_write(&w->req, (uv_stream_t *)c->tcp, &buf, 1, on_written) != 0) {
@@ -152,7 +185,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
         return -1;
     }
     c->pending_write_bytes += len;
-    ws_total_pending_bytes += len;
+    ws_total_private_bytes += len;
     return (ssize_t)len;
 }
 
@@ -195,6 +228,22 @@ bool ws_unread_too_much(size_t own_bytes, size_t all_bytes)
             own_bytes > LIMIT_WS_SEND_BUFFER_FAIR_BYTES);
 }
 
+size_t ws_unread_total_bytes(void)
+{
+    return ws_total_private_bytes + ws_total_shared_bytes;
+}
+
+int ws_check_unread(ws_conn *c)
+{
+    if (c->closing) return ERR_IO;
+    if (!ws_unread_too_much(c->pending_write_bytes, ws_unread_total_bytes())) return 0;
+    log_warn("websocket: peer is not reading (%zu bytes queued, %zu on all sockets); "
+             "disconnecting",
+             c->pending_write_bytes, ws_unread_total_bytes());
+    shut(c, 1013);
+    return ERR_LIMIT;
+}
+
 /* Lets wslay send what is queued; closes when it has nothing more to do. */
 static void pump(ws_conn *c)
 {
@@ -203,13 +252,7 @@ static void pump(ws_conn *c)
         shut(c, 1006);
         return;
     }
-    if (ws_unread_too_much(c->pending_write_bytes, ws_total_pending_bytes)) {
-        log_warn("websocket: peer is not reading (%zu bytes queued, %zu on all sockets); "
-                 "disconnecting",
-                 c->pending_write_bytes, ws_total_pending_bytes);
-        shut(c, 1013);
-        return;
-    }
+    if (ws_check_unread(c) != 0) return;
     if (!wslay_event_want_read(c->ctx) && !wslay_event_want_write(c->ctx) &&
         c->pending_write_bytes == 0)
         finish(c);
@@ -220,6 +263,18 @@ static void feed(ws_conn *c, const char *bytes, size_t n)
     c->last_receive_ms = clock_mono_ms();
     /* After a close frame (ours or a refused message) the rest is discarded. */
     if (c->draining || !wslay_event_get_read_enabled(c->ctx)) return;
+    ws_frame_verdict v =
+        ws_frame_scan_feed(&c->scan, (const uint8_t *)bytes, n, LIMIT_WS_FRAME_BYTES_MAX);
+    if (v != WS_FRAME_OK) {
+        /* Refused as soon as its header is complete: a frame announcing more
+         * than the bound is never waited for. */
+        static const char too_big[] = "frame larger than 16 MiB", bad[] = "malformed frame";
+        bool big = v == WS_FRAME_TOO_BIG;
+        log_info("websocket: %s; closing", big ? too_big : bad);
+        ws_close(c, big ? WSLAY_CODE_MESSAGE_TOO_BIG : WSLAY_CODE_PROTOCOL_ERROR,
+                 big ? too_big : bad);
+        return;
+    }
     if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
     if (c->in_len + n > c->in_cap) {
         size_t cap = c->in_cap ? c->in_cap : WS_READ_CHUNK_BYTES;
@@ -333,14 +388,116 @@ int ws_accept(http_request *req, const ws_callbacks *cb, void *data, ws_conn **o
     return 0;
 }
 
+/* The header of an unmasked final text frame of len bytes (RFC 6455 §5.2). */
+static size_t text_frame_header(uint64_t len, uint8_t out[WS_FRAME_HEADER_BYTES_MAX])
+{
+    out[0] = 0x81; /* FIN, text */
+    if (len < 126) {
+        out[1] = (uint8_t)len;
+        return 2;
+    }
+    if (len <= UINT16_MAX) {
+        out[1] = 126;
+        out[2] = (uint8_t)(len >> 8);
+        out[3] = (uint8_t)len;
+        return 4;
+    }
+    out[1] = 127;
+    for (int i = 0; i < 8; i++)
+        out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+    return 10;
+}
+
+int ws_send_text_parts(ws_conn *c, const ws_part *parts, int n_parts)
+{
+    ASSERT(n_parts >= 1 && n_parts <= WS_PARTS_MAX);
+    if (c->closing || c->close_queued || wslay_event_get_close_received(c->ctx) ||
+        wslay_event_get_close_sent(c->ctx))
+        return ERR_IO;
+    /* Whatever wslay holds (a pong) goes first: frames leave in order. */
+    if (wslay_event_send(c->ctx) != 0) {
+        shut(c, 1006);
+        return ERR_IO;
+    }
+    ASSERT(!wslay_event_want_write(c->ctx)); /* send_cb takes every byte it is given */
+    uint8_t head[WS_FRAME_HEADER_BYTES_MAX];
+    size_t len = 0, private_len, n_shared = 0;
+    for (int i = 0; i < n_parts; i++) {
+        len += parts[i].len;
+        n_shared += parts[i].shared != NULL;
+    }
+    size_t head_len = text_frame_header(len, head);
+    private_len = head_len;
+    for (int i = 0; i < n_parts; i++)
+        if (!parts[i].shared) private_len += parts[i].len;
+    ws_write *w = malloc(sizeof *w + private_len + n_shared * sizeof(rcbuf *) + sizeof(rcbuf *));
+    if (!w) {
+        shut(c, 1011);
+        return ERR_NOMEM;
+    }
+    *w = (ws_write){.conn = c, .len = head_len + len, .private_len = private_len};
+    uintptr_t after_bytes = (uintptr_t)(w->bytes + private_len);
+    w->shared = (rcbuf **)((after_bytes + sizeof(rcbuf *) - 1) & ~(uintptr_t)(sizeof(rcbuf *) - 1));
+    /* Consecutive copied parts become one buffer, each shared part one
+     * (libuv copies the list; it is needed only for the call). */
+    uv_buf_t few[WS_PARTS_ON_STACK + 1];
+    uv_buf_t *bufs =
+        n_parts <= WS_PARTS_ON_STACK ? few : malloc((size_t)(n_parts + 1) * sizeof *bufs);
+    if (!bufs) {
+        free(w);
+        shut(c, 1011);
+        return ERR_NOMEM;
+    }
+    int n_bufs = 0;
+    char *at = w->bytes;
+    memcpy(at, head, head_len);
+    bufs[n_bufs++] = uv_buf_init(at, (unsigned)head_len);
+    at += head_len;
+    for (int i = 0; i < n_parts; i++) {
+        const ws_part *p = &parts[i];
+        if (p->len == 0) continue;
+        if (p->shared) {
+            ASSERT(p->bytes >= p->shared->bytes &&
+                   p->bytes + p->len <= p->shared->bytes + p->shared->len);
+            w->shared[w->n_shared++] = rcbuf_ref(p->shared);
+            shared_start(p->shared);
+            bufs[n_bufs++] = uv_buf_init((char *)p->bytes, (unsigned)p->len);
+            continue;
+        }
+        memcpy(at, p->bytes, p->len);
+        if (n_bufs > 0 && bufs[n_bufs - 1].base + bufs[n_bufs - 1].len == at)
+            bufs[n_bufs - 1].len += p->len;
+        else
+            bufs[n_bufs++] = uv_buf_init(at, (unsigned)p->len);
+        at += p->len;
+    }
+    ASSERT((size_t)(at - w->bytes) == private_len);
+    c->pending_write_bytes += w->len;
+    ws_total_private_bytes += w->private_len;
+    int rc = uv_write(&w->req, (uv_stream_t *)c->tcp, bufs, (unsigned)n_bufs, on_written);
+    if (bufs != few) free(bufs);
+    if (rc != 0) {
+        /* Undone as if written with an error: the socket is gone. */
+        on_written(&w->req, UV_ECANCELED);
+        return ERR_IO;
+    }
+    return ws_check_unread(c);
+}
+
 int ws_send_text(ws_conn *c, const char *text, size_t len)
 {
-    if (c->closing) return ERR_IO;
-    struct wslay_event_msg msg = {
-        .opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)text, .msg_length = len};
-    if (wslay_event_queue_msg(c->ctx, &msg) != 0) return ERR_IO;
-    pump(c);
-    return c->closing ? ERR_LIMIT : 0;
+    ws_part part = {.bytes = text, .len = len};
+    return ws_send_text_parts(c, &part, 1);
+}
+
+void ws_pause_reading(ws_conn *c, bool paused)
+{
+    if (c->closing || c->paused == paused) return;
+    c->paused = paused;
+    if (paused)
+        uv_read_stop((uv_stream_t *)c->tcp);
+    else
+        uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read);
 }
 
 void ws_send_ping(ws_conn *c)
@@ -354,6 +511,7 @@ void ws_send_ping(ws_conn *c)
 void ws_close(ws_conn *c, uint16_t code, const char *reason)
 {
     if (c->closing) return;
+    c->close_queued = true;
     size_t len = reason ? strlen(reason) : 0;
     if (len > 122) len = 122;
     wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason, len);

@@ -26,7 +26,22 @@ typedef struct ws_callbacks {
     /* The connection is gone (closed by either side or failed). Called once;
      * the ws_conn is freed right after it returns. */
     void (*on_close)(void *data, int code);
+    /* Everything queued has been written (ws_buffered_bytes is 0 again):
+     * what was held back for a slow reader can be sent. May be NULL. */
+    void (*on_drain)(void *data);
 } ws_callbacks;
+
+/* A piece of a text message: copied, or written from a shared buffer
+ * (shared != NULL: bytes lies inside it, and the write holds a reference
+ * until the bytes are out, so the same value pushed to many sockets is
+ * held once). */
+typedef struct ws_part {
+    const char *bytes;
+    size_t len;
+    struct rcbuf *shared;
+} ws_part;
+
+#define WS_PARTS_MAX 4096
 
 /* True when req asks for a WebSocket (GET, Upgrade: websocket,
  * Sec-WebSocket-Key, version 13). */
@@ -39,6 +54,12 @@ int ws_accept(http_request *req, const ws_callbacks *cb, void *data, ws_conn **o
 /* Queues a text message. ERR_LIMIT when the peer is not reading (the
  * connection is then being closed with 1013), ERR_IO when it is closing. */
 int ws_send_text(ws_conn *c, const char *text, size_t len);
+/* Queues one text message made of n_parts pieces (1..WS_PARTS_MAX), in
+ * order; same answers as ws_send_text. */
+int ws_send_text_parts(ws_conn *c, const ws_part *parts, int n_parts);
+/* Stops (true) or resumes (false) reading the socket: back-pressure for a
+ * peer whose messages wait to be processed. */
+void ws_pause_reading(ws_conn *c, bool paused);
 /* A protocol-level ping frame (liveness of a silent peer). */
 void ws_send_ping(ws_conn *c);
 
@@ -47,8 +68,13 @@ void ws_send_ping(ws_conn *c);
  * short grace period. */
 void ws_close(ws_conn *c, uint16_t code, const char *reason);
 
-/* Bytes queued but not yet written to the socket. */
+/* Bytes queued but not yet written to the socket (shared buffers included). */
 size_t ws_buffered_bytes(const ws_conn *c);
+/* Unread bytes of every socket together, a shared buffer counted once. */
+size_t ws_unread_total_bytes(void);
+/* Disconnects c (1013) when it holds too much unread (ws_unread_too_much);
+ * returns ERR_LIMIT then, ERR_IO when closing, else 0. */
+int ws_check_unread(ws_conn *c);
 /* Whether a socket holding own_bytes unread, while all sockets hold
  * all_bytes, is disconnected (1013): over its own bound, or over a fair share
  * when all of them together are over theirs (limits.h). */

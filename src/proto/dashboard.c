@@ -27,6 +27,7 @@
 #include "auth/auth.h"
 #include "base/clock.h"
 #include "base/ids.h"
+#include "base/jread.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "engine/registry.h"
@@ -345,34 +346,13 @@ static void collect_line(uint64_t seq, const char *text, void *data)
         lc->lines, json_pack("{s:I, s:o}", "seq", (json_int_t)seq, "text", json_text(clean)));
 }
 
-/* The value of `after` in the query string: 0 when absent; -1 when it is not
- * a decimal number. */
-static int parse_after(const char *query, uint64_t *after_out)
-{
-    *after_out = 0;
-    for (const char *p = query; p && *p;) {
-        const char *end = strchr(p, '&');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len > 6 && strncmp(p, "after=", 6) == 0) {
-            uint64_t v = 0;
-            for (size_t i = 6; i < len; i++) {
-                if (!isdigit((unsigned char)p[i]) || v > (UINT64_MAX - 9) / 10) return -1;
-                v = v * 10 + (uint64_t)(p[i] - '0');
-            }
-            *after_out = v;
-            return 0;
-        }
-        p = end ? end + 1 : NULL;
-    }
-    return 0;
-}
-
 static void handle_logs(dash_req *d)
 {
-    uint64_t after;
-    if (parse_after(d->http->query, &after) != 0) {
-        dash_respond_error(d, 400, "BadRequest",
-                           "`after` must be a line's sequence number (a decimal integer)");
+    int64_t after = 0;
+    err_t e;
+    err_init(&e);
+    if (jr_query_int(d->http->query, "after", JR_OPTIONAL, 0, INT64_MAX, &after, &e) != 0) {
+        dash_respond_error(d, 400, "BadRequest", e.msg);
         return;
     }
     const char *key = d->srv->cfg.admin_key;
@@ -380,7 +360,7 @@ static void handle_logs(dash_req *d)
     log_collect lc = {.lines = json_array(),
                       .admin_key = key_len >= DASHBOARD_REDACT_KEY_BYTES_MIN ? key : NULL,
                       .admin_key_len = key_len};
-    uint64_t next = log_ring_read(after, LOG_RING_LINES_MAX, collect_line, &lc);
+    uint64_t next = log_ring_read((uint64_t)after, LOG_RING_LINES_MAX, collect_line, &lc);
     dash_respond_json(d, 200, json_pack("{s:o, s:I}", "lines", lc.lines, "next", (json_int_t)next));
 }
 

@@ -7,8 +7,6 @@
  * is logged in one line (function, identity, duration, outcome).
  * Thread: the event-loop thread.
  */
-#include <assert.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +15,11 @@
 #include "base/b64.h"
 #include "base/clock.h"
 #include "base/ids.h"
+#include "base/invariant.h"
+#include "base/jread.h"
 #include "base/limits.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "engine/subs.h"
 #include "proto/dashboard.h"
 #include "proto/server.h"
@@ -51,8 +52,7 @@ typedef struct api_req {
 const char *server_identity_label(const json_t *identity, bool admin)
 {
     if (admin && !identity) return "admin";
-    const char *tid = json_string_value(json_object_get(identity, "tokenIdentifier"));
-    return tid ? tid : "anonymous";
+    return jr_string_or(identity, "tokenIdentifier", "anonymous");
 }
 
 static void api_req_free(api_req *r)
@@ -100,6 +100,13 @@ static void respond_json(api_req *r, int status, json_t *body)
 static void respond_error(api_req *r, int status, const char *code, const char *message)
 {
     respond_json(r, status, json_pack("{s:s, s:s}", "code", code, "message", message));
+}
+
+/* A request whose fields cannot be read: 400 with the reader's message,
+ * which names the field. */
+static void respond_bad_request(api_req *r, const char *code, const err_t *e)
+{
+    respond_error(r, 400, code, e->msg);
 }
 
 static void respond_text(api_req *r, int status, const char *text)
@@ -160,7 +167,7 @@ static json_t *udf_response(const call *c, wire_format fmt)
     if (c->rc == 0) {
         body = json_pack("{s:s, s:o}", "status", "success", "value", wire_encode(c->result, fmt));
     } else {
-        assert(err_is_application(c->rc));
+        ASSERT(err_is_application(c->rc));
         body = json_pack("{s:s, s:s}", "status", "error", "errorMessage", c->err.msg);
         if (c->err.data) json_object_set_new(body, "errorData", wire_encode(c->err.data, fmt));
     }
@@ -284,10 +291,11 @@ static int admin_authorize(api_req *r, const char *credentials)
     char key[LIMIT_ADMIN_KEY_BYTES_MAX + 1];
     const char *colon = strchr(credentials, ':');
     size_t key_len = colon ? (size_t)(colon - credentials) : strlen(credentials);
-    if (key_len > LIMIT_ADMIN_KEY_BYTES_MAX) key_len = LIMIT_ADMIN_KEY_BYTES_MAX;
+    bool fits = key_len <= LIMIT_ADMIN_KEY_BYTES_MAX;
+    if (!fits) key_len = 0;
     memcpy(key, credentials, key_len);
     key[key_len] = '\0';
-    if (!admin_key_matches(key, expected)) {
+    if (!fits || !admin_key_matches(key, expected)) {
         respond_error(r, 401, "BadAdminKey",
                       "The admin key is not valid for this deployment: use the key printed by "
                       "`dojo dev` (./.dojo/admin_key) or the server's DOJO_ADMIN_KEY");
@@ -301,12 +309,16 @@ static int admin_authorize(api_req *r, const char *credentials)
         long n = raw ? b64_decode(colon + 1, len, raw) : -1;
         json_t *identity = n > 0 ? json_loadb((const char *)raw, (size_t)n, 0, NULL) : NULL;
         free(raw);
-        const char *tid = json_string_value(json_object_get(identity, "tokenIdentifier"));
-        if (!tid) {
+        const char *tid;
+        err_t e;
+        err_init(&e);
+        if (!identity || jr_string(identity, "identity", "tokenIdentifier", JR_NONEMPTY,
+                                   LIMIT_TOKEN_IDENTIFIER_BYTES_MAX, &tid, &e) != 0) {
             json_decref(identity);
             respond_error(r, 400, "InvalidHeaderFailure",
-                          "The identity after the admin key must be base64 JSON with a "
-                          "tokenIdentifier");
+                          identity ? e.msg
+                                   : "The identity after the admin key must be base64 JSON with "
+                                     "a tokenIdentifier");
             return -1;
         }
         r->identity = identity;
@@ -347,79 +359,45 @@ static bool is_json_content_type(const http_request *req)
            (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
 }
 
-/* Decodes %XX and '+' (query strings) into out; returns -1 on bad input. */
-static int url_decode(const char *in, size_t len, char *out, size_t out_bytes, bool plus_is_space)
+/* Reads "format": absent or null means the route's default. */
+static int read_format(const json_t *obj, const char *where, wire_format *fmt, err_t *e)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (o + 1 >= out_bytes) return -1;
-        char ch = in[i];
-        if (ch == '%') {
-            if (i + 2 >= len || !isxdigit((unsigned char)in[i + 1]) ||
-                !isxdigit((unsigned char)in[i + 2]))
-                return -1;
-            char hex[3] = {in[i + 1], in[i + 2], 0};
-            ch = (char)strtol(hex, NULL, 16);
-            i += 2;
-        } else if (ch == '+' && plus_is_space) {
-            ch = ' ';
-        }
-        out[o++] = ch;
-    }
-    out[o] = '\0';
+    const char *format = NULL;
+    if (jr_string(obj, where, "format", JR_OPTIONAL | JR_NULLABLE, 64, &format, e)) return -1;
+    if (format && wire_parse_format(format, fmt) != 0)
+        return err_set(e, ERR_INVALID_ARGUMENT,
+                       "Unknown format \"%s\": use \"json\" or \"convex_encoded_json\"", format);
     return 0;
 }
 
-/* Value of a query-string parameter, decoded, malloc'd; NULL when absent. */
-static char *query_param(const char *query, const char *name)
+/* Reads "path" and makes it canonical; the message names what is wrong. */
+static int read_path(const json_t *obj, const char *where, char *canonical, size_t bytes, err_t *e)
 {
-    size_t name_len = strlen(name);
-    for (const char *p = query; p && *p;) {
-        const char *end = strchr(p, '&');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len > name_len && strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
-            size_t vlen = len - name_len - 1;
-            char *out = malloc(vlen + 1);
-            if (out && url_decode(p + name_len + 1, vlen, out, vlen + 1, true) != 0) {
-                free(out);
-                return NULL;
-            }
-            return out;
-        }
-        p = end ? end + 1 : NULL;
-    }
-    return NULL;
+    const char *path;
+    if (jr_string(obj, where, "path", 0, LIMIT_FUNCTION_PATH_BYTES_MAX - 1, &path, e)) return -1;
+    return registry_canonical_path(path, canonical, bytes, e);
 }
 
 /* Fills path, args and format from a body object {path?, args, format?}. */
 static int take_call_fields(api_req *r, json_t *body, bool path_from_body)
 {
-    if (!json_is_object(body)) {
-        respond_error(r, 400, "BadJsonBody", "The request body must be a JSON object");
-        return -1;
-    }
-    if (path_from_body) {
-        const char *path = json_string_value(json_object_get(body, "path"));
-        err_t e;
-        err_init(&e);
-        if (!path || registry_canonical_path(path, r->path, sizeof r->path, &e) != 0) {
-            respond_error(r, 400, "BadConvexFunctionIdentifier",
-                          path ? e.msg : "The request body needs a string field \"path\"");
-            return -1;
-        }
-    }
-    json_t *format = json_object_get(body, "format");
-    if (format && !json_is_null(format) &&
-        (!json_is_string(format) || wire_parse_format(json_string_value(format), &r->fmt) != 0)) {
-        respond_error(r, 400, "BadFormat",
-                      "Unknown format: use \"json\" or \"convex_encoded_json\"");
-        return -1;
-    }
     err_t e;
     err_init(&e);
+    if (jr_as_object(body, "the request body", &e)) {
+        respond_bad_request(r, "BadJsonBody", &e);
+        return -1;
+    }
+    if (path_from_body && read_path(body, "", r->path, sizeof r->path, &e) != 0) {
+        respond_bad_request(r, "BadConvexFunctionIdentifier", &e);
+        return -1;
+    }
+    if (read_format(body, "", &r->fmt, &e) != 0) {
+        respond_bad_request(r, "BadFormat", &e);
+        return -1;
+    }
     /* Arguments that do not decode are a function error, told only once the
      * caller is authenticated: a refused token is a 401 whatever the body. */
-    r->args = wire_args(json_object_get(body, "args"), &e);
+    r->args = wire_args(jr_field(body, "args"), &e);
     if (!r->args) snprintf(r->args_error, sizeof r->args_error, "%s", e.msg);
     err_clear(&e);
     return 0;
@@ -460,38 +438,52 @@ static void handle_function_post(api_req *r, int kind, bool path_in_body)
 static void handle_query_get(api_req *r)
 {
     const char *q = r->http->query;
-    char *path = query_param(q, "path");
-    char *args = query_param(q, "args");
-    char *format = query_param(q, "format");
+    char *path = NULL, *args = NULL, *format = NULL;
+    err_t e;
+    err_init(&e);
+    if (jr_query_string(q, "path", JR_OPTIONAL, LIMIT_FUNCTION_PATH_BYTES_MAX, &path, &e) ||
+        jr_query_string(q, "args", JR_OPTIONAL, LIMIT_HTTP_URL_BYTES_MAX, &args, &e) ||
+        jr_query_string(q, "format", JR_OPTIONAL, 64, &format, &e)) {
+        respond_bad_request(r, "BadQueryString", &e);
+        goto done;
+    }
     json_t *body = json_object();
     if (path) json_object_set_new(body, "path", json_string(path));
     if (format) json_object_set_new(body, "format", json_string(format));
-    int rc = 0;
     if (args) {
-        json_t *a = json_loads(args, JSON_ALLOW_NUL, NULL);
+        json_error_t jerr;
+        json_t *a = json_loads(args, JSON_ALLOW_NUL, &jerr);
         if (!a) {
-            respond_error(r, 400, "BadJsonBody", "The args query parameter is not valid JSON");
-            rc = -1;
-        } else {
-            json_object_set_new(body, "args", a);
+            err_set(&e, ERR_INVALID_ARGUMENT,
+                    "The args query parameter is not valid JSON: %s (column %d)", jerr.text,
+                    jerr.column);
+            respond_bad_request(r, "BadJsonBody", &e);
+            json_decref(body);
+            goto done;
         }
+        json_object_set_new(body, "args", a);
     }
-    free(path);
-    free(args);
-    free(format);
-    if (rc == 0 && take_call_fields(r, body, true) == 0) {
+    if (take_call_fields(r, body, true) == 0) {
         r->want_kind = FN_QUERY;
         authenticate_and_dispatch(r);
     }
     json_decref(body);
+done:
+    free(path);
+    free(args);
+    free(format);
 }
 
 /* /api/run/a/b/c -> "a/b:c" */
 static void handle_run(api_req *r, const char *rest)
 {
     char decoded[LIMIT_FUNCTION_PATH_BYTES_MAX];
-    if (url_decode(rest, strlen(rest), decoded, sizeof decoded, false) != 0) {
-        respond_error(r, 400, "BadConvexFunctionIdentifier", "The function path is malformed");
+    err_t why;
+    err_init(&why);
+    if (jr_percent_decode(rest, strlen(rest), false, decoded, sizeof decoded, &why) != 0) {
+        char msg[ERR_MSG_BYTES_MAX + 32];
+        snprintf(msg, sizeof msg, "The function path %s", why.msg);
+        respond_error(r, 400, "BadConvexFunctionIdentifier", msg);
         return;
     }
     char *last = strrchr(decoded, '/');
@@ -536,8 +528,11 @@ static void handle_query_at_ts(api_req *r)
 {
     json_t *body = parse_body(r);
     if (!body) return;
-    const char *ts = json_string_value(json_object_get(body, "ts"));
-    if (!ts || b64_u64le_decode(ts, &r->ts) != 0) {
+    const char *ts = NULL;
+    err_t e;
+    err_init(&e);
+    if (!json_is_object(body) || jr_string(body, "", "ts", 0, 64, &ts, &e) != 0 ||
+        b64_u64le_decode(ts, &r->ts) != 0) {
         json_decref(body);
         respond_error(r, 400, "InvalidTimestamp",
                       "The body needs \"ts\": a timestamp from /api/query_ts (base64 of 8 bytes)");
@@ -556,20 +551,16 @@ static void handle_query_batch(api_req *r)
 {
     json_t *body = parse_body(r);
     if (!body) return;
-    json_t *queries = json_object_get(body, "queries");
-    if (!json_is_object(body) || !json_is_array(queries)) {
+    const json_t *queries;
+    err_t e;
+    err_init(&e);
+    if (jr_as_object(body, "the request body", &e) ||
+        jr_array(body, "", "queries", 0, LIMIT_QUERY_BATCH_MAX, &queries, &e)) {
         json_decref(body);
-        respond_error(r, 400, "BadJsonBody", "The body needs \"queries\": [{path, args}, …]");
+        respond_bad_request(r, "BadJsonBody", &e);
         return;
     }
-    if (json_array_size(queries) > LIMIT_QUERY_BATCH_MAX) {
-        json_decref(body);
-        char msg[120];
-        snprintf(msg, sizeof msg, "A batch holds at most %d queries", LIMIT_QUERY_BATCH_MAX);
-        respond_error(r, 400, "BadJsonBody", msg);
-        return;
-    }
-    r->batch = json_incref(queries);
+    r->batch = json_incref((json_t *)queries);
     json_decref(body);
     r->want_kind = FN_QUERY;
     authenticate_and_dispatch(r);
@@ -577,25 +568,19 @@ static void handle_query_batch(api_req *r)
 
 /* One entry of a batch as a query call: checked as /api/query checks one;
  * a refusal is that entry's answer (c->rc set), not the batch's. */
-static call *batch_entry(api_req *r, const json_t *entry, wire_format *fmt)
+static call *batch_entry(api_req *r, size_t index, const json_t *entry, wire_format *fmt)
 {
     call *c = call_new();
     c->identity = r->identity ? json_incref(r->identity) : NULL;
     c->admin = r->admin;
     c->worker = r->worker;
     *fmt = WIRE_ENCODED;
-    const char *path = json_string_value(json_object_get(entry, "path"));
-    const json_t *format = json_object_get(entry, "format");
-    char canonical[LIMIT_FUNCTION_PATH_BYTES_MAX];
+    char canonical[LIMIT_FUNCTION_PATH_BYTES_MAX], name[JR_NAME_BYTES_MAX];
     err_t e;
     err_init(&e);
-    if (!json_is_object(entry) || !path) {
-        err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "Each query needs a string \"path\"");
-    } else if (format && !json_is_null(format) &&
-               (!json_is_string(format) || wire_parse_format(json_string_value(format), fmt))) {
-        err_app(&c->err, ERR_INVALID_ARGUMENT, NULL,
-                "Unknown format: use \"json\" or \"convex_encoded_json\"");
-    } else if (registry_canonical_path(path, canonical, sizeof canonical, &e) != 0) {
+    jr_item_name(name, "queries", index);
+    if (jr_as_object(entry, name, &e) || read_format(entry, name, fmt, &e) ||
+        read_path(entry, name, canonical, sizeof canonical, &e)) {
         err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
     } else if (!(c->fn = registry_find(r->srv->cfg.registry, canonical)) ||
                (c->fn->visibility == FN_SYSTEM && !r->admin && !r->worker)) {
@@ -605,7 +590,7 @@ static call *batch_entry(api_req *r, const json_t *entry, wire_format *fmt)
         err_app(&c->err, ERR_INVALID_ARGUMENT, NULL,
                 "Trying to execute %s as Query, but it is defined as %s.", canonical,
                 kind_title((int)c->fn->kind));
-    } else if (!(c->args = wire_args(json_object_get(entry, "args"), &e))) {
+    } else if (!(c->args = wire_args(jr_field(entry, "args"), &e))) {
         err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
     } else {
         engine_check(r->srv->en, c);
@@ -657,7 +642,7 @@ static void dispatch_batch(api_req *r)
     }
     bool any = false;
     for (size_t i = 0; i < n; i++) {
-        b->batch[b->n_batch++] = batch_entry(r, json_array_get(r->batch, i), &r->batch_fmt[i]);
+        b->batch[b->n_batch++] = batch_entry(r, i, jr_item(r->batch, i), &r->batch_fmt[i]);
         any = any || b->batch[i]->rc == 0;
     }
     b->done = on_batch_done;
@@ -705,8 +690,17 @@ static void handle_health(api_req *r)
 static void handle_metrics(api_req *r)
 {
     server *s = r->srv;
-    char *text = metrics_render(&s->metrics, http_server_connections(s->http),
-                                s->sync ? sync_session_count(s->sync) : 0, engine_last_ts(s->en));
+    metrics_gauges g = {.open_connections = http_server_connections(s->http),
+                        .ws_sessions = s->sync ? sync_session_count(s->sync) : 0,
+                        .last_ts = engine_last_ts(s->en),
+                        .rss_bytes = memory_rss_bytes(),
+                        .heap_free_bytes = memory_heap_free_bytes()};
+    metrics_bounded_add(&g, "http_request_bodies", http_body_bytes_held(),
+                        LIMIT_HTTP_BODIES_TOTAL_BYTES_MAX);
+    metrics_bounded_add(&g, "http_unread_responses", http_write_queue_bytes_held(),
+                        LIMIT_HTTP_WRITE_QUEUE_TOTAL_BYTES_MAX);
+    if (s->sync) sync_hub_gauges(s->sync, &g);
+    char *text = metrics_render(&s->metrics, &g);
     respond(r, 200, "text/plain; version=0.0.4", text ? text : "", text ? strlen(text) : 0);
     free(text);
 }

@@ -76,7 +76,13 @@ void metrics_record_call(metrics *m, const char *fn_path, int rc)
         f->internal_error++;
 }
 
-char *metrics_render(const metrics *m, int open_connections, int ws_sessions, uint64_t last_ts)
+void metrics_bounded_add(metrics_gauges *g, const char *name, size_t bytes, size_t bytes_max)
+{
+    if (g->n_bounded == METRICS_BOUNDED_MAX) return;
+    g->bounded[g->n_bounded++] = (metrics_bounded){name, bytes, bytes_max};
+}
+
+char *metrics_render(const metrics *m, const metrics_gauges *g)
 {
     sbuf b;
     sbuf_init(&b, 4096);
@@ -121,10 +127,27 @@ char *metrics_render(const metrics *m, int open_connections, int ws_sessions, ui
                 "# TYPE dojo_http_connections gauge\ndojo_http_connections %d\n"
                 "# HELP dojo_sync_sessions Open WebSocket sync sessions.\n"
                 "# TYPE dojo_sync_sessions gauge\ndojo_sync_sessions %d\n"
+                "# HELP dojo_subscriptions Shared subscription instances.\n"
+                "# TYPE dojo_subscriptions gauge\ndojo_subscriptions %d\n"
                 "# HELP dojo_commit_timestamp_ns Newest commit timestamp.\n"
                 "# TYPE dojo_commit_timestamp_ns gauge\ndojo_commit_timestamp_ns %" PRIu64 "\n"
                 "# HELP dojo_start_time_seconds Process start time.\n"
-                "# TYPE dojo_start_time_seconds gauge\ndojo_start_time_seconds %" PRIu64 "\n",
-                open_connections, ws_sessions, last_ts, m->started_at_ms / 1000);
+                "# TYPE dojo_start_time_seconds gauge\ndojo_start_time_seconds %" PRIu64 "\n"
+                "# HELP dojo_resident_memory_bytes Resident set size of the process.\n"
+                "# TYPE dojo_resident_memory_bytes gauge\ndojo_resident_memory_bytes %zu\n"
+                "# HELP dojo_heap_free_bytes Freed heap the allocator still holds.\n"
+                "# TYPE dojo_heap_free_bytes gauge\ndojo_heap_free_bytes %zu\n",
+                g->open_connections, g->ws_sessions, g->subscriptions, g->last_ts,
+                m->started_at_ms / 1000, g->rss_bytes, g->heap_free_bytes);
+    sbuf_puts(&b, "# HELP dojo_bounded_bytes Bytes held by a structure that grows with input.\n"
+                  "# TYPE dojo_bounded_bytes gauge\n");
+    for (int i = 0; i < g->n_bounded; i++)
+        sbuf_printf(&b, "dojo_bounded_bytes{structure=\"%s\"} %zu\n", g->bounded[i].name,
+                    g->bounded[i].bytes);
+    sbuf_puts(&b, "# HELP dojo_bounded_bytes_max The bound of that structure (base/limits.h).\n"
+                  "# TYPE dojo_bounded_bytes_max gauge\n");
+    for (int i = 0; i < g->n_bounded; i++)
+        sbuf_printf(&b, "dojo_bounded_bytes_max{structure=\"%s\"} %zu\n", g->bounded[i].name,
+                    g->bounded[i].bytes_max);
     return sbuf_take(&b);
 }

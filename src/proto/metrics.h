@@ -42,7 +42,27 @@ void metrics_init(metrics *m);
 /* route must be a string with static storage duration (a route name). */
 void metrics_record_request(metrics *m, const char *route, int status, uint64_t duration_us);
 void metrics_record_call(metrics *m, const char *fn_path, int rc);
-/* Renders the exposition text plus the given extra gauges; malloc'd. */
-char *metrics_render(const metrics *m, int open_connections, int ws_sessions, uint64_t last_ts);
+/* One structure that grows with input, its bytes now and its bound
+ * (base/limits.h). */
+typedef struct metrics_bounded {
+    const char *name; /* static */
+    size_t bytes, bytes_max;
+} metrics_bounded;
+
+#define METRICS_BOUNDED_MAX 16
+
+/* The gauges read at render time. */
+typedef struct metrics_gauges {
+    int open_connections, ws_sessions, subscriptions;
+    uint64_t last_ts;
+    size_t rss_bytes, heap_free_bytes;
+    metrics_bounded bounded[METRICS_BOUNDED_MAX];
+    int n_bounded;
+} metrics_gauges;
+
+/* Appends one bounded structure to g (ignored past METRICS_BOUNDED_MAX). */
+void metrics_bounded_add(metrics_gauges *g, const char *name, size_t bytes, size_t bytes_max);
+/* Renders the exposition text plus the gauges; malloc'd. */
+char *metrics_render(const metrics *m, const metrics_gauges *g);
 
 #endif

@@ -13,9 +13,12 @@
 
 #include "base/limits.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "engine/system_tables.h"
 #include "proto/storage_http.h"
 #include "proto/sync.h"
+
+#define SERVER_TRIM_INTERVAL_MS 1000
 
 static void configure_auth(server *s)
 {
@@ -53,6 +56,13 @@ static void set_public_url(server *s)
     snprintf(url, sizeof url, "http://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
              http_server_port(s->http));
     engine_set_public_url(s->en, url);
+}
+
+/* Freed heap goes back to the system once a second (base/memory.h). */
+static void on_trim_timer(uv_timer_t *t)
+{
+    (void)t;
+    memory_trim_idle();
 }
 
 int server_start(uv_loop_t *loop, const server_config *cfg, server **out, err_t *e)
@@ -101,6 +111,8 @@ int server_start(uv_loop_t *loop, const server_config *cfg, server **out, err_t 
         return rc;
     }
     set_public_url(s);
+    uv_timer_init(loop, &s->trim_timer);
+    uv_timer_start(&s->trim_timer, on_trim_timer, SERVER_TRIM_INTERVAL_MS, SERVER_TRIM_INTERVAL_MS);
     *out = s;
     return 0;
 }
@@ -138,6 +150,7 @@ static void on_sync_closed(void *data)
 static void on_http_closed(void *data)
 {
     stop_state *st = data;
+    uv_close((uv_handle_t *)&st->s->trim_timer, NULL);
     sync_hub_close(st->s->sync, on_sync_closed, st);
 }
 

@@ -59,6 +59,7 @@ typedef struct server {
     char store_report[512];
     bool stopping;
     int requests_in_flight;
+    uv_timer_t trim_timer; /* gives freed heap back (base/memory.h) */
 } server;
 
 /* Opens the engine (store) and starts listening. On success the caller runs

@@ -15,6 +15,8 @@
  *
  * Thread: the event-loop thread; *_work functions on the thread pool.
  */
+#include "base/jread.h"
+#include "base/invariant.h"
 #include "proto/storage_http.h"
 
 #include <assert.h>
@@ -35,11 +37,6 @@
 #include "engine/system_tables.h"
 #include "proto/server.h"
 #include "store/files.h"
-
-static const char *str_or(const char *s, const char *fallback)
-{
-    return s ? s : fallback;
-}
 
 #define STORAGE_PREFIX "/api/storage/"
 #define STORAGE_UPLOAD_PATH "/api/storage/upload"
@@ -66,7 +63,7 @@ typedef struct headers {
 
 static void headers_add(headers *hs, const char *name, const char *value)
 {
-    assert(hs->n < STORAGE_HEADERS_MAX);
+    ASSERT(hs->n < STORAGE_HEADERS_MAX);
     hs->h[hs->n++] = (http_header){name, value};
 }
 
@@ -155,7 +152,7 @@ static int system_call(server *s, const char *path, json_t *args, call_done_cb d
         return ERR_NOMEM;
     }
     c->fn = registry_find(s->cfg.registry, path);
-    assert(c->fn && "system function registered");
+    ASSERT(c->fn && "system function registered");
     c->args = args;
     c->admin = true;
     c->done = done;
@@ -207,7 +204,7 @@ typedef struct upload {
 
 static void upload_free(upload *u)
 {
-    assert(!u->writer && !u->job_pending && !u->call_pending);
+    ASSERT(!u->writer && !u->job_pending && !u->call_pending);
     u->sh->uploads--;
     err_clear(&u->err);
     free(u->buf);
@@ -247,7 +244,7 @@ static void end_work(void *data)
  * when their document was recorded), then the answer goes. */
 static void upload_wrap_up(upload *u)
 {
-    assert(!u->job_pending && !u->call_pending);
+    ASSERT(!u->job_pending && !u->call_pending);
     if (u->writer)
         start_job(u, UP_ENDING, end_work);
     else
@@ -323,7 +320,7 @@ static void job_done(void *data)
         }
         break;
     default:
-        assert(!"a job in this state");
+        ASSERT(!"a job in this state");
     }
     if (u->state == UP_SEALING) {
         record(u);
@@ -336,7 +333,7 @@ static void job_done(void *data)
 
 static void start_job(upload *u, upload_state state, void (*run)(void *))
 {
-    assert(!u->job_pending && !u->call_pending);
+    ASSERT(!u->job_pending && !u->call_pending);
     u->state = state;
     u->job_pending = true;
     if (job_start(u->sh, run, job_done, u) == 0) return;
@@ -352,10 +349,20 @@ static void start_job(upload *u, upload_state state, void (*run)(void *))
     internal_failure(u, "queue a file job");
 }
 
+/* {ok: true, …} from _system:uploadTokenCheck / storageStore. */
+static bool verdict_ok(const json_t *verdict)
+{
+    bool ok = false;
+    err_t why;
+    err_init(&why);
+    jr_bool(verdict, "verdict", "ok", 0, &ok, &why);
+    err_clear(&why);
+    return ok;
+}
+
 static void upload_url_refused(upload *u, const json_t *verdict)
 {
-    const char *reason = json_string_value(json_object_get(verdict, "reason"));
-    bool expired = reason && strcmp(reason, "expired") == 0;
+    bool expired = jr_string_is(verdict, "reason", "expired");
     if (expired)
         upload_fail(u, 403, "UploadUrlExpired",
                     "This upload URL has expired: get a new one with files:generateUploadUrl");
@@ -373,7 +380,7 @@ static void on_recorded(call *c)
         u->rc = c->rc;
         err_move(&u->err, &c->err);
         internal_failure(u, "record the file");
-    } else if (!json_is_true(json_object_get(c->result, "ok"))) {
+    } else if (!verdict_ok(c->result)) {
         upload_url_refused(u, c->result); /* used by another upload meanwhile, or expired */
     } else {
         u->keep = true;
@@ -408,14 +415,14 @@ static int on_upload_data(void *data, const char *bytes, size_t len)
 {
     upload *u = data;
     if (u->aborted) return HTTP_STREAM_STOP;
-    assert(u->state == UP_RECEIVING && !u->job_pending);
+    ASSERT(u->state == UP_RECEIVING && !u->job_pending);
     u->received += len;
     if (u->received > u->max_bytes) {
         upload_fail(u, 413, "PayloadTooLarge",
                     "The file is larger than FILE_MAX_BYTES (%" PRIu64 " bytes)", u->max_bytes);
         return HTTP_STREAM_STOP;
     }
-    assert(u->buf_len + len <= u->buf_cap);
+    ASSERT(u->buf_len + len <= u->buf_cap);
     memcpy(u->buf + u->buf_len, bytes, len);
     u->buf_len += len;
     if (u->buf_len < LIMIT_FILE_UPLOAD_BUFFER_BYTES) return HTTP_STREAM_GO_ON;
@@ -499,11 +506,10 @@ static void on_token_checked(call *c)
         u->rc = c->rc;
         err_move(&u->err, &c->err);
         internal_failure(u, "check the upload URL");
-    } else if (!json_is_true(json_object_get(c->result, "ok"))) {
+    } else if (!verdict_ok(c->result)) {
         upload_url_refused(u, c->result);
     } else {
-        const char *owner = json_string_value(json_object_get(c->result, "owner"));
-        snprintf(u->who, sizeof u->who, "%s", owner ? owner : "?");
+        snprintf(u->who, sizeof u->who, "%s", jr_string_or(c->result, "owner", "?"));
         start_job(u, UP_BEGINNING, begin_work);
     }
     call_free(c);
@@ -811,11 +817,14 @@ static void on_metadata(call *c)
         download_free(d);
         return;
     }
-    snprintf(d->sha, sizeof d->sha, "%s",
-             str_or(json_string_value(json_object_get(doc, "sha256")), ""));
-    snprintf(d->content_type, sizeof d->content_type, "%s",
-             str_or(json_string_value(json_object_get(doc, "contentType")), ""));
-    d->size = (uint64_t)json_number_value(json_object_get(doc, "size"));
+    snprintf(d->sha, sizeof d->sha, "%s", jr_string_or(doc, "sha256", ""));
+    snprintf(d->content_type, sizeof d->content_type, "%s", jr_string_or(doc, "contentType", ""));
+    int64_t size = 0;
+    err_t why;
+    err_init(&why);
+    jr_int(doc, "_storage", "size", 0, 0, INT64_MAX, &size, &why);
+    err_clear(&why);
+    d->size = (uint64_t)size;
     call_free(c);
     server *s = d->sh->srv;
     /* An unchanged copy (the ETag is the content's hash). */
@@ -964,7 +973,7 @@ static void on_commit(void *data, uint64_t ts, const write_set *writes)
         const write_rec *w = &writes->recs[i];
         if (strcmp(w->table->name, SYSTEM_TABLE_STORAGE) != 0 || !w->old_doc || w->new_doc)
             continue;
-        const char *sha = json_string_value(json_object_get(w->old_doc, "sha256"));
+        const char *sha = jr_string_or(w->old_doc, "sha256", NULL);
         forget_job *f = calloc(1, sizeof *f);
         if (!f || !sha) {
             free(f);
@@ -1011,6 +1020,6 @@ void storage_http_close(storage_http *sh)
 void storage_http_free(storage_http *sh)
 {
     if (!sh) return;
-    assert(!sh->fs && sh->jobs == 0);
+    ASSERT(!sh->fs && sh->jobs == 0);
     free(sh);
 }

@@ -13,6 +13,7 @@
 #include "base/clock.h"
 #include "base/limits.h"
 #include "base/log.h"
+#include "proto/metrics.h"
 #include "proto/sync_internal.h"
 
 static void on_advance(void *data)
@@ -33,6 +34,8 @@ static void on_tick(uv_timer_t *t)
             log_info("sync: closing session %s: silent for %llu ms", s->session_id,
                      (unsigned long long)silent_ms);
             ws_close(s->ws, 1001, "ClientSilent");
+        } else if (ws_check_unread(s->ws) != 0) {
+            /* Over its share while every socket together holds too much. */
         } else {
             if (silent_ms >= SYNC_WS_PING_AFTER_SILENCE_MS &&
                 now - s->last_ws_ping_ms >= SYNC_WS_PING_INTERVAL_MS) {
@@ -138,7 +141,9 @@ void sync_handle_upgrade(sync_hub *hub, http_request *req)
     s->hub = hub;
     s->refs = 1;
     s->last_send_ms = clock_mono_ms();
-    static const ws_callbacks cb = {.on_message = session_on_message, .on_close = session_on_close};
+    static const ws_callbacks cb = {.on_message = session_on_message,
+                                    .on_close = session_on_close,
+                                    .on_drain = session_on_drain};
     err_t e;
     err_init(&e);
     if (ws_accept(req, &cb, s, &s->ws, &e) != 0) {
@@ -150,6 +155,20 @@ void sync_handle_upgrade(sync_hub *hub, http_request *req)
     if (hub->sessions) hub->sessions->prev = s;
     hub->sessions = s;
     hub->n_sessions++;
+}
+
+void sync_hub_gauges(const sync_hub *hub, metrics_gauges *g)
+{
+    g->subscriptions = hub->subs ? subs_instance_count(hub->subs) : 0;
+    metrics_bounded_add(g, "sync_held_messages", hub->held_bytes_total,
+                        LIMIT_WS_HELD_BYTES_TOTAL_MAX);
+    metrics_bounded_add(g, "sync_query_sets", hub->query_set_bytes_total,
+                        SYNC_QUERY_SETS_TOTAL_BYTES_MAX);
+    metrics_bounded_add(g, "ws_unread", ws_unread_total_bytes(),
+                        LIMIT_WS_SEND_BUFFER_TOTAL_BYTES_MAX);
+    if (hub->subs)
+        metrics_bounded_add(g, "commit_history", subs_history_bytes(hub->subs),
+                            LIMIT_COMMIT_HISTORY_BYTES_MAX);
 }
 
 int sync_session_count(const sync_hub *hub)

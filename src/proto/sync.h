@@ -25,6 +25,10 @@ void sync_hub_free(sync_hub *hub);
 void sync_handle_upgrade(sync_hub *hub, http_request *req);
 
 int sync_session_count(const sync_hub *hub);
+struct metrics_gauges;
+/* Adds the hub's gauges: subscriptions, and the bytes of what sessions hold
+ * (messages waiting, query sets, unread pushes, the history of commits). */
+void sync_hub_gauges(const sync_hub *hub, struct metrics_gauges *g);
 /* The subscription manager (its history of recent commits answers
  * /api/query_at_ts). */
 struct subs *sync_hub_subs(const sync_hub *hub);

@@ -27,9 +27,15 @@
 /* Adds refused for the subscription bound are kept (to answer QueryFailed)
  * up to this many more entries; past them the session ends. */
 #define SYNC_REFUSED_ADDS_MAX 64
-/* Arguments, paths and journals a session's query set may hold. */
+/* Arguments, paths and journals a session's query set may hold, and all
+ * sessions' query sets together. */
 #define SYNC_QUERY_SET_BYTES_MAX (16u * 1024 * 1024)
+#define SYNC_QUERY_SETS_TOTAL_BYTES_MAX (64u * 1024 * 1024)
 #define SYNC_JOURNAL_BYTES_MAX 4096 /* a pinned page end: an encoded cursor */
+/* A request id is a JavaScript counter: exact up to 2^53. */
+#define SYNC_REQUEST_ID_MAX 9007199254740992ll
+/* clientTs is a JavaScript Date in ms: at most 8.64e15 either side of 1970. */
+#define SYNC_CLIENT_TS_MS_MAX 8.64e15
 /* Removes and Adds of one ModifyQuerySet: a whole query set twice over. */
 #define SYNC_MODIFICATIONS_PER_MESSAGE_MAX                                                         \
     (2 * (LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX + SYNC_REFUSED_ADDS_MAX))
@@ -93,8 +99,10 @@ typedef struct session {
         size_t wire_bytes;
     } * inbox; /* messages waiting while an Authenticate is verified */
     int inbox_len;
-    size_t held_bytes; /* inbox and queued mutations, ≤ LIMIT_WS_SESSION_HELD_BYTES_MAX */
-    bool draining;     /* process_inbox is running (it is not re-entrant) */
+    size_t held_bytes;   /* inbox and queued mutations, ≤ LIMIT_WS_SESSION_HELD_BYTES_MAX */
+    bool draining;       /* process_inbox is running (it is not re-entrant) */
+    bool reading_paused; /* on the hub's paused list: its socket is not read */
+    struct session *paused_prev, *paused_next;
     bool auth_pending;
 
     sess_mutation *mut_head, *mut_tail;
@@ -103,8 +111,9 @@ typedef struct session {
 
     uint64_t last_send_ms;
     uint64_t last_ws_ping_ms; /* a silent client is pinged every SYNC_WS_PING_INTERVAL_MS */
-    bool waiting;             /* on the hub's list of sessions to flush */
-    struct session *wait_next;
+    bool waiting;             /* on the hub's list of sessions to flush (which holds a reference) */
+    struct session *wait_prev, *wait_next;
+    uint64_t wait_gen; /* the hub's flush_gen when it joined the list */
 } session;
 
 struct sync_hub {
@@ -112,7 +121,14 @@ struct sync_hub {
     subs *subs;
     session *sessions;
     int n_sessions;
-    session *wait_head;
+    session *wait_head, *wait_tail; /* sessions to flush after the next commit, oldest first */
+    uint64_t flush_gen;             /* one more at every walk of that list */
+    /* What all sessions hold, against the process bounds: the messages
+     * waiting to run (LIMIT_WS_HELD_BYTES_TOTAL_MAX; above it a session that
+     * adds more is not read until the total drops) and the query sets
+     * (SYNC_QUERY_SETS_TOTAL_BYTES_MAX). */
+    size_t held_bytes_total, query_set_bytes_total;
+    session *paused_head; /* sessions not read because of held_bytes_total */
     uv_timer_t tick;
     bool closing;
     void (*done)(void *data);
@@ -125,10 +141,16 @@ void sync_hub_session_gone(sync_hub *hub, session *s);
 /* sync_session.c */
 void session_on_message(void *data, const char *text, size_t len);
 void session_on_close(void *data, int code);
+/* The socket wrote everything: send what was held back. */
+void session_on_drain(void *data);
 void session_ref(session *s);
 void session_unref(session *s);
 /* Drops every subscription (the socket is gone or the server stops). */
 void session_drop_queries(session *s);
+/* Messages held by a session (waiting behind an Authenticate, or queued
+ * mutations), counted for the session and for the hub. */
+void session_held_add(session *s, size_t bytes);
+void session_held_sub(session *s, size_t bytes);
 
 /* sync_push.c */
 /* Sends a message object (reference stolen); closes the session on overflow. */
@@ -142,6 +164,8 @@ bool session_identity_expired(const session *s);
 void session_auth_error(session *s, const char *message, uint32_t base_version, bool attempted);
 /* The hub's list of sessions waiting to flush, retried after every commit. */
 void hub_flush_waiting(sync_hub *hub);
+/* Takes s off that list (a closed session is released at once). */
+void wait_list_remove(session *s);
 /* sub_result_cb for every subscription of a session. */
 void session_on_query_result(void *listener, sub_query *q, bool changed);
 

@@ -22,7 +22,9 @@
 #include "base/b64.h"
 #include "base/clock.h"
 #include "base/limits.h"
+#include "base/invariant.h"
 #include "base/log.h"
+#include "base/rcbuf.h"
 #include "base/sbuf.h"
 #include "proto/sync_internal.h"
 #include "proto/wire.h"
@@ -122,28 +124,54 @@ static void append_json(sbuf *b, const json_t *v)
 
 /* The encoded result of q, serialized once per version and shared by every
  * session that pushes it: a change seen by a thousand sessions is encoded
- * once, not a thousand times. */
-static const char *value_text(sub_query *q)
+ * once and held once, not a thousand times, however slowly they read. */
+static rcbuf *value_text(sub_query *q)
 {
-    if (!q->wire_text || q->wire_text_version != q->version) {
-        free(q->wire_text);
-        q->wire_text = wire_dumps(q->value, WIRE_ENCODED);
-        q->wire_text_version = q->version;
+    if (!q->wire_value || q->wire_value_version != q->version) {
+        rcbuf_unref(q->wire_value);
+        char *text = wire_dumps(q->value, WIRE_ENCODED);
+        q->wire_value = text ? rcbuf_new(text, strlen(text)) : NULL;
+        q->wire_value_version = q->version;
+        free(text);
     }
-    return q->wire_text;
+    return q->wire_value;
 }
 
-static void append_query(sbuf *b, const sess_query *sq)
+/* A Transition under construction: its own text in b, and the shared
+ * values it writes between pieces of that text. */
+typedef struct transition_parts {
+    sbuf b;
+    struct {
+        size_t at; /* where in b the value goes */
+        rcbuf *value;
+    } values[LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX + SYNC_REFUSED_ADDS_MAX];
+    int n_values;
+} transition_parts;
+
+static void append_query(transition_parts *t, const sess_query *sq)
 {
+    sbuf *b = &t->b;
     sub_query *q = sq->q;
-    if (q && q->rc == 0) {
-        const char *value = value_text(q);
-        if (!value) {
-            b->failed = true;
-            return;
-        }
+    rcbuf *value = q && q->rc == 0 ? value_text(q) : NULL;
+    if (q && q->rc == 0 && !value) {
+        b->failed = true;
+        return;
+    }
+    err_t too_big;
+    err_init(&too_big);
+    if (value && value->len > LIMIT_WS_RESULT_BYTES_MAX) {
+        err_app(&too_big, ERR_INVALID_ARGUMENT, NULL,
+                "The result of %s is %zu bytes; a subscribed query's result is at most %u MiB "
+                "(read fewer documents, or page)",
+                q->fn->path, value->len, LIMIT_WS_RESULT_BYTES_MAX / (1024 * 1024));
+        value = NULL;
+    }
+    if (value) {
         sbuf_printf(b, "{\"type\":\"QueryUpdated\",\"queryId\":%u,\"value\":", sq->id);
-        sbuf_puts(b, value);
+        ASSERT(t->n_values < (int)(sizeof t->values / sizeof t->values[0]));
+        t->values[t->n_values].at = b->len;
+        t->values[t->n_values].value = value;
+        t->n_values++;
         sbuf_puts(b, ",\"logLines\":");
         append_json(b, q->log_lines);
         sbuf_puts(b, ",\"journal\":");
@@ -153,7 +181,7 @@ static void append_query(sbuf *b, const sess_query *sq)
         sbuf_puts(b, "}");
         return;
     }
-    const err_t *e = q ? &q->err : &sq->static_err;
+    const err_t *e = too_big.code ? &too_big : q ? &q->err : &sq->static_err;
     bool app = err_is_application(e->code);
     json_t *mod = json_pack(
         "{s:s, s:i, s:s, s:o, s:o}", "type", "QueryFailed", "queryId", (int)sq->id, "errorMessage",
@@ -163,43 +191,76 @@ static void append_query(sbuf *b, const sess_query *sq)
     if (app && e->data) json_object_set_new(mod, "errorData", wire_encode(e->data, WIRE_ENCODED));
     append_json(b, mod);
     json_decref(mod);
+    err_clear(&too_big);
 }
 
-/* Builds the Transition as text: the query values come from the per-version
- * cache above; the rest is small. */
+/* Sends the Transition: the session's own text, with the shared values
+ * written in place (ws_send_text_parts), so no value is copied per session. */
+static void send_parts(session *s, transition_parts *t)
+{
+    ws_part parts[2 * (sizeof t->values / sizeof t->values[0]) + 1];
+    int n = 0;
+    size_t from = 0;
+    for (int i = 0; i < t->n_values; i++) {
+        parts[n++] = (ws_part){.bytes = t->b.data + from, .len = t->values[i].at - from};
+        rcbuf *v = t->values[i].value;
+        parts[n++] = (ws_part){.bytes = v->bytes, .len = v->len, .shared = v};
+        from = t->values[i].at;
+    }
+    parts[n++] = (ws_part){.bytes = t->b.data + from, .len = t->b.len - from};
+    ASSERT(n <= WS_PARTS_MAX);
+    if (s->closed || !s->ws) return;
+    session_ref(s);
+    int rc = ws_send_text_parts(s->ws, parts, n);
+    if (rc == ERR_LIMIT)
+        log_warn("sync: session %s does not read its messages; disconnected", s->session_id);
+    s->last_send_ms = clock_mono_ms();
+    session_unref(s);
+}
+
+/* Builds the Transition: the query values come from the per-version cache
+ * above; the rest is small. */
 static void send_transition(session *s, const state_version *start, const state_version *end)
 {
-    sbuf b;
-    sbuf_init(&b, 512);
-    sbuf_puts(&b, "{\"type\":\"Transition\",");
-    append_version(&b, "startVersion", start);
-    sbuf_puts(&b, ",");
-    append_version(&b, "endVersion", end);
-    sbuf_puts(&b, ",\"modifications\":[");
+    transition_parts *t = malloc(sizeof *t);
+    if (!t) {
+        log_error("sync: out of memory building a Transition for session %s", s->session_id);
+        if (s->ws) ws_close(s->ws, 1011, "InternalServerError");
+        return;
+    }
+    t->n_values = 0;
+    sbuf *b = &t->b;
+    sbuf_init(b, 512);
+    sbuf_puts(b, "{\"type\":\"Transition\",");
+    append_version(b, "startVersion", start);
+    sbuf_puts(b, ",");
+    append_version(b, "endVersion", end);
+    sbuf_puts(b, ",\"modifications\":[");
     bool first = true;
     for (int i = 0; i < s->n_removed; i++, first = false)
-        sbuf_printf(&b, "%s{\"type\":\"QueryRemoved\",\"queryId\":%u}", first ? "" : ",",
+        sbuf_printf(b, "%s{\"type\":\"QueryRemoved\",\"queryId\":%u}", first ? "" : ",",
                     s->removed[i]);
     s->n_removed = 0;
     for (int i = 0; i < s->n_queries; i++) {
         sess_query *sq = &s->queries[i];
         if (!query_needs_push(sq)) continue;
-        if (!first) sbuf_puts(&b, ",");
+        if (!first) sbuf_puts(b, ",");
         first = false;
-        append_query(&b, sq);
+        append_query(t, sq);
         sq->sent = true;
         sq->sent_version = sq->q ? sq->q->version : 0;
     }
-    sbuf_printf(&b, "],\"serverTs\":%llu", (unsigned long long)clock_now_ns());
-    if (s->has_skew) sbuf_printf(&b, ",\"clientClockSkew\":%.17g", s->clock_skew_ms);
-    sbuf_puts(&b, "}");
-    if (sbuf_failed(&b)) {
+    sbuf_printf(b, "],\"serverTs\":%llu", (unsigned long long)clock_now_ns());
+    if (s->has_skew) sbuf_printf(b, ",\"clientClockSkew\":%.17g", s->clock_skew_ms);
+    sbuf_puts(b, "}");
+    if (sbuf_failed(b)) {
         log_error("sync: out of memory building a Transition for session %s", s->session_id);
         if (s->ws) ws_close(s->ws, 1011, "InternalServerError");
     } else {
-        session_send_text(s, b.data, b.len);
+        send_parts(s, t);
     }
-    sbuf_free(&b);
+    sbuf_free(b);
+    free(t);
 }
 
 bool session_identity_expired(const session *s)
@@ -212,15 +273,51 @@ bool session_identity_expired(const session *s)
 static void wait_list_add(session *s)
 {
     if (s->waiting) return;
+    sync_hub *hub = s->hub;
     s->waiting = true;
     session_ref(s);
-    s->wait_next = s->hub->wait_head;
-    s->hub->wait_head = s;
+    s->wait_gen = hub->flush_gen;
+    s->wait_next = NULL;
+    s->wait_prev = hub->wait_tail;
+    if (hub->wait_tail)
+        hub->wait_tail->wait_next = s;
+    else
+        hub->wait_head = s;
+    hub->wait_tail = s;
+}
+
+/* Unlinks s from the list; the caller owns the reference the list held. */
+static void wait_list_unlink(session *s)
+{
+    ASSERT(s->waiting);
+    sync_hub *hub = s->hub;
+    if (s->wait_prev)
+        s->wait_prev->wait_next = s->wait_next;
+    else
+        hub->wait_head = s->wait_next;
+    if (s->wait_next)
+        s->wait_next->wait_prev = s->wait_prev;
+    else
+        hub->wait_tail = s->wait_prev;
+    s->wait_prev = s->wait_next = NULL;
+    s->waiting = false;
+}
+
+void wait_list_remove(session *s)
+{
+    if (!s->waiting) return;
+    wait_list_unlink(s);
+    session_unref(s);
 }
 
 void session_flush(session *s)
 {
     if (s->closed || s->ending) return;
+    /* A client that has not read the last push gets nothing new until it
+     * has: then one Transition brings it from what it saw to the current
+     * results, however many changes it missed (it needs only the latest
+     * state of each query). Its socket's drain calls here again. */
+    if (s->ws && ws_buffered_bytes(s->ws) > 0) return;
     bool all_fresh, pending;
     query_state(s, &all_fresh, &pending);
     sync_versions probe = s->v;
@@ -240,16 +337,21 @@ void session_flush(session *s)
 
 void hub_flush_waiting(sync_hub *hub)
 {
-    session *list = hub->wait_head;
-    hub->wait_head = NULL;
-    while (list) {
-        session *s = list;
-        list = s->wait_next;
-        s->waiting = false;
-        s->wait_next = NULL;
-        session_flush(s); /* may put it back on the list */
+    /* Each session leaves the list before it is flushed; one that joins it
+     * again goes to the tail with the new generation and waits for the
+     * next walk. */
+    uint64_t gen = ++hub->flush_gen;
+    while (hub->wait_head && hub->wait_head->wait_gen != gen) {
+        session *s = hub->wait_head;
+        wait_list_unlink(s);
+        session_flush(s);
         session_unref(s);
     }
+}
+
+void session_on_drain(void *data)
+{
+    session_flush(data);
 }
 
 void session_on_query_result(void *listener, sub_query *q, bool changed)

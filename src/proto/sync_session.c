@@ -10,13 +10,15 @@
  * ignored. A malformed message ends the session with FatalError.
  * Thread: the event-loop thread only.
  */
-#include <assert.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/b64.h"
 #include "base/clock.h"
+#include "base/jread.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "proto/sync_internal.h"
@@ -33,8 +35,10 @@ static void sess_query_clear(session *s, sess_query *sq)
 {
     if (sq->q && s->hub->subs) subs_unsubscribe(s->hub->subs, sq->q, s);
     sq->q = NULL;
-    assert(s->query_set_bytes >= sq->held_bytes);
+    ASSERT(s->query_set_bytes >= sq->held_bytes);
+    ASSERT(s->hub->query_set_bytes_total >= sq->held_bytes);
     s->query_set_bytes -= sq->held_bytes;
+    s->hub->query_set_bytes_total -= sq->held_bytes;
     sq->held_bytes = 0;
     err_clear(&sq->static_err);
     free(sq->path);
@@ -61,20 +65,72 @@ static void mutation_free(sess_mutation *m)
     free(m);
 }
 
+/* --- held messages and back-pressure ---------------------------------------------- */
+
+static void paused_list_remove(session *s)
+{
+    if (!s->reading_paused) return;
+    sync_hub *hub = s->hub;
+    if (s->paused_prev)
+        s->paused_prev->paused_next = s->paused_next;
+    else
+        hub->paused_head = s->paused_next;
+    if (s->paused_next) s->paused_next->paused_prev = s->paused_prev;
+    s->paused_prev = s->paused_next = NULL;
+    s->reading_paused = false;
+}
+
+void session_held_add(session *s, size_t bytes)
+{
+    sync_hub *hub = s->hub;
+    s->held_bytes += bytes;
+    hub->held_bytes_total += bytes;
+    if (hub->held_bytes_total <= LIMIT_WS_HELD_BYTES_TOTAL_MAX || s->reading_paused || !s->ws)
+        return;
+    /* Too much waits to run in all: this session, which adds to it, is not
+     * read until it drops (its messages wait in the kernel, as for any
+     * server that is busy). */
+    ws_pause_reading(s->ws, true);
+    s->reading_paused = true;
+    s->paused_prev = NULL;
+    s->paused_next = hub->paused_head;
+    if (hub->paused_head) hub->paused_head->paused_prev = s;
+    hub->paused_head = s;
+}
+
+void session_held_sub(session *s, size_t bytes)
+{
+    sync_hub *hub = s->hub;
+    ASSERT(s->held_bytes >= bytes && hub->held_bytes_total >= bytes);
+    s->held_bytes -= bytes;
+    hub->held_bytes_total -= bytes;
+    if (hub->held_bytes_total > LIMIT_WS_HELD_BYTES_TOTAL_MAX / 2) return;
+    while (hub->paused_head) {
+        session *p = hub->paused_head;
+        paused_list_remove(p);
+        if (p->ws) ws_pause_reading(p->ws, false);
+    }
+}
+
 void session_unref(session *s)
 {
     if (--s->refs > 0) return;
     session_drop_queries(s);
+    paused_list_remove(s);
     free(s->queries);
     free(s->removed);
-    for (int i = 0; i < s->inbox_len; i++)
+    for (int i = 0; i < s->inbox_len; i++) {
+        session_held_sub(s, s->inbox[i].wire_bytes);
         json_decref(s->inbox[i].msg);
+    }
     free(s->inbox);
     while (s->mut_head) {
         sess_mutation *m = s->mut_head;
         s->mut_head = m->next;
+        session_held_sub(s, m->wire_bytes);
         mutation_free(m);
     }
+    ASSERT(s->held_bytes == 0 && s->query_set_bytes == 0);
     json_decref(s->identity);
     free(s);
 }
@@ -86,7 +142,10 @@ void session_on_close(void *data, int code)
     s->closed = true;
     s->ws = NULL;
     session_drop_queries(s);
-    /* Take it off the wait list lazily: hub_flush_waiting skips closed ones. */
+    /* Released at once: nothing keeps a closed session (it used to wait on
+     * the hub's wait list for the next commit, which may never come). */
+    wait_list_remove(s);
+    paused_list_remove(s);
     sync_hub_session_gone(s->hub, s);
     session_unref(s);
 }
@@ -153,29 +212,56 @@ static void subscribe_entry(session *s, sess_query *sq)
     }
 }
 
+/* A message the session cannot read ends it with a FatalError that names
+ * the field (the protocol's answer to a malformed message; the client
+ * reports it rather than retrying the same message). Returns -1. */
+static int refuse(session *s, const err_t *e)
+{
+    session_fatal(s, "InvalidMessage: %s", e->msg);
+    return -1;
+}
+
+/* The fields of an Add, read and checked before anything is kept. */
+typedef struct add_fields {
+    int64_t id;
+    const char *path, *journal, *component;
+    const json_t *args;
+} add_fields;
+
+static int read_add(const json_t *mod, const char *where, add_fields *f, err_t *e)
+{
+    memset(f, 0, sizeof *f);
+    if (jr_int(mod, where, "queryId", 0, 0, UINT32_MAX, &f->id, e) ||
+        jr_string(mod, where, "udfPath", 0, LIMIT_WS_MESSAGE_BYTES_MAX, &f->path, e) ||
+        jr_string(mod, where, "journal", JR_OPTIONAL | JR_NULLABLE, LIMIT_WS_MESSAGE_BYTES_MAX,
+                  &f->journal, e) ||
+        jr_string(mod, where, "componentPath", JR_OPTIONAL | JR_NULLABLE,
+                  LIMIT_WS_MESSAGE_BYTES_MAX, &f->component, e))
+        return e->code;
+    f->args = jr_field(mod, "args"); /* wire_args checks it: its error is the query's */
+    return 0;
+}
+
 /* Adds one entry to the query set. An Add the session cannot serve (over a
  * bound, bad arguments, unknown function) is kept as a static failure, so
  * the client hears QueryFailed for it — but only its id is kept, and only
  * SYNC_REFUSED_ADDS_MAX of them past the subscription bound. */
-static int add_query(session *s, const json_t *mod)
+static int add_query(session *s, const json_t *mod, const char *where)
 {
-    json_t *jid = json_object_get(mod, "queryId");
-    const char *path = json_string_value(json_object_get(mod, "udfPath"));
-    if (!json_is_integer(jid) || !path) {
-        session_fatal(s, "InvalidModification: Add needs queryId and udfPath");
-        return -1;
-    }
+    add_fields f;
+    err_t e;
+    err_init(&e);
+    if (read_add(mod, where, &f, &e)) return refuse(s, &e);
     if (s->n_queries >= LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX + SYNC_REFUSED_ADDS_MAX) {
         session_fatal(s, "TooManySubscriptions: a session may subscribe to at most %d queries",
                       LIMIT_WS_SUBSCRIPTIONS_PER_SESSION_MAX);
         return -1;
     }
-    uint32_t id = (uint32_t)json_integer_value(jid);
+    uint32_t id = (uint32_t)f.id;
     if (find_query(s, id)) {
-        session_fatal(s, "InvalidModification: queryId is already in the query set");
+        session_fatal(s, "InvalidModification: queryId %u is already in the query set", id);
         return -1;
     }
-    const json_t *component = json_object_get(mod, "componentPath");
     if (s->n_queries == s->cap_queries) {
         int cap = s->cap_queries ? s->cap_queries * 2 : 8;
         sess_query *grown = realloc(s->queries, (size_t)cap * sizeof *grown);
@@ -190,9 +276,8 @@ static int add_query(session *s, const json_t *mod)
     memset(sq, 0, sizeof *sq);
     sq->id = id;
     err_init(&sq->static_err);
-    const char *journal = json_string_value(json_object_get(mod, "journal"));
-    size_t path_bytes = strlen(path), journal_bytes = journal ? strlen(journal) : 0;
-    sq->path = strdup(path_bytes < LIMIT_FUNCTION_PATH_BYTES_MAX ? path : "");
+    size_t path_bytes = strlen(f.path), journal_bytes = f.journal ? strlen(f.journal) : 0;
+    sq->path = strdup(path_bytes < LIMIT_FUNCTION_PATH_BYTES_MAX ? f.path : "");
     if (!sq->path) {
         session_fatal(s, "out of memory");
         return -1;
@@ -215,14 +300,13 @@ static int add_query(session *s, const json_t *mod)
                 SYNC_JOURNAL_BYTES_MAX);
         return 0;
     }
-    if (component && !json_is_null(component) && strcmp(json_string_value(component), "") != 0) {
+    if (f.component && *f.component) {
         err_app(&sq->static_err, ERR_INVALID_ARGUMENT, NULL,
-                "Components are not supported (componentPath \"%s\")",
-                json_string_value(component) ? json_string_value(component) : "?");
+                "Components are not supported (componentPath \"%.200s\")", f.component);
         return 0;
     }
-    const json_t *args = json_object_get(mod, "args");
-    size_t held = path_bytes + journal_bytes + (args ? json_dumpb(args, NULL, 0, JSON_COMPACT) : 0);
+    size_t held =
+        path_bytes + journal_bytes + (f.args ? json_dumpb(f.args, NULL, 0, JSON_COMPACT) : 0);
     if (s->query_set_bytes + held > SYNC_QUERY_SET_BYTES_MAX) {
         err_app(&sq->static_err, ERR_INVALID_ARGUMENT, NULL,
                 "Too many subscriptions: the arguments of a session's queries may hold at most "
@@ -230,50 +314,63 @@ static int add_query(session *s, const json_t *mod)
                 SYNC_QUERY_SET_BYTES_MAX / (1024 * 1024));
         return 0;
     }
-    err_t e;
-    err_init(&e);
-    sq->args = wire_args(args, &e);
+    if (s->hub->query_set_bytes_total + held > SYNC_QUERY_SETS_TOTAL_BYTES_MAX) {
+        err_app(&sq->static_err, ERR_INVALID_ARGUMENT, NULL,
+                "Too many subscriptions: the arguments of all sessions' queries may hold at most "
+                "%u MiB; try again later",
+                SYNC_QUERY_SETS_TOTAL_BYTES_MAX / (1024 * 1024));
+        return 0;
+    }
+    sq->args = wire_args(f.args, &e);
     if (!sq->args) {
         err_app(&sq->static_err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
         return 0;
     }
-    sq->journal = journal ? strdup(journal) : NULL;
+    sq->journal = f.journal ? strdup(f.journal) : NULL;
     sq->held_bytes = held;
     s->query_set_bytes += held;
+    s->hub->query_set_bytes_total += held;
     subscribe_entry(s, sq);
     return 0;
 }
 
 /* Removes an entry; an id not in the set is ignored (the client only
  * removes what it added, and nothing is owed for an unknown one). */
-static void remove_query(session *s, uint32_t id)
+static int remove_query(session *s, const json_t *mod, const char *where)
 {
-    sess_query *sq = find_query(s, id);
-    if (!sq) return;
+    int64_t id;
+    err_t e;
+    err_init(&e);
+    if (jr_int(mod, where, "queryId", 0, 0, UINT32_MAX, &id, &e)) return refuse(s, &e);
+    sess_query *sq = find_query(s, (uint32_t)id);
+    if (!sq) return 0;
     sess_query_clear(s, sq);
     *sq = s->queries[--s->n_queries];
     if (s->n_removed == s->cap_removed) {
         int cap = s->cap_removed ? s->cap_removed * 2 : 8;
         uint32_t *grown = realloc(s->removed, (size_t)cap * sizeof *grown);
-        if (!grown) return;
+        if (!grown) {
+            session_fatal(s, "out of memory");
+            return -1;
+        }
         s->removed = grown;
         s->cap_removed = cap;
     }
-    s->removed[s->n_removed++] = id;
+    s->removed[s->n_removed++] = (uint32_t)id;
+    return 0;
 }
 
 static void on_modify_query_set(session *s, const json_t *msg)
 {
-    json_t *base = json_object_get(msg, "baseVersion"), *next = json_object_get(msg, "newVersion");
-    const json_t *mods = json_object_get(msg, "modifications");
-    if (!json_is_integer(base) || !json_is_integer(next) || !json_is_array(mods)) {
-        session_fatal(s, "InvalidModification: ModifyQuerySet needs baseVersion, newVersion "
-                         "and modifications");
-        return;
-    }
-    if ((uint32_t)json_integer_value(base) != s->v.qs_received ||
-        json_integer_value(next) <= json_integer_value(base)) {
-        session_fatal(s, "BaseVersionMismatch: the query set's base version does not match");
+    static const char where[] = "ModifyQuerySet";
+    int64_t base, next;
+    const json_t *mods;
+    err_t e;
+    err_init(&e);
+    if (jr_int(msg, where, "baseVersion", 0, 0, UINT32_MAX, &base, &e) ||
+        jr_int(msg, where, "newVersion", 0, 0, UINT32_MAX, &next, &e) ||
+        jr_array(msg, where, "modifications", 0, SIZE_MAX, &mods, &e)) {
+        refuse(s, &e);
         return;
     }
     if (json_array_size(mods) > SYNC_MODIFICATIONS_PER_MESSAGE_MAX) {
@@ -281,21 +378,31 @@ static void on_modify_query_set(session *s, const json_t *msg)
                       SYNC_MODIFICATIONS_PER_MESSAGE_MAX);
         return;
     }
-    size_t i;
-    const json_t *mod;
-    json_array_foreach(mods, i, mod)
-    {
-        const char *type = json_string_value(json_object_get(mod, "type"));
-        if (type && strcmp(type, "Add") == 0) {
-            if (add_query(s, mod) != 0) return;
-        } else if (type && strcmp(type, "Remove") == 0) {
-            remove_query(s, (uint32_t)json_integer_value(json_object_get(mod, "queryId")));
-        } else {
-            session_fatal(s, "InvalidModification: unknown modification type");
+    if ((uint32_t)base != s->v.qs_received || next <= base) {
+        session_fatal(s, "BaseVersionMismatch: the query set's base version does not match");
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(mods); i++) {
+        char name[JR_NAME_BYTES_MAX];
+        const json_t *mod = jr_item(mods, i);
+        const char *type;
+        jr_item_name(name, "ModifyQuerySet.modifications", i);
+        if (jr_as_object(mod, name, &e) || jr_string(mod, name, "type", 0, 64, &type, &e)) {
+            refuse(s, &e);
             return;
         }
+        int rc;
+        if (strcmp(type, "Add") == 0) {
+            rc = add_query(s, mod, name);
+        } else if (strcmp(type, "Remove") == 0) {
+            rc = remove_query(s, mod, name);
+        } else {
+            session_fatal(s, "InvalidModification: %s.type must be \"Add\" or \"Remove\"", name);
+            return;
+        }
+        if (rc != 0) return;
     }
-    s->v.qs_received = (uint32_t)json_integer_value(next);
+    s->v.qs_received = (uint32_t)next;
     session_flush(s);
 }
 
@@ -344,14 +451,21 @@ static void on_token_verified(void *data, int rc, json_t *identity, int64_t exp_
 
 static void on_authenticate(session *s, const json_t *msg)
 {
-    json_t *base = json_object_get(msg, "baseVersion");
-    const char *type = json_string_value(json_object_get(msg, "tokenType"));
-    const char *value = json_string_value(json_object_get(msg, "value"));
-    if (!json_is_integer(base) || !type) {
-        session_fatal(s, "InvalidMessage: Authenticate needs baseVersion and tokenType");
+    static const char where[] = "Authenticate";
+    int64_t base;
+    const char *type, *value = NULL;
+    const json_t *acting = NULL;
+    err_t e;
+    err_init(&e);
+    if (jr_int(msg, where, "baseVersion", 0, 0, UINT32_MAX, &base, &e) ||
+        jr_string(msg, where, "tokenType", 0, 16, &type, &e) ||
+        jr_string(msg, where, "value", JR_OPTIONAL | JR_NULLABLE, LIMIT_JWT_BYTES_MAX, &value,
+                  &e) ||
+        jr_object(msg, where, "impersonating", JR_OPTIONAL | JR_NULLABLE, &acting, &e)) {
+        refuse(s, &e);
         return;
     }
-    if ((uint32_t)json_integer_value(base) != s->v.identity_received) {
+    if ((uint32_t)base != s->v.identity_received) {
         session_fatal(s, "IdentityVersionMismatch: the identity's base version does not match");
         return;
     }
@@ -368,15 +482,15 @@ static void on_authenticate(session *s, const json_t *msg)
                                s->v.identity_received, true);
             return;
         }
-        json_t *acting = json_object_get(msg, "impersonating");
-        set_identity(s, json_is_object(acting) ? json_deep_copy(acting) : NULL, true, 0);
+        set_identity(s, acting ? json_deep_copy(acting) : NULL, true, 0);
         session_flush(s);
     } else if (strcmp(type, "User") == 0 && value) {
         s->auth_pending = true;
         session_ref(s);
         auth_verify(s->hub->srv->auth, value, on_token_verified, s);
     } else {
-        session_fatal(s, "InvalidMessage: tokenType must be User, Admin or None");
+        session_fatal(s, "InvalidMessage: Authenticate.tokenType must be \"User\" (with a value), "
+                         "\"Admin\" or \"None\"");
     }
 }
 
@@ -441,8 +555,7 @@ static void dispatch_mutation(session *s)
         s->mut_head = m->next;
         if (!s->mut_head) s->mut_tail = NULL;
         s->mut_len--;
-        assert(s->held_bytes >= m->wire_bytes);
-        s->held_bytes -= m->wire_bytes;
+        session_held_sub(s, m->wire_bytes);
         char canonical[LIMIT_FUNCTION_PATH_BYTES_MAX];
         const fn_def *fn = NULL;
         if (m->args)
@@ -474,21 +587,42 @@ static void dispatch_mutation(session *s)
     }
 }
 
+/* The fields every function call of the session carries (Mutation and
+ * Action). */
+typedef struct call_fields {
+    int64_t request_id;
+    const char *path, *component;
+    const json_t *args;
+} call_fields;
+
+static int read_call(const json_t *msg, const char *where, call_fields *f, err_t *e)
+{
+    memset(f, 0, sizeof *f);
+    if (jr_int(msg, where, "requestId", 0, 0, SYNC_REQUEST_ID_MAX, &f->request_id, e) ||
+        jr_string(msg, where, "udfPath", 0, LIMIT_WS_MESSAGE_BYTES_MAX, &f->path, e) ||
+        jr_string(msg, where, "componentPath", JR_OPTIONAL | JR_NULLABLE,
+                  LIMIT_WS_MESSAGE_BYTES_MAX, &f->component, e))
+        return e->code;
+    f->args = jr_field(msg, "args"); /* wire_args checks it: its error is the call's */
+    return 0;
+}
+
 static void on_mutation(session *s, const json_t *msg, size_t wire_bytes)
 {
-    json_t *rid = json_object_get(msg, "requestId");
-    const char *path = json_string_value(json_object_get(msg, "udfPath"));
-    if (!json_is_integer(rid) || !path) {
-        session_fatal(s, "InvalidMessage: Mutation needs requestId and udfPath");
+    call_fields f;
+    err_t e;
+    err_init(&e);
+    if (read_call(msg, "Mutation", &f, &e)) {
+        refuse(s, &e);
         return;
     }
     sess_mutation *m = calloc(1, sizeof *m);
-    if (!m || !(m->path = strdup(path))) {
+    if (!m || !(m->path = strdup(f.path))) {
         free(m);
         session_fatal(s, "InternalServerError: out of memory");
         return;
     }
-    m->request_id = json_integer_value(rid);
+    m->request_id = f.request_id;
     err_init(&m->err);
     if (s->mut_len >= LIMIT_WS_PENDING_MUTATIONS_PER_SESSION_MAX) {
         err_app(&m->err, ERR_INVALID_ARGUMENT, NULL,
@@ -506,11 +640,14 @@ static void on_mutation(session *s, const json_t *msg, size_t wire_bytes)
         return;
     }
     m->wire_bytes = wire_bytes;
-    s->held_bytes += wire_bytes;
-    err_t e;
-    err_init(&e);
-    m->args = wire_args(json_object_get(msg, "args"), &e);
-    if (!m->args) err_app(&m->err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
+    session_held_add(s, wire_bytes);
+    if (f.component && *f.component) {
+        err_app(&m->err, ERR_INVALID_ARGUMENT, NULL,
+                "Components are not supported (componentPath \"%.200s\")", f.component);
+    } else {
+        m->args = wire_args(f.args, &e);
+        if (!m->args) err_app(&m->err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
+    }
     m->identity = s->identity ? json_incref(s->identity) : NULL;
     m->admin = s->admin;
     m->worker = s->worker;
@@ -525,14 +662,17 @@ static void on_mutation(session *s, const json_t *msg, size_t wire_bytes)
 
 static void on_action(session *s, const json_t *msg)
 {
-    json_t *rid = json_object_get(msg, "requestId");
-    const char *path = json_string_value(json_object_get(msg, "udfPath"));
+    call_fields f;
     err_t e;
     err_init(&e);
+    if (read_call(msg, "Action", &f, &e)) {
+        refuse(s, &e);
+        return;
+    }
     char canonical[LIMIT_FUNCTION_PATH_BYTES_MAX];
-    lookup_function(s, path ? path : "", FN_ACTION, &e, canonical, sizeof canonical);
-    json_t *out = json_pack("{s:s, s:O, s:b, s:s, s:[]}", "type", "ActionResponse", "requestId",
-                            rid ? rid : json_null(), "success", 0, "result",
+    lookup_function(s, f.path, FN_ACTION, &e, canonical, sizeof canonical);
+    json_t *out = json_pack("{s:s, s:I, s:b, s:s, s:[]}", "type", "ActionResponse", "requestId",
+                            (json_int_t)f.request_id, "success", 0, "result",
                             e.code ? e.msg : "Actions are not supported", "logLines");
     if (e.data) json_object_set_new(out, "errorData", wire_encode(e.data, WIRE_ENCODED));
     err_clear(&e);
@@ -543,24 +683,32 @@ static void on_action(session *s, const json_t *msg)
 
 static void on_connect(session *s, const json_t *msg)
 {
-    const char *sid = json_string_value(json_object_get(msg, "sessionId"));
+    static const char where[] = "Connect";
+    const char *sid, *max_ts = NULL, *close_reason = NULL;
+    int64_t connection_count = 0;
+    double client_ts = NAN;
+    err_t e;
+    err_init(&e);
     if (s->connected) {
         session_fatal(s, "InvalidMessage: Connect was already sent on this connection");
         return;
     }
-    if (!sid || !*sid || strlen(sid) >= sizeof s->session_id ||
-        strlen(sid) != json_string_length(json_object_get(msg, "sessionId"))) {
-        session_fatal(s, "InvalidMessage: Connect needs a sessionId");
+    if (jr_string(msg, where, "sessionId", JR_NONEMPTY, SYNC_SESSION_ID_BYTES_MAX - 1, &sid, &e) ||
+        jr_int(msg, where, "connectionCount", JR_OPTIONAL, 0, UINT32_MAX, &connection_count, &e) ||
+        jr_string(msg, where, "lastCloseReason", JR_OPTIONAL | JR_NULLABLE,
+                  LIMIT_WS_MESSAGE_BYTES_MAX, &close_reason, &e) ||
+        jr_string(msg, where, "maxObservedTimestamp", JR_OPTIONAL | JR_NULLABLE, 64, &max_ts, &e) ||
+        jr_number(msg, where, "clientTs", JR_OPTIONAL | JR_NULLABLE, -SYNC_CLIENT_TS_MS_MAX,
+                  SYNC_CLIENT_TS_MS_MAX, &client_ts, &e)) {
+        refuse(s, &e);
         return;
     }
     s->connected = true;
     snprintf(s->session_id, sizeof s->session_id, "%s", sid);
-    json_t *client_ts = json_object_get(msg, "clientTs");
-    if (json_is_number(client_ts)) {
+    if (!isnan(client_ts)) {
         s->has_skew = true;
-        s->clock_skew_ms = json_number_value(client_ts) - clock_now_ms();
+        s->clock_skew_ms = client_ts - clock_now_ms();
     }
-    const char *max_ts = json_string_value(json_object_get(msg, "maxObservedTimestamp"));
     uint64_t seen;
     if (!max_ts || b64_u64le_decode(max_ts, &seen) != 0 || seen <= subs_processed_ts(s->hub->subs))
         return;
@@ -575,9 +723,11 @@ static void on_connect(session *s, const json_t *msg)
 
 static void handle(session *s, json_t *msg, size_t wire_bytes)
 {
-    const char *type = json_string_value(json_object_get(msg, "type"));
-    if (!type)
-        session_fatal(s, "WSMessageInvalidJson: a message needs a type");
+    const char *type;
+    err_t e;
+    err_init(&e);
+    if (jr_string(msg, "", "type", 0, 64, &type, &e))
+        session_fatal(s, "WSMessageInvalidJson: %s", e.msg);
     else if (!s->connected && strcmp(type, "Connect") != 0)
         session_fatal(s, "InvalidMessage: the first message must be Connect");
     else if (strcmp(type, "Connect") == 0)
@@ -593,7 +743,7 @@ static void handle(session *s, json_t *msg, size_t wire_bytes)
     else if (strcmp(type, "Event") == 0)
         return;
     else
-        session_fatal(s, "WSMessageInvalidJson: unknown message type");
+        session_fatal(s, "WSMessageInvalidJson: unknown message type \"%.64s\"", type);
 }
 
 /* Handles the messages that waited behind an Authenticate, in order, until
@@ -610,8 +760,7 @@ static void process_inbox(session *s)
         size_t bytes = s->inbox[0].wire_bytes;
         s->inbox_len--;
         memmove(s->inbox, s->inbox + 1, (size_t)s->inbox_len * sizeof *s->inbox);
-        assert(s->held_bytes >= bytes);
-        s->held_bytes -= bytes;
+        session_held_sub(s, bytes);
         handle(s, msg, bytes);
         json_decref(msg);
     }
@@ -649,7 +798,7 @@ void session_on_message(void *data, const char *text, size_t len)
             session_fatal(s, "InternalServerError: out of memory");
         } else {
             s->inbox[s->inbox_len++] = (struct inbox_entry){msg, len};
-            s->held_bytes += len;
+            session_held_add(s, len);
         }
     } else {
         handle(s, msg, len);

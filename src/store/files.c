@@ -5,6 +5,7 @@
  * own read path). The stores are files_dir.c and files_pg.c.
  * Thread: any (blocking; never the event loop).
  */
+#include "base/invariant.h"
 #include "store/files_impl.h"
 
 #include <assert.h>
@@ -61,7 +62,7 @@ bool files_has_fds(const files *fs)
 
 int files_write_begin(files *fs, const char *storage_id, file_writer **out, err_t *e)
 {
-    assert(storage_id && strlen(storage_id) < ID_BYTES_MAX);
+    ASSERT(storage_id && strlen(storage_id) < ID_BYTES_MAX);
     *out = NULL;
     file_writer *w = NULL;
     int rc = fs->ops->write_begin(fs, storage_id, &w, e);
@@ -79,7 +80,7 @@ int files_write_begin(files *fs, const char *storage_id, file_writer **out, err_
 
 int file_writer_write(file_writer *w, const void *data, size_t len, err_t *e)
 {
-    assert(!w->sealed && w->hash);
+    ASSERT(!w->sealed && w->hash);
     if (len == 0) return 0;
     int rc = w->fs->ops->write(w, data, len, e);
     if (rc) return rc;
@@ -90,7 +91,7 @@ int file_writer_write(file_writer *w, const void *data, size_t len, err_t *e)
 
 int file_writer_seal(file_writer *w, uint8_t digest_out[SHA256_BYTES], uint64_t *size_out, err_t *e)
 {
-    assert(!w->sealed && w->hash);
+    ASSERT(!w->sealed && w->hash);
     sha256_finish(w->hash, w->digest);
     w->hash = NULL;
     sha256_to_hex(w->digest, w->digest_hex);

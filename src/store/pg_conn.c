@@ -23,6 +23,7 @@
  */
 #include "store/pg_impl.h"
 
+#include "base/invariant.h"
 #include "base/log.h"
 #include "store/sql_common.h"
 
@@ -127,7 +128,7 @@ static void redact_url(const char *url, char *out, size_t out_bytes)
 
 void store_redact_url(const char *url, char *out, size_t out_bytes)
 {
-    assert(url && out && out_bytes > 0);
+    ASSERT(url && out && out_bytes > 0);
     /* Any URL with credentials (user:password@) has its password hidden. */
     if (strstr(url, "://"))
         redact_url(url, out, out_bytes);
@@ -184,7 +185,7 @@ int pg_dial(const pg_store *ps, bool writer, bool listener, PGconn **out, err_t 
     keys[n] = "dbname", values[n++] = ps->url;
     keys[n] = "client_encoding", values[n++] = "UTF8";
     keys[n] = values[n] = NULL;
-    assert(n < (int)(sizeof keys / sizeof keys[0]));
+    ASSERT(n < (int)(sizeof keys / sizeof keys[0]));
     PGconn *pg = PQconnectdbParams(keys, values, 1);
     if (!pg) return err_set(e, ERR_NOMEM, "cannot connect to %s: out of memory", ps->shown_url);
     if (PQstatus(pg) != CONNECTION_OK) {
@@ -391,7 +392,7 @@ int store_pg_open(const char *url, const schema *s, store **out,
 
 static void pg_close(store *st)
 {
-    assert(st->ops == &pg_ops);
+    ASSERT(st->ops == &pg_ops);
     pg_store *ps = (pg_store *)st;
     free(ps->url);
     free(ps);

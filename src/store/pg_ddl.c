@@ -29,6 +29,7 @@
  * expressions also serve pg_scan.c.
  * Thread: the thread that opens the store.
  */
+#include "base/invariant.h"
 #include "store/pg_impl.h"
 
 #include "store/ddl_common.h"
@@ -64,7 +65,7 @@ static void sql_key_part(sqlbuf *b, const char *field, int part)
                    field, field);
         break;
     default:
-        assert(part == KEY_STR);
+        ASSERT(part == KEY_STR);
         sqlbuf_add(
             b,
             "(COALESCE(CASE WHEN jsonb_typeof(doc->'%s') <> 'number' THEN doc->>'%s' END, '') "
@@ -117,7 +118,7 @@ static const char *const guard_ops[PG_GUARD_OPS] = {"update", "delete", "truncat
 static void guard_trigger(sqlbuf *b, const schema_table *t, int op)
 {
     static const char *const verbs[PG_GUARD_OPS] = {"UPDATE", "DELETE", "TRUNCATE"};
-    assert(op >= 0 && op < PG_GUARD_OPS);
+    ASSERT(op >= 0 && op < PG_GUARD_OPS);
     char name[STORE_SQL_NAME_BYTES_MAX];
     ddl_guard_name(t, guard_ops[op], name);
     sqlbuf_add(b,
@@ -297,7 +298,7 @@ static int alter_table(void *pg, const ddl_object *o, err_t *e)
         sqlbuf_init(&b, sql, sizeof sql);
         sqlbuf_add(&b, "ALTER TABLE \"%s\" ADD ", t->name);
         check(&b, t, *f);
-        assert(!b.overflow);
+        ASSERT(!b.overflow);
         rc = ddl_exec(pg, sql, what, e);
     }
     char *literal = rc == 0 ? PQescapeLiteral(pg, o->sql, strlen(o->sql)) : NULL;

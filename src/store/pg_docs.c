@@ -12,6 +12,7 @@
  * connection, reader threads on theirs; pg_scan.c for the rows it reads.
  * Thread: the thread that owns the connection.
  */
+#include "base/invariant.h"
 #include "store/pg_impl.h"
 
 #include "store/ddl_common.h"
@@ -257,7 +258,7 @@ static int truncate_table(pg_conn *c, const schema_table *t, err_t *e)
 int pg_truncate_all(store_conn *sc, err_t *e)
 {
     pg_conn *c = pg_conn_of(sc);
-    assert(c->writer && c->in_txn && "truncate outside a write transaction");
+    ASSERT(c->writer && c->in_txn && "truncate outside a write transaction");
     const schema *s = c->base.st->schema;
     for (int i = 0; i < s->n_tables; i++) {
         int rc = truncate_table(c, &s->tables[i], e);

@@ -18,12 +18,12 @@
 #ifndef DOJO_STORE_PG_IMPL_H
 #define DOJO_STORE_PG_IMPL_H
 
-#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <libpq-fe.h>
 
+#include "base/invariant.h"
 #include "store/sqlbuf.h"
 #include "store/store_impl.h"
 
@@ -66,7 +66,7 @@ extern const store_ops pg_ops;
 
 static inline pg_conn *pg_conn_of(store_conn *c)
 {
-    assert(c && c->ops == &pg_ops);
+    ASSERT(c && c->ops == &pg_ops);
     return (pg_conn *)c;
 }
 

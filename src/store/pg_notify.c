@@ -22,6 +22,7 @@
  * channel (pg_ddl.c).
  * Thread: a pg_listener belongs to one thread at a time.
  */
+#include "base/invariant.h"
 #include "store/pg_impl.h"
 
 #include "store/sql_common.h"
@@ -71,15 +72,15 @@ typedef struct pg_listener {
 
 static pg_listener *listener_of(const store_listener *l)
 {
-    assert(l && l->ops == &pg_ops);
+    ASSERT(l && l->ops == &pg_ops);
     return (pg_listener *)l;
 }
 
 int pg_notify_commit(store_conn *sc, const char *payload, err_t *e)
 {
     pg_conn *c = pg_conn_of(sc);
-    assert(c->writer && c->in_txn && "a commit notification outside a write transaction");
-    assert(c->savepoint_depth == 0 && "a savepoint rollback would drop the notification");
+    ASSERT(c->writer && c->in_txn && "a commit notification outside a write transaction");
+    ASSERT(c->savepoint_depth == 0 && "a savepoint rollback would drop the notification");
     const char *values[] = {pg_store_of(c)->channel, payload};
     int rc = pg_stmt_run(c, "SELECT pg_notify($1, $2)", 2, values, "send the commit notification",
                          NULL, e);

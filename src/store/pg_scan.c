@@ -13,6 +13,7 @@
  * Callers: store.c through pg_ops, on the thread that owns the connection.
  * Thread: the thread that owns the connection.
  */
+#include "base/invariant.h"
 #include "store/pg_impl.h"
 
 #include "store/sql_common.h"
@@ -42,7 +43,7 @@ typedef struct scan_sql {
  * means "formatted into this parameter's own buffer", which is returned. */
 static char *scan_param(scan_sql *q, const char *text)
 {
-    assert(q->n_params < SCAN_PARAMS_MAX);
+    ASSERT(q->n_params < SCAN_PARAMS_MAX);
     int i = q->n_params++;
     q->values[i] = text ? text : q->numbers[i];
     sqlbuf_add(&q->b, "$%d", i + 1);
@@ -226,7 +227,7 @@ int pg_scan(store_conn *sc, const store_range *r, json_t **rows_out, err_t *e)
         PGresult *res;
         rc = pg_stmt_run(c, q->text, q->n_params, q->values, what, &res, e);
         int n = rc == 0 ? PQntuples(res) : 0;
-        assert(n <= r->limit);
+        ASSERT(n <= r->limit);
         for (int i = 0; i < n && rc == 0; i++) {
             json_t *doc;
             rc = pg_result_doc(res, i, r->table->name, &doc, e);
@@ -303,7 +304,7 @@ static int explain_scan(pg_conn *c, const scan_sql *q, bool generic, sqlbuf *out
         }
         PQclear(PQexec(c->pg, "DEALLOCATE dojo_explain"));
     }
-    assert(!b.overflow);
+    ASSERT(!b.overflow);
     if (rc == 0 && PQresultStatus(res) != PGRES_TUPLES_OK)
         rc = pg_error(e, c->pg, res, "explain scan");
     for (int i = 0; rc == 0 && i < PQntuples(res); i++)

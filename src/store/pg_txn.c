@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/invariant.h"
 #include "base/log.h"
 
 #define PG_SAVEPOINT_DEPTH_MAX 4
@@ -53,8 +54,8 @@ static int begin_once(pg_conn *c, bool write, err_t *e)
 int pg_begin(store_conn *sc, bool write, err_t *e)
 {
     pg_conn *c = pg_conn_of(sc);
-    assert(!c->in_txn && "store_begin inside a transaction");
-    assert((c->writer || !write) && "a write transaction on a reader connection");
+    ASSERT(!c->in_txn && "store_begin inside a transaction");
+    ASSERT((c->writer || !write) && "a write transaction on a reader connection");
     c->savepoint_depth = 0;
     int rc = begin_once(c, write, e);
     /* A connection the server dropped while idle (a restart, a terminated
@@ -76,7 +77,7 @@ int pg_begin(store_conn *sc, bool write, err_t *e)
 int pg_commit(store_conn *sc, err_t *e)
 {
     pg_conn *c = pg_conn_of(sc);
-    assert(c->in_txn && "store_commit outside a transaction");
+    ASSERT(c->in_txn && "store_commit outside a transaction");
     if (store_fault_due()) return err_set(e, ERR_STORAGE, "commit: injected fault");
     if (PQstatus(c->pg) != CONNECTION_OK)
         return err_set(e, ERR_STORAGE, "commit: the connection to %s was lost",
@@ -111,8 +112,8 @@ void pg_rollback(store_conn *sc)
 int pg_savepoint(store_conn *sc, err_t *e)
 {
     pg_conn *c = pg_conn_of(sc);
-    assert(c->writer && c->in_txn && "a savepoint outside a transaction");
-    assert(c->savepoint_depth < PG_SAVEPOINT_DEPTH_MAX);
+    ASSERT(c->writer && c->in_txn && "a savepoint outside a transaction");
+    ASSERT(c->savepoint_depth < PG_SAVEPOINT_DEPTH_MAX);
     int rc = pg_run_simple(c, "SAVEPOINT " PG_SAVEPOINT_SQL_NAME, "savepoint", e);
     if (rc == 0) c->savepoint_depth++;
     return rc;
@@ -121,7 +122,7 @@ int pg_savepoint(store_conn *sc, err_t *e)
 int pg_savepoint_release(store_conn *sc, err_t *e)
 {
     pg_conn *c = pg_conn_of(sc);
-    assert(c->savepoint_depth > 0 && "no savepoint to release");
+    ASSERT(c->savepoint_depth > 0 && "no savepoint to release");
     int rc = pg_run_simple(c, "RELEASE SAVEPOINT " PG_SAVEPOINT_SQL_NAME, "release savepoint", e);
     if (rc == 0) c->savepoint_depth--;
     return rc;
@@ -132,7 +133,7 @@ int pg_savepoint_release(store_conn *sc, err_t *e)
 void pg_savepoint_rollback(store_conn *sc)
 {
     pg_conn *c = pg_conn_of(sc);
-    assert(c->savepoint_depth > 0 && "no savepoint to roll back");
+    ASSERT(c->savepoint_depth > 0 && "no savepoint to roll back");
     c->savepoint_depth--;
     pg_run_undo(c, "ROLLBACK TO SAVEPOINT " PG_SAVEPOINT_SQL_NAME);
     pg_run_undo(c, "RELEASE SAVEPOINT " PG_SAVEPOINT_SQL_NAME);

@@ -11,7 +11,8 @@
  */
 #include "store/schema.h"
 
-#include <assert.h>
+#include "base/invariant.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ const schema_index schema_by_creation_time = {
 
 const schema_table *schema_table_by_name(const schema *s, const char *name)
 {
-    assert(s && name);
+    ASSERT(s && name);
     for (int i = 0; i < s->n_tables; i++)
         if (strcmp(s->tables[i].name, name) == 0) return &s->tables[i];
     return NULL;
@@ -33,7 +34,7 @@ const schema_table *schema_table_by_name(const schema *s, const char *name)
 
 const schema_table *schema_table_by_number(const schema *s, int number)
 {
-    assert(s);
+    ASSERT(s);
     for (int i = 0; i < s->n_tables; i++)
         if (s->tables[i].number == number) return &s->tables[i];
     return NULL;
@@ -41,7 +42,7 @@ const schema_table *schema_table_by_number(const schema *s, int number)
 
 const schema_index *schema_index_by_name(const schema_table *t, const char *name)
 {
-    assert(t && name);
+    ASSERT(t && name);
     if (strcmp(name, schema_by_creation_time.name) == 0) return &schema_by_creation_time;
     for (int i = 0; i < t->n_indexes; i++)
         if (strcmp(t->indexes[i].name, name) == 0) return &t->indexes[i];
@@ -55,7 +56,7 @@ static bool ends_with_creation_time(const schema_index *ix)
 
 int schema_key_len(const schema_index *ix)
 {
-    assert(ix && ix->n_fields >= 1 && ix->n_fields <= SCHEMA_INDEX_FIELDS_MAX);
+    ASSERT(ix && ix->n_fields >= 1 && ix->n_fields <= SCHEMA_INDEX_FIELDS_MAX);
     return ix->n_fields + (ends_with_creation_time(ix) ? 0 : 1) + 1;
 }
 
@@ -68,8 +69,8 @@ static json_t *field_copy(const json_t *doc, const char *field)
 
 json_t *schema_key_of(const schema_index *ix, const json_t *doc)
 {
-    assert(ix && json_is_object(doc));
-    assert(json_object_get(doc, "_id") && json_object_get(doc, "_creationTime"));
+    ASSERT(ix && json_is_object(doc));
+    ASSERT(json_object_get(doc, "_id") && json_object_get(doc, "_creationTime"));
     json_t *key = json_array();
     if (!key) return NULL;
     int ok = 0;
@@ -82,7 +83,7 @@ json_t *schema_key_of(const schema_index *ix, const json_t *doc)
         json_decref(key);
         return NULL;
     }
-    assert((int)json_array_size(key) == schema_key_len(ix));
+    ASSERT((int)json_array_size(key) == schema_key_len(ix));
     return key;
 }
 
@@ -183,7 +184,7 @@ int schema_value_cmp(const json_t *a, const json_t *b)
 
 int schema_key_cmp_prefix(const json_t *a, const json_t *b, size_t n)
 {
-    assert(json_is_array(a) && json_is_array(b));
+    ASSERT(json_is_array(a) && json_is_array(b));
     size_t na = json_array_size(a), nb = json_array_size(b);
     if (n > na) n = na;
     if (n > nb) n = nb;

@@ -6,12 +6,13 @@
  */
 #include "store/sql_common.h"
 
-#include <assert.h>
+#include "base/invariant.h"
+
 #include <string.h>
 
 const char *sql_key_field(const schema_index *ix, int i)
 {
-    assert(i >= 0 && i < schema_key_len(ix));
+    ASSERT(i >= 0 && i < schema_key_len(ix));
     if (i < ix->n_fields) return ix->fields[i];
     if (i == schema_key_len(ix) - 1) return "_id";
     return "_creationTime";

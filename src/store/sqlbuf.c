@@ -5,13 +5,14 @@
  */
 #include "store/sqlbuf.h"
 
-#include <assert.h>
+#include "base/invariant.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 
 void sqlbuf_init(sqlbuf *b, char *storage, size_t cap)
 {
-    assert(cap > 0);
+    ASSERT(cap > 0);
     b->text = storage;
     b->len = 0;
     b->cap = cap;

@@ -22,6 +22,7 @@
  */
 #include "store/sqlite_impl.h"
 
+#include "base/invariant.h"
 #include "base/log.h"
 #include "store/sql_common.h"
 
@@ -269,7 +270,7 @@ static void sqlite_disconnect(store_conn *sc)
         free(c->cache[i].sql);
     }
     int rc = sqlite3_close(c->db);
-    assert(rc == SQLITE_OK && "a statement outlived its connection");
+    ASSERT(rc == SQLITE_OK && "a statement outlived its connection");
     (void)rc;
     free(c);
 }
@@ -279,8 +280,8 @@ static void sqlite_disconnect(store_conn *sc)
 static int sqlite_begin(store_conn *sc, bool write, err_t *e)
 {
     sqlite_conn *c = sqlite_conn_of(sc);
-    assert(sqlite3_get_autocommit(c->db) && "store_begin inside a transaction");
-    assert((c->writer || !write) && "a write transaction on a reader connection");
+    ASSERT(sqlite3_get_autocommit(c->db) && "store_begin inside a transaction");
+    ASSERT((c->writer || !write) && "a write transaction on a reader connection");
     c->savepoint_depth = 0;
     if (write) return run_cached(c, "BEGIN IMMEDIATE", "begin write transaction", e);
     return run_cached(c, "BEGIN", "begin read transaction", e);
@@ -289,7 +290,7 @@ static int sqlite_begin(store_conn *sc, bool write, err_t *e)
 static int sqlite_commit(store_conn *sc, err_t *e)
 {
     sqlite_conn *c = sqlite_conn_of(sc);
-    assert(!sqlite3_get_autocommit(c->db) && "store_commit outside a transaction");
+    ASSERT(!sqlite3_get_autocommit(c->db) && "store_commit outside a transaction");
     int rc = run_cached(c, "COMMIT", "commit", e);
     if (rc == 0) c->savepoint_depth = 0;
     return rc;
@@ -305,8 +306,8 @@ static void sqlite_rollback(store_conn *sc)
 static int sqlite_savepoint(store_conn *sc, err_t *e)
 {
     sqlite_conn *c = sqlite_conn_of(sc);
-    assert(c->writer && !sqlite3_get_autocommit(c->db) && "a savepoint outside a transaction");
-    assert(c->savepoint_depth < SAVEPOINT_DEPTH_MAX);
+    ASSERT(c->writer && !sqlite3_get_autocommit(c->db) && "a savepoint outside a transaction");
+    ASSERT(c->savepoint_depth < SAVEPOINT_DEPTH_MAX);
     int rc = run_cached(c, "SAVEPOINT " SAVEPOINT_SQL_NAME, "savepoint", e);
     if (rc == 0) c->savepoint_depth++;
     return rc;
@@ -315,7 +316,7 @@ static int sqlite_savepoint(store_conn *sc, err_t *e)
 static int sqlite_savepoint_release(store_conn *sc, err_t *e)
 {
     sqlite_conn *c = sqlite_conn_of(sc);
-    assert(c->savepoint_depth > 0 && "no savepoint to release");
+    ASSERT(c->savepoint_depth > 0 && "no savepoint to release");
     int rc = run_cached(c, "RELEASE " SAVEPOINT_SQL_NAME, "release savepoint", e);
     if (rc == 0) c->savepoint_depth--;
     return rc;
@@ -324,7 +325,7 @@ static int sqlite_savepoint_release(store_conn *sc, err_t *e)
 static void sqlite_savepoint_rollback(store_conn *sc)
 {
     sqlite_conn *c = sqlite_conn_of(sc);
-    assert(c->savepoint_depth > 0 && "no savepoint to roll back");
+    ASSERT(c->savepoint_depth > 0 && "no savepoint to roll back");
     c->savepoint_depth--;
     /* After an I/O error or out-of-memory SQLite may have rolled the whole
      * transaction back already; then there is no savepoint left to undo. */
@@ -358,7 +359,7 @@ int store_sqlite_open(const char *path, const schema *s, store **out,
 
 static void sqlite_close(store *st)
 {
-    assert(st->ops == &sqlite_ops);
+    ASSERT(st->ops == &sqlite_ops);
     sqlite_checkpointer_stop(((sqlite_store *)st)->checkpointer);
     free(st);
 }

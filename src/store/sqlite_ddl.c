@@ -16,6 +16,7 @@
  * expressions and guards also serve sqlite_scan.c and truncation.
  * Thread: the thread that opens the store.
  */
+#include "base/invariant.h"
 #include "store/sqlite_impl.h"
 
 #include "store/ddl_common.h"
@@ -62,7 +63,7 @@ const char *const sqlite_guard_ops[SQLITE_GUARD_OPS] = {"delete", "update"};
 void sqlite_guard_trigger(sqlbuf *b, const schema_table *t, int op)
 {
     static const char *const verbs[SQLITE_GUARD_OPS] = {"DELETE", "UPDATE"};
-    assert(op >= 0 && op < SQLITE_GUARD_OPS);
+    ASSERT(op >= 0 && op < SQLITE_GUARD_OPS);
     char name[STORE_SQL_NAME_BYTES_MAX];
     ddl_guard_name(t, sqlite_guard_ops[op], name);
     sqlbuf_add(b,

@@ -9,6 +9,7 @@
  * connection, reader threads on theirs.
  * Thread: the thread that owns the connection.
  */
+#include "base/invariant.h"
 #include "store/sqlite_impl.h"
 
 #include "store/ddl_common.h"
@@ -191,7 +192,7 @@ static int truncate_table(sqlite_conn *c, const schema_table *t, err_t *e)
         sqlbuf b;
         sqlbuf_init(&b, sql, sizeof sql);
         sqlite_guard_trigger(&b, t, op);
-        assert(!b.overflow);
+        ASSERT(!b.overflow);
         rc = sqlite_run_once(c, sql, "truncate: re-create guard", e);
     }
     return rc;
@@ -200,7 +201,7 @@ static int truncate_table(sqlite_conn *c, const schema_table *t, err_t *e)
 int sqlite_truncate_all(store_conn *sc, err_t *e)
 {
     sqlite_conn *c = sqlite_conn_of(sc);
-    assert(c->writer && !sqlite3_get_autocommit(c->db) && "truncate outside a write transaction");
+    ASSERT(c->writer && !sqlite3_get_autocommit(c->db) && "truncate outside a write transaction");
     const schema *s = c->base.st->schema;
     for (int i = 0; i < s->n_tables; i++) {
         int rc = truncate_table(c, &s->tables[i], e);

@@ -14,12 +14,12 @@
 #ifndef DOJO_STORE_SQLITE_IMPL_H
 #define DOJO_STORE_SQLITE_IMPL_H
 
-#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <sqlite3.h>
 
+#include "base/invariant.h"
 #include "store/sqlbuf.h"
 #include "store/sqlite_checkpoint.h"
 #include "store/store_impl.h"
@@ -56,7 +56,7 @@ extern const store_ops sqlite_ops;
 
 static inline sqlite_conn *sqlite_conn_of(store_conn *c)
 {
-    assert(c && c->ops == &sqlite_ops);
+    ASSERT(c && c->ops == &sqlite_ops);
     return (sqlite_conn *)c;
 }
 

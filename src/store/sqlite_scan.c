@@ -19,6 +19,7 @@
  * Callers: store.c through sqlite_ops, on the thread that owns the connection.
  * Thread: the thread that owns the connection.
  */
+#include "base/invariant.h"
 #include "store/sqlite_impl.h"
 
 #include "store/ddl_common.h"
@@ -68,7 +69,7 @@ typedef struct scan_sql {
 
 static void scan_param(scan_sql *q, const json_t *v)
 {
-    assert(q->n_params < (int)(sizeof q->params / sizeof q->params[0]));
+    ASSERT(q->n_params < (int)(sizeof q->params / sizeof q->params[0]));
     q->params[q->n_params++] = v;
 }
 

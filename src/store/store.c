@@ -12,7 +12,8 @@
  */
 #include "store/store_impl.h"
 
-#include <assert.h>
+#include "base/invariant.h"
+
 #include <stdatomic.h>
 #include <string.h>
 
@@ -96,7 +97,7 @@ static bool has_prefix(const char *s, const char *prefix)
 int store_open(const char *url, const schema *s, store **out, char report[STORE_REPORT_BYTES_MAX],
                err_t *e)
 {
-    assert(url && s && out);
+    ASSERT(url && s && out);
     *out = NULL;
     if (report) report[0] = '\0';
     int rc = check_schema(s, e);
@@ -135,7 +136,7 @@ const char *store_engine_name(const store *st)
 
 int store_connect(store *st, bool writer, store_conn **out, err_t *e)
 {
-    assert(st && out);
+    ASSERT(st && out);
     *out = NULL;
     return st->ops->connect(st, writer, out, e);
 }
@@ -179,62 +180,72 @@ void store_savepoint_rollback(store_conn *c)
 
 int store_get(store_conn *c, const schema_table *t, const char *id, json_t **doc_out, err_t *e)
 {
-    assert(t && id && doc_out);
+    ASSERT(t && id && doc_out);
     *doc_out = NULL;
     return c->ops->get(c, t, id, doc_out, e);
 }
 
 int store_scan(store_conn *c, const store_range *r, json_t **rows_out, err_t *e)
 {
-    assert(r && r->table && r->index && rows_out);
-    assert(r->limit >= 1);
+    ASSERT(r && r->table && r->index && rows_out);
+    ASSERT(r->limit >= 1);
     *rows_out = NULL;
     return c->ops->scan(c, r, rows_out, e);
 }
 
+json_t *store_scan_resume_after(const json_t *rows)
+{
+    size_t n = json_array_size(rows);
+    if (n == 0) return NULL;
+    const json_t *last = json_array_get(rows, n - 1);
+    const json_t *ct = json_object_get(last, "_creationTime"), *id = json_object_get(last, "_id");
+    ASSERT(json_is_number(ct) && json_is_string(id)); /* every stored document has both */
+    return json_pack("[O,O]", ct, id);
+}
+
 int store_insert(store_conn *c, const schema_table *t, const json_t *doc, err_t *e)
 {
-    assert(t && json_is_object(doc));
+    ASSERT(t && json_is_object(doc));
     return c->ops->insert(c, t, doc, e);
 }
 
 int store_replace(store_conn *c, const schema_table *t, const json_t *doc, err_t *e)
 {
-    assert(t && json_is_object(doc));
+    ASSERT(t && json_is_object(doc));
     return c->ops->replace(c, t, doc, e);
 }
 
 int store_delete(store_conn *c, const schema_table *t, const char *id, err_t *e)
 {
-    assert(t && id);
+    ASSERT(t && id);
     return c->ops->remove(c, t, id, e);
 }
 
 int store_count(store_conn *c, const schema_table *t, int64_t *n_out, err_t *e)
 {
-    assert(t && n_out);
+    ASSERT(t && n_out);
     *n_out = 0;
     return c->ops->count(c, t, n_out, e);
 }
 
 int store_count_range(store_conn *c, const store_range *r, int64_t *n_out, err_t *e)
 {
-    assert(r && r->table && r->index && n_out);
-    assert(r->limit >= 1);
+    ASSERT(r && r->table && r->index && n_out);
+    ASSERT(r->limit >= 1);
     *n_out = 0;
     return c->ops->count_range(c, r, n_out, e);
 }
 
 int store_meta_get(store_conn *c, const char *key, char **value_out, err_t *e)
 {
-    assert(key && value_out);
+    ASSERT(key && value_out);
     *value_out = NULL;
     return c->ops->meta_get(c, key, value_out, e);
 }
 
 int store_meta_set(store_conn *c, const char *key, const char *value, err_t *e)
 {
-    assert(key && value);
+    ASSERT(key && value);
     return c->ops->meta_set(c, key, value, e);
 }
 
@@ -257,14 +268,14 @@ bool store_notifies(const store *st)
 
 int store_notify_commit(store_conn *c, const char *payload, err_t *e)
 {
-    assert(payload && payload[0] && strlen(payload) <= STORE_NOTIFY_PAYLOAD_BYTES_MAX);
+    ASSERT(payload && payload[0] && strlen(payload) <= STORE_NOTIFY_PAYLOAD_BYTES_MAX);
     if (!c->ops->notify_commit) return 0;
     return c->ops->notify_commit(c, payload, e);
 }
 
 int store_listener_open(store *st, store_listener **out, err_t *e)
 {
-    assert(st && out);
+    ASSERT(st && out);
     *out = NULL;
     if (!st->ops->listener_open)
         return err_set(e, ERR_INTERNAL,
@@ -281,13 +292,13 @@ int store_listener_fd(const store_listener *l)
 int store_listener_drain(store_listener *l, void (*cb)(void *data, const char *payload), void *data,
                          err_t *e)
 {
-    assert(l && cb);
+    ASSERT(l && cb);
     return l->ops->listener_drain(l, cb, data, e);
 }
 
 int store_listener_meta_get(store_listener *l, const char *key, char **value_out, err_t *e)
 {
-    assert(l && key && value_out);
+    ASSERT(l && key && value_out);
     *value_out = NULL;
     return l->ops->listener_meta_get(l, key, value_out, e);
 }
@@ -305,7 +316,7 @@ static atomic_int fault_countdown;
 
 void store_inject_fault_after(int n_statements)
 {
-    assert(n_statements >= 0);
+    ASSERT(n_statements >= 0);
     atomic_store(&fault_countdown, n_statements);
 }
 

@@ -97,6 +97,10 @@ void store_savepoint_rollback(store_conn *c); /* rolls back and releases */
 int store_get(store_conn *c, const schema_table *t, const char *id, json_t **doc_out, err_t *e);
 /* *rows_out: a new JSON array of documents in range order. */
 int store_scan(store_conn *c, const store_range *r, json_t **rows_out, err_t *e);
+/* The bound that continues a scan of schema_by_creation_time after the last
+ * row of rows (a new [_creationTime, _id] array), or NULL when rows is empty
+ * or out of memory. */
+json_t *store_scan_resume_after(const json_t *rows);
 /* doc carries _id and _creationTime. A unique index or a guard that refuses
  * the row gives ERR_CONSTRAINT with the database's reason in the message. */
 int store_insert(store_conn *c, const schema_table *t, const json_t *doc, err_t *e);

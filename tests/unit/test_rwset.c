@@ -6,6 +6,8 @@
 #include "support.h"
 
 #include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "engine/rwset.h"
 #include "engine/validator.h"
@@ -260,6 +262,79 @@ static void whole_tables_are_kept_by_copy_and_append(void **state)
     write_set_free(&appended);
 }
 
+/* Cut down to their index keys, the documents of a write set intersect the
+ * same reads as before, and hold far fewer bytes. */
+static void keys_only_write_sets_intersect_exactly_as_whole_documents(void **state)
+{
+    (void)state;
+    json_t *big = json_pack("{s:s, s:s, s:s, s:f, s:s}", "_id", "r1", "userId", "user_a", "status",
+                            "queued", "_creationTime", 10.0, "input", "");
+    char *padding = calloc(1, 100000);
+    memset(padding, 'p', 99999);
+    json_object_set_new(big, "input", json_string(padding));
+    free(padding);
+    json_t *moved = json_deep_copy(big);
+    json_object_set_new(moved, "status", json_string("processing"));
+    write_set whole, keys;
+    write_set_init(&whole);
+    write_set_init(&keys);
+    write_set_add(&whole, &runs, "r1", big, moved);
+    write_set_copy(&keys, &whole);
+    write_set_keep_keys(&keys, NULL);
+    assert_false(keys.everything);
+    assert_null(json_object_get(keys.recs[0].new_doc, "input"));
+    assert_string_equal(json_string_value(json_object_get(keys.recs[0].new_doc, "status")),
+                        "processing");
+    assert_true(write_set_bytes(&keys) * 50 < write_set_bytes(&whole));
+    const char *users_read[] = {"user_a", "user_b"},
+               *statuses_read[] = {"queued", "processing", "failed"};
+    for (int i = 0; i < 2; i++) {
+        for (int j = 0; j < 3; j++) {
+            read_set rs;
+            read_set_init(&rs);
+            json_t *u = json_pack("[s]", users_read[i]), *st = json_pack("[s]", statuses_read[j]);
+            read_set_add(&rs, &runs, &runs_indexes[0], u, true, u, true);
+            read_set_add(&rs, &runs, &runs_indexes[1], st, true, st, true);
+            assert_int_equal(rwset_intersects(&rs, &whole), rwset_intersects(&rs, &keys));
+            read_set_free(&rs);
+            read_set_init(&rs);
+            read_set_add_point(&rs, &runs, i ? "r2" : "r1");
+            assert_int_equal(rwset_intersects(&rs, &whole), rwset_intersects(&rs, &keys));
+            read_set_free(&rs);
+            json_decref(u);
+            json_decref(st);
+        }
+    }
+    json_decref(big);
+    json_decref(moved);
+    write_set_free(&whole);
+    write_set_free(&keys);
+}
+
+/* Widened, a write set touches everything and keeps only the table asked. */
+static void widening_keeps_only_the_named_table(void **state)
+{
+    (void)state;
+    write_set ws;
+    write_set_init(&ws);
+    json_t *r = run_doc("r1", "user_a", "queued", 1.0), *u = json_pack("{s:s}", "_id", "u1");
+    write_set_add(&ws, &runs, "r1", NULL, r);
+    write_set_add(&ws, &users, "u1", NULL, u);
+    write_set_add_table(&ws, &runs);
+    write_set_widen(&ws, "users");
+    assert_true(ws.everything);
+    assert_int_equal(ws.n_recs, 1);
+    assert_ptr_equal(ws.recs[0].table, &users);
+    read_set rs;
+    read_set_init(&rs);
+    read_set_add_point(&rs, &runs, "other");
+    assert_true(rwset_intersects(&rs, &ws));
+    read_set_free(&rs);
+    json_decref(r);
+    json_decref(u);
+    write_set_free(&ws);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +349,8 @@ int main(void)
         cmocka_unit_test(repeated_writes_fold_into_first_old_and_last_new),
         cmocka_unit_test(a_whole_table_write_intersects_every_read_of_that_table_only),
         cmocka_unit_test(whole_tables_are_kept_by_copy_and_append),
+        cmocka_unit_test(keys_only_write_sets_intersect_exactly_as_whole_documents),
+        cmocka_unit_test(widening_keeps_only_the_named_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
