@@ -14,6 +14,7 @@ packages=(
   chromium
   curl ca-certificates
   imagemagick
+  systemd adduser
 )
 
 missing=()

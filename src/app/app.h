@@ -35,5 +35,6 @@ void admin_register(registry *r);
 void env_register(registry *r);
 void dashboard_register(registry *r);
 void files_register(registry *r);
+void overview_register(registry *r);
 
 #endif

@@ -2,7 +2,10 @@
  * dashboard.c — the system functions behind the dashboard's Tables tab
  * (api.md §8): `_system:tables`, the application's tables with their row
  * counts, and `_system:browse`, one table newest first, a page at a time, or
- * the one document with a given _id. They are FN_SYSTEM: admin key only,
+ * the one document with a given _id, in the order of any of the table's
+ * indexes (the Tables grid sorts by them). `_system:tables` also gives each
+ * table's declared fields and indexes: the grid's columns and sort keys.
+ * The Overview charts' queries are in overview.c. They are FN_SYSTEM: admin key only,
  * never listed to users or written by codegen. System tables (`_env`,
  * `_session_requests`) are neither listed nor browsable: deployment variables
  * have their own functions (env.c).
@@ -32,6 +35,15 @@ static int count_rows(ctx *c, const schema_table *t, int64_t *n_out)
     return 0;
 }
 
+/* {name, fields: [...]} of an index; its key ends with _creationTime, _id. */
+static json_t *index_json(const schema_index *ix)
+{
+    json_t *fields = json_array();
+    for (int i = 0; i < ix->n_fields; i++)
+        json_array_append_new(fields, json_string(ix->fields[i]));
+    return json_pack("{s:s, s:o}", "name", ix->name, "fields", fields);
+}
+
 static int tables(ctx *c, const json_t *args, json_t **result)
 {
     (void)args;
@@ -45,8 +57,15 @@ static int tables(ctx *c, const json_t *args, json_t **result)
             json_decref(out);
             return rc;
         }
-        json_array_append_new(out,
-                              json_pack("{s:s, s:I}", "name", t->name, "count", (json_int_t)n));
+        json_t *fields = json_array();
+        for (int f = 0; t->doc && f < t->doc->n_fields; f++)
+            json_array_append_new(fields, json_string(t->doc->fields[f].name));
+        json_t *indexes = json_array();
+        json_array_append_new(indexes, index_json(&schema_by_creation_time));
+        for (int x = 0; x < t->n_indexes; x++)
+            json_array_append_new(indexes, index_json(&t->indexes[x]));
+        json_array_append_new(out, json_pack("{s:s, s:I, s:o, s:o}", "name", t->name, "count",
+                                             (json_int_t)n, "fields", fields, "indexes", indexes));
     }
     *result = out;
     return 0;
@@ -87,16 +106,32 @@ static int browse(ctx *c, const json_t *args, json_t **result)
             json_pack("{s:[o*], s:b, s:s}", "page", doc, "isDone", 1, "continueCursor", "END");
         return 0;
     }
-    db_query q = {.table = t->name, .descending = true};
+    const char *index = app_str(args, "index");
+    const schema_index *ix = index ? schema_index_by_name(t, index) : &schema_by_creation_time;
+    if (!ix) {
+        char names[256] = "by_creation_time";
+        size_t n = strlen(names);
+        for (int i = 0; i < t->n_indexes && n < sizeof names; i++)
+            n += (size_t)snprintf(names + n, sizeof names - n, ", %s", t->indexes[i].name);
+        return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
+                        "Invalid argument `index`: table %s has no index \"%.64s\" (indexes: %s)",
+                        t->name, index, names);
+    }
+    const char *order = app_str(args, "order");
+    db_query q = {
+        .table = t->name, .index = ix->name, .descending = !order || strcmp(order, "desc") == 0};
     return db_paginate(c, &q, json_object_get(args, "paginationOpts"), result);
 }
 
 static const validator table_name = V_STRING_LEN_INIT(1, 64);
 static const validator doc_id = V_STRING_LEN_INIT(1, ID_BYTES_MAX - 1);
+static const validator index_name = V_STRING_LEN_INIT(1, 64);
+static const char *const orders[] = {"asc", "desc"};
+static const validator order_value = V_ENUM_INIT(orders);
 static const v_field browse_fields[] = {
-    {"table", &table_name, false},
-    {"paginationOpts", &app_pagination_opts, false},
-    {"id", &doc_id, true},
+    {"table", &table_name, false}, {"paginationOpts", &app_pagination_opts, false},
+    {"id", &doc_id, true},         {"index", &index_name, true},
+    {"order", &order_value, true},
 };
 static const validator browse_args = V_OBJECT_INIT(browse_fields);
 
@@ -112,7 +147,9 @@ static const fn_def dashboard_fns[] = {
      .visibility = FN_SYSTEM,
      .args = &browse_args,
      .impl = browse,
-     .doc = "A page of one application table, newest first, or the document with `id`."},
+     .doc = "A page of one application table in the order of `index` (default "
+            "by_creation_time) and `order` (default desc: newest first), or the document "
+            "with `id`."},
 };
 
 void dashboard_register(registry *r)

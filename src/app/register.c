@@ -16,5 +16,6 @@ void app_register(registry *r)
     env_register(r);
     dashboard_register(r);
     files_register(r);
+    overview_register(r);
     system_functions_register(r);
 }

@@ -135,4 +135,23 @@
 /* iss + "|" + sub, both from a token of at most LIMIT_JWT_BYTES_MAX. */
 #define LIMIT_TOKEN_IDENTIFIER_BYTES_MAX LIMIT_JWT_BYTES_MAX
 
+/* Backups (backup/, `dojo backup`, `dojo restore`, `dojo serve --backup-*`) */
+#define LIMIT_BACKUP_INTERVAL_S_MIN 1                 /* --backup-every */
+#define LIMIT_BACKUP_INTERVAL_S_MAX (366 * 24 * 3600) /* --backup-every: a year */
+#define LIMIT_BACKUP_KEEP_MAX 1000                    /* --backup-keep */
+#define LIMIT_BACKUP_FILES_MAX 1000000                /* files of the files directory */
+#define LIMIT_BACKUP_FILES_DEPTH_MAX 4                /* its subdirectory levels */
+#define LIMIT_BACKUP_MEMBER_BYTES_MAX (1ull << 40)    /* one member (database, file): 1 TiB */
+#define LIMIT_BACKUP_NAME_BYTES_MAX 255               /* a member's path in the archive */
+#define LIMIT_BACKUP_MANIFEST_LINE_BYTES_MAX 1024     /* one line of MANIFEST.jsonl */
+#define LIMIT_BACKUP_SNAPSHOT_STEP_PAGES 1024         /* pages copied between cancel checks */
+
+/* Dashboard Overview queries (app/overview.c): rows one chart query reads,
+ * newest first (past it the chart covers only the newest rows and says from
+ * when), the window it may ask for, and queued or processing runs counted
+ * (past it: "at least"). */
+#define LIMIT_DASHBOARD_CHART_ROWS_MAX 2000
+#define LIMIT_DASHBOARD_CHART_WINDOW_MS_MAX (92.0 * 24 * 3600 * 1000)
+#define LIMIT_DASHBOARD_QUEUE_ROWS_MAX 1000
+
 #endif

@@ -95,16 +95,20 @@ int cmd_doctor(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 /* Shared by serve and dev: runs a server until SIGINT/SIGTERM. hooks may be
  * NULL; hooks->started runs once the server listens (after the dev banner),
  * before the loop runs. */
 struct server_config;
 struct server;
+struct backup_schedule_config;
 typedef struct cli_server_hooks {
     void (*started)(void *data, struct server *srv); /* may be NULL */
     void *data;
     const char *codegen_dir; /* write the TypeScript bindings here first (dojo dev); NULL = no */
+    const struct backup_schedule_config *backups; /* scheduled backups (serve); NULL = none */
 } cli_server_hooks;
 int cli_run_server(struct server_config *cfg, const char *command, bool print_banner_dev,
                    const char *admin_key_source, const cli_server_hooks *hooks);

@@ -24,6 +24,8 @@ static const command commands[] = {
     {"doctor", cmd_doctor, "check the server and the auth setup, and a token with --token"},
     {"export", cmd_export, "write a consistent snapshot of every table to a file"},
     {"import", cmd_import, "restore a snapshot into an empty (or --replace'd) database"},
+    {"backup", cmd_backup, "an online backup of a SQLite deployment, with its files"},
+    {"restore", cmd_restore, "check a backup and put it in place (--check: only check it)"},
     {"worker", cmd_worker, "turn queued runs into outputs: dojo worker --exec CMD"},
 };
 

@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "backup/schedule.h"
+#include "base/clock.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "cli/cli.h"
@@ -21,6 +23,7 @@
 
 typedef struct run_state {
     server *srv;
+    backup_schedule *backups; /* NULL when not scheduled */
     uv_signal_t sigint, sigterm;
     bool stopped;
 } run_state;
@@ -37,10 +40,27 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     run_state *rs = h->data;
     log_info("received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    backup_schedule_stop(rs->backups); /* a backup in progress is cancelled, not left half */
+    rs->backups = NULL;
     server_stop(rs->srv, on_stopped, rs);
 }
 
 static registry app_registry;
+
+/* A scheduled backup finished: the numbers /metrics shows. */
+static void on_backup_done(void *data, const backup_outcome *o)
+{
+    run_state *rs = data;
+    metrics_backup *m = &rs->srv->metrics.backup;
+    if (!o->ok) {
+        m->failed_total++;
+        return;
+    }
+    m->ok_total++;
+    m->last_ok_at_ms = o->finished_at_ms;
+    m->last_ok_bytes = o->bytes;
+    m->last_ok_duration_ms = o->duration_ms;
+}
 
 /* dojo dev: the TypeScript bindings, from the same declarations as the
  * schema and validators. A failure is reported but does not stop serving. */
@@ -112,6 +132,17 @@ int cli_run_server(server_config *cfg, const char *command, bool dev_banner,
                rs.srv->store_report);
         fflush(stdout);
     }
+    if (hooks && hooks->backups) {
+        if (backup_schedule_start(loop, hooks->backups, on_backup_done, &rs, &rs.backups, &e) !=
+            0) {
+            cli_error(command, "%s", e.msg);
+            err_clear(&e);
+            server_stop(rs.srv, NULL, NULL);
+            uv_run(loop, UV_RUN_DEFAULT);
+            return 1;
+        }
+        rs.srv->metrics.backup.enabled = true;
+    }
     if (hooks && hooks->started) hooks->started(hooks->data, rs.srv);
     log_info("listening on http://%s%s%s:%d (store %s: %s; admin key %s)", v6 ? "[" : "", host,
              v6 ? "]" : "", port, db_shown, rs.srv->store_report, admin_key_source);
@@ -162,8 +193,17 @@ static void serve_usage(FILE *out)
             "                        start with (default $DOJO_PUBLIC_URL, else http://HOST:PORT)\n"
             "  --max-body-bytes N    request body limit (default %u)\n"
             "  --readers N           reader threads for queries (default 2)\n"
-            "  --log-level LEVEL     debug, info, warn or error (default info)\n",
-            LIMIT_HTTP_BODY_BYTES_MAX);
+            "  --log-level LEVEL     debug, info, warn or error (default info)\n\n"
+            "Scheduled online backups (SQLite; see `dojo backup --help` for what one holds):\n"
+            "  --backup-dir DIR      write backups into DIR (created 0700 when missing)\n"
+            "  --backup-every TIME   how often: 90s, 15m, 6h, 1d (default 1d; %ds to %dd)\n"
+            "  --backup-keep N       complete backups kept; older ones are removed\n"
+            "                        (default 7, at most %d)\n"
+            "Each is DIR/dojo-backup-<UTC time>.tar, written under a temporary name and\n"
+            "renamed when complete, taken off the event loop without holding up writers.\n"
+            "/metrics reports the time, size and duration of the newest good one.\n",
+            LIMIT_HTTP_BODY_BYTES_MAX, LIMIT_BACKUP_INTERVAL_S_MIN,
+            LIMIT_BACKUP_INTERVAL_S_MAX / 86400, LIMIT_BACKUP_KEEP_MAX);
 }
 
 int cli_parse_log_level(const char *s)
@@ -196,6 +236,9 @@ int cmd_serve(int argc, char **argv)
         {"log-level", required_argument, NULL, 'L'},
         {"admin-key", required_argument, NULL, 'k'},
         {"public-url", required_argument, NULL, 'P'},
+        {"backup-dir", required_argument, NULL, 'B'},
+        {"backup-every", required_argument, NULL, 'E'},
+        {"backup-keep", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -206,6 +249,9 @@ int cmd_serve(int argc, char **argv)
     char host[256] = "127.0.0.1";
     int port = 3210, readers = 0, c;
     long long body_max = 0;
+    const char *backup_dir = NULL;
+    uint64_t backup_every_ms = 0;
+    long long backup_keep = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
@@ -250,6 +296,25 @@ int cmd_serve(int argc, char **argv)
             key = optarg;
             key_source = "from --admin-key";
             break;
+        case 'B':
+            backup_dir = optarg;
+            break;
+        case 'E':
+            if (backup_parse_duration(optarg, &backup_every_ms) != 0) {
+                cli_error("serve",
+                          "--backup-every wants a duration from %ds to %dd such as 90s, 15m, 6h "
+                          "or 1d, got \"%s\"",
+                          LIMIT_BACKUP_INTERVAL_S_MIN, LIMIT_BACKUP_INTERVAL_S_MAX / 86400, optarg);
+                return 2;
+            }
+            break;
+        case 'K':
+            if (parse_count(optarg, LIMIT_BACKUP_KEEP_MAX, &backup_keep) != 0 || backup_keep < 1) {
+                cli_error("serve", "--backup-keep wants a number from 1 to %d, got \"%s\"",
+                          LIMIT_BACKUP_KEEP_MAX, optarg);
+                return 2;
+            }
+            break;
         case 'h':
             serve_usage(stdout);
             return 0;
@@ -268,12 +333,32 @@ int cmd_serve(int argc, char **argv)
     }
     if (!key || !*key)
         log_warn("no admin key (DOJO_ADMIN_KEY or --admin-key): admin functions will be refused");
-    server_config cfg = {.db_url = db && *db ? db : "sqlite:dojo.db",
+    const char *db_url = db && *db ? db : "sqlite:dojo.db";
+    if (!backup_dir && (backup_every_ms || backup_keep)) {
+        cli_error("serve", "--backup-every and --backup-keep need --backup-dir DIR");
+        return 2;
+    }
+    backup_schedule_config backups = {
+        .db_path = cli_sqlite_path(db_url),
+        .dir = backup_dir,
+        .every_ms = backup_every_ms ? backup_every_ms : 86400ull * 1000,
+        .keep = backup_keep ? (int)backup_keep : 7,
+    };
+    if (backup_dir && !backups.db_path) {
+        cli_error("serve",
+                  "--backup-dir backs up a SQLite database; %s is PostgreSQL: use its own tools "
+                  "(pg_basebackup with WAL archiving, pg_dump; docs/OPERATIONS.md) or `dojo "
+                  "export`",
+                  cli_db_shown(db_url));
+        return 2;
+    }
+    cli_server_hooks hooks = {.backups = backup_dir ? &backups : NULL};
+    server_config cfg = {.db_url = db_url,
                          .host = host,
                          .port = port,
                          .admin_key = key,
                          .public_url = public_url,
                          .body_bytes_max = (size_t)body_max,
                          .reader_threads = readers};
-    return cli_run_server(&cfg, "serve", false, key && *key ? key_source : "none", NULL);
+    return cli_run_server(&cfg, "serve", false, key && *key ? key_source : "none", &hooks);
 }

@@ -149,5 +149,25 @@ char *metrics_render(const metrics *m, const metrics_gauges *g)
     for (int i = 0; i < g->n_bounded; i++)
         sbuf_printf(&b, "dojo_bounded_bytes_max{structure=\"%s\"} %zu\n", g->bounded[i].name,
                     g->bounded[i].bytes_max);
+    const metrics_backup *bk = &m->backup;
+    if (bk->enabled)
+        sbuf_printf(&b,
+                    "# HELP dojo_backup_last_success_timestamp_seconds When the newest good "
+                    "scheduled backup finished (0: none yet).\n"
+                    "# TYPE dojo_backup_last_success_timestamp_seconds gauge\n"
+                    "dojo_backup_last_success_timestamp_seconds %.3f\n"
+                    "# HELP dojo_backup_last_success_size_bytes Size of the newest good backup.\n"
+                    "# TYPE dojo_backup_last_success_size_bytes gauge\n"
+                    "dojo_backup_last_success_size_bytes %" PRIu64 "\n"
+                    "# HELP dojo_backup_last_success_duration_seconds How long the newest good "
+                    "backup took.\n"
+                    "# TYPE dojo_backup_last_success_duration_seconds gauge\n"
+                    "dojo_backup_last_success_duration_seconds %.3f\n"
+                    "# HELP dojo_backups_total Scheduled backups by outcome.\n"
+                    "# TYPE dojo_backups_total counter\n"
+                    "dojo_backups_total{outcome=\"ok\"} %" PRIu64 "\n"
+                    "dojo_backups_total{outcome=\"error\"} %" PRIu64 "\n",
+                    (double)bk->last_ok_at_ms / 1000.0, bk->last_ok_bytes,
+                    (double)bk->last_ok_duration_ms / 1000.0, bk->ok_total, bk->failed_total);
     return sbuf_take(&b);
 }

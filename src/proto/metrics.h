@@ -1,12 +1,13 @@
 /*
  * metrics.h — counters and a latency histogram for GET /metrics, in the
  * Prometheus text format: requests by route and status, request latency,
- * function calls by function and outcome.
+ * function calls by function and outcome, and scheduled backups.
  * Thread: the event-loop thread only.
  */
 #ifndef DOJO_PROTO_METRICS_H
 #define DOJO_PROTO_METRICS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -30,12 +31,23 @@ typedef struct metrics_function {
     uint64_t ok, app_error, internal_error;
 } metrics_function;
 
+/* Scheduled backups (`dojo serve --backup-dir`), set by the scheduler's
+ * done callback on the loop. */
+typedef struct metrics_backup {
+    bool enabled;
+    uint64_t last_ok_at_ms; /* wall clock; 0: none yet */
+    uint64_t last_ok_bytes;
+    uint64_t last_ok_duration_ms;
+    uint64_t ok_total, failed_total;
+} metrics_backup;
+
 typedef struct metrics {
     metrics_route routes[METRICS_ROUTES_MAX];
     int n_routes;
     metrics_function functions[METRICS_FUNCTIONS_MAX];
     int n_functions;
     uint64_t started_at_ms;
+    metrics_backup backup;
 } metrics;
 
 void metrics_init(metrics *m);

@@ -340,8 +340,8 @@ test("Runs and Files: a completed run's picture is shown inline, and in the File
 
   const page = await openSignedIn();
   await page.locator('#table-list [data-table="runs"]').click();
-  const card = page.locator(`#docs .doc[data-id="${runId}"]`);
-  const img = card.locator('.output img');
+  const row = page.locator(`#docs tr.doc[data-id="${runId}"]`);
+  const img = row.locator('td.output[data-field="outputStorageId"] img');
   await img.waitFor({ state: 'visible' });
   assert.equal(await img.getAttribute('src'), src);
   // The picture itself was loaded and decoded: 512×512 pixels.

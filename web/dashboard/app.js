@@ -2,6 +2,12 @@
 // build step: plain DOM calls, and every value from the server is placed with
 // textContent, never parsed as HTML.
 //
+// The Tables grid and the Overview charts are live: they subscribe to their
+// queries through the sync protocol (sync.js, one WebSocket authenticated
+// with the admin key), so a run changing status or a balance changing shows
+// without Refresh. The charts are drawn by charts.js; requests and errors
+// come from GET /metrics, sampled every few seconds while Overview is open.
+//
 // Every call goes to this origin: POST /api/function (format "json") with
 // `Authorization: Convex <admin key>` — or `Convex <key>:<base64 identity>`
 // to run a function as a user — and the two dashboard endpoints
@@ -14,8 +20,15 @@
   const KEY_STORAGE = 'dojo.dashboard.adminKey';
   const LOG_POLL_MS = 2000;
   const LOG_LINES_SHOWN_MAX = 2000;
-  const TABS = ['tables', 'files', 'functions', 'env', 'credits', 'logs'];
+  const TABS = ['tables', 'files', 'overview', 'functions', 'env', 'credits', 'logs'];
   const FILES_PAGE_ITEMS = 24;
+  const METRICS_POLL_MS = 5000;
+  const METRICS_SAMPLES_MAX = 120; // 10 minutes at 5 s
+  const OVERVIEW_MINUTES = 60;
+  const OVERVIEW_DAYS = 14;
+  const MINUTE_MS = 60_000;
+  const DAY_MS = 86_400_000;
+  const FLASH_MS = 1500;
   const ENV_HELP = {
     CLERK_ISSUER_URL: 'The Clerk Frontend API URL; tokens must carry exactly this iss.',
     AUTH_APPLICATION_ID: 'The required aud (the Clerk JWT template name). Default: convex.',
@@ -33,8 +46,24 @@
     tab: null,
     functions: [],
     tables: [],
-    browse: { table: null, cursors: [null], index: 0, next: null, isDone: true, id: '' },
+    browse: {
+      table: null,
+      cursors: [null],
+      index: 0,
+      next: null,
+      isDone: true,
+      id: '',
+      sortIndex: 'by_creation_time',
+      order: 'desc',
+      unsubscribe: null,
+      generation: 0,
+      shown: new Map(), // _id → JSON text of the row shown, to flash changes
+      expanded: new Set(), // "<_id> <field>" of nested values opened
+    },
     files: { cursors: [null], index: 0, next: null, isDone: true },
+    sync: null, // the SyncClient while signed in
+    tablesUnsubscribe: null,
+    overview: { unsubscribe: [], timer: null, windowTimer: null, samples: [], generation: 0 },
     logs: { next: 0, timer: null, busy: false, generation: 0 },
   };
 
@@ -187,6 +216,7 @@
       throw err;
     }
     sessionStorage.setItem(KEY_STORAGE, key);
+    startSync(key);
     showOnly('app');
     renderFunctionList();
     selectTab(TABS.includes(location.hash.slice(1)) ? location.hash.slice(1) : 'tables');
@@ -194,6 +224,12 @@
 
   function signOut(message = '') {
     stopLogs();
+    stopOverview();
+    stopBrowse();
+    if (state.tablesUnsubscribe) state.tablesUnsubscribe();
+    state.tablesUnsubscribe = null;
+    if (state.sync) state.sync.close();
+    state.sync = null;
     state.key = null;
     sessionStorage.removeItem(KEY_STORAGE);
     $('admin-key').value = '';
@@ -204,9 +240,27 @@
 
   // --- tabs ----------------------------------------------------------------------------
 
+  /** The sync client of this sign-in: live queries for Tables and Overview. */
+  function startSync(key) {
+    if (state.sync) state.sync.close();
+    state.sync = new window.DojoSync.SyncClient({
+      key,
+      onStatus: (status, detail) => showLiveStatus(status, detail),
+      onAuthError: (message) => signOut(`The server refused the admin key on the live connection: ${message}`),
+    });
+  }
+
+  function showLiveStatus(status, detail) {
+    const box = $('live-status');
+    box.className = `live-status ${status}`;
+    box.textContent =
+      status === 'live' ? 'Live' : status === 'connecting' ? 'Connecting…' : `Offline${detail ? ` (${detail})` : ''}`;
+  }
+
   const tabLoaders = {
     tables: () => loadTables(),
     files: () => loadFiles(),
+    overview: () => startOverview(),
     functions: () => {},
     env: () => loadEnv(),
     credits: () => verifyLedger(),
@@ -215,6 +269,12 @@
 
   function selectTab(name) {
     if (state.tab === 'logs' && name !== 'logs') stopLogs();
+    if (state.tab === 'overview' && name !== 'overview') stopOverview();
+    if (state.tab === 'tables' && name !== 'tables') {
+      stopBrowse();
+      if (state.tablesUnsubscribe) state.tablesUnsubscribe();
+      state.tablesUnsubscribe = null;
+    }
     state.tab = name;
     showBanner('');
     for (const button of document.querySelectorAll('[data-tab]')) {
@@ -227,8 +287,7 @@
 
   // --- Tables ------------------------------------------------------------------------------
 
-  async function loadTables() {
-    state.tables = await call('_system:tables');
+  function renderTableList() {
     const list = clear($('table-list'));
     for (const t of state.tables) {
       list.append(
@@ -250,61 +309,249 @@
         ),
       );
     }
+  }
+
+  /** The tables and their counts; kept live while the tab is open. */
+  async function loadTables() {
+    state.tables = await call('_system:tables');
+    renderTableList();
+    if (!state.tablesUnsubscribe && state.sync) {
+      state.tablesUnsubscribe = state.sync.subscribe('_system:tables', {}, (tables) => {
+        state.tables = tables;
+        for (const t of tables) {
+          const count = document.querySelector(`#table-list [data-table="${t.name}"] .count`);
+          if (count) count.textContent = String(t.count);
+        }
+        updateBrowseInfo();
+      });
+    }
     if (!state.browse.table && state.tables.length) await openTable(state.tables[0].name);
     else if (state.browse.table) await loadPage();
   }
 
+  const tableInfo = (name) => state.tables.find((t) => t.name === name);
+
   async function openTable(name) {
-    Object.assign(state.browse, { table: name, cursors: [null], index: 0, id: '' });
+    Object.assign(state.browse, {
+      table: name,
+      cursors: [null],
+      index: 0,
+      id: '',
+      sortIndex: 'by_creation_time',
+      order: 'desc',
+    });
+    state.browse.shown.clear();
+    state.browse.expanded.clear();
     $('filter-id').value = '';
     for (const b of document.querySelectorAll('#table-list [data-table]')) {
       b.setAttribute('aria-current', String(b.dataset.table === name));
     }
+    renderSortControls();
     await loadPage();
   }
 
-  async function loadPage() {
+  function renderSortControls() {
     const b = state.browse;
-    if (!b.table) return;
+    const select = clear($('sort-index'));
+    const info = tableInfo(b.table);
+    for (const ix of info?.indexes || [{ name: 'by_creation_time', fields: ['_creationTime'] }]) {
+      select.append(el('option', { value: ix.name, text: `${ix.name} (${ix.fields.join(', ')})` }));
+    }
+    select.value = b.sortIndex;
+    const order = $('sort-order');
+    order.dataset.order = b.order;
+    order.textContent = b.order === 'desc' ? 'Descending' : 'Ascending';
+  }
+
+  async function sortBy(indexName, order) {
+    Object.assign(state.browse, { sortIndex: indexName, order, cursors: [null], index: 0 });
+    renderSortControls();
+    await loadPage();
+  }
+
+  function browseArgs() {
+    const b = state.browse;
     const numItems = Number($('page-size').value);
     const args = { table: b.table, paginationOpts: { numItems, cursor: b.cursors[b.index] } };
     if (b.id) args.id = b.id;
+    if (b.sortIndex !== 'by_creation_time') args.index = b.sortIndex;
+    if (b.order !== 'desc') args.order = b.order;
+    return args;
+  }
+
+  function stopBrowse() {
+    if (state.browse.unsubscribe) state.browse.unsubscribe();
+    state.browse.unsubscribe = null;
+    state.browse.generation += 1;
+  }
+
+  /** The page: fetched once over HTTP (shown at once), then subscribed to
+   *  over the sync connection, which pushes every new version of it. */
+  async function loadPage() {
+    const b = state.browse;
+    if (!b.table) return;
+    stopBrowse();
+    const generation = b.generation;
+    const args = browseArgs();
+    let pushed = false;
+    if (state.sync) {
+      b.unsubscribe = state.sync.subscribe(
+        '_system:browse',
+        args,
+        (result) => {
+          if (generation !== b.generation) return;
+          pushed = true;
+          showPage(result);
+        },
+        (message) => {
+          if (generation === b.generation) showBanner(message);
+        },
+      );
+    }
     const result = await call('_system:browse', args);
+    if (generation === b.generation && !pushed) showPage(result);
+  }
+
+  function updateBrowseInfo() {
+    const b = state.browse;
+    if (!b.table) return;
+    const count = tableInfo(b.table)?.count;
+    const orderText =
+      b.sortIndex === 'by_creation_time'
+        ? b.order === 'desc'
+          ? 'Newest first'
+          : 'Oldest first'
+        : `By ${b.sortIndex}, ${b.order === 'desc' ? 'descending' : 'ascending'}`;
+    $('browse-info').textContent = b.id
+      ? `Documents with _id ${b.id}`
+      : `${orderText}${count === undefined ? '' : ` · ${count} document${count === 1 ? '' : 's'}`}`;
+  }
+
+  function showPage(result) {
+    const b = state.browse;
     b.isDone = result.isDone;
     b.next = result.continueCursor;
     $('browse-title').textContent = b.table;
-    const count = state.tables.find((t) => t.name === b.table)?.count;
-    $('browse-info').textContent = b.id
-      ? `Documents with _id ${b.id}`
-      : `Newest first${count === undefined ? '' : ` · ${count} document${count === 1 ? '' : 's'}`}`;
-    renderDocs(result.page);
+    updateBrowseInfo();
+    renderGrid(result.page);
     $('prev-page').disabled = b.id !== '' || b.index === 0;
     $('next-page').disabled = b.id !== '' || result.isDone;
     $('page-info').textContent = b.id ? '' : `Page ${b.index + 1}`;
   }
 
-  function renderDocs(page) {
+  /** The grid's columns: _id, the table's declared fields, any other field
+   *  the page's documents carry, _creationTime. */
+  function columnsFor(page) {
+    const declared = tableInfo(state.browse.table)?.fields || [];
+    const cols = ['_id', ...declared];
+    for (const doc of page) {
+      for (const k of Object.keys(doc)) if (!cols.includes(k) && k !== '_creationTime') cols.push(k);
+    }
+    cols.push('_creationTime');
+    return cols;
+  }
+
+  /** The fields that lead an index: a click on their header sorts by it. */
+  function leadingIndex(field) {
+    const info = tableInfo(state.browse.table);
+    return (info?.indexes || []).find((ix) => ix.fields[0] === field);
+  }
+
+  function headerCell(field) {
+    const ix = leadingIndex(field);
+    const b = state.browse;
+    if (!ix) return el('th', { text: field });
+    const active = b.sortIndex === ix.name;
+    const arrow = active ? (b.order === 'desc' ? ' ↓' : ' ↑') : ' ↕';
+    return el(
+      'th',
+      { dataset: { field } },
+      field,
+      el('button', {
+        type: 'button',
+        class: 'sort',
+        title: `Sort by the index ${ix.name} (${ix.fields.join(', ')})`,
+        'aria-pressed': String(active),
+        dataset: { index: ix.name },
+        text: arrow,
+        onclick: guarded(() => sortBy(ix.name, active && b.order === 'desc' ? 'asc' : 'desc')),
+      }),
+    );
+  }
+
+  function nestedCell(doc, field, value) {
+    const key = `${doc._id} ${field}`;
+    const size = Array.isArray(value) ? value.length : Object.keys(value).length;
+    const label = Array.isArray(value) ? `[…] ${size} item${size === 1 ? '' : 's'}` : `{…} ${size} key${size === 1 ? '' : 's'}`;
+    const open = state.browse.expanded.has(key);
+    const body = el('div', { class: 'json', text: pretty(value) });
+    body.hidden = !open;
+    const toggle = el('button', {
+      type: 'button',
+      class: 'nested',
+      'aria-expanded': String(open),
+      title: open ? 'Collapse' : 'Expand',
+      text: label,
+      onclick: () => {
+        const now = body.hidden;
+        body.hidden = !now;
+        toggle.setAttribute('aria-expanded', String(now));
+        if (now) state.browse.expanded.add(key);
+        else state.browse.expanded.delete(key);
+      },
+    });
+    return el('td', { dataset: { field } }, toggle, body);
+  }
+
+  function valueCell(doc, field) {
+    if (state.browse.table === 'runs' && field === 'outputStorageId' && doc.outputStorageId) {
+      return el('td', { class: 'output', dataset: { field }, title: doc.outputStorageId }, runOutput(doc));
+    }
+    if (state.browse.table === 'runs' && field === 'output' && doc.output && !doc.outputStorageId) {
+      return el('td', { class: 'output', dataset: { field } }, runOutput(doc));
+    }
+    if (!(field in doc)) return el('td', { class: 'absent', dataset: { field }, text: '—' });
+    const value = doc[field];
+    if (value !== null && typeof value === 'object') return nestedCell(doc, field, value);
+    if (field === '_creationTime') {
+      return el('td', { dataset: { field }, title: String(value), text: formatTime(value) });
+    }
+    const cls = state.browse.table === 'runs' && field === 'status' ? `status-${value}` : undefined;
+    return el('td', { dataset: { field }, class: cls, text: typeof value === 'string' ? value : JSON.stringify(value) });
+  }
+
+  function renderGrid(page) {
     const docs = clear($('docs'));
+    const b = state.browse;
     if (!page.length) {
       docs.append(el('p', { class: 'muted empty', text: 'No documents.' }));
+      b.shown.clear();
       return;
     }
-    for (const doc of page) {
-      const article = el(
-        'article',
-        { class: 'doc', dataset: { id: doc._id } },
-        el(
-          'header',
-          {},
-          el('code', { text: doc._id }),
-          el('span', { class: 'muted', text: formatTime(doc._creationTime) }),
-        ),
+    const cols = columnsFor(page);
+    const previous = b.shown;
+    b.shown = new Map();
+    const rows = page.map((doc) => {
+      const text = JSON.stringify(doc);
+      const changed = previous.size > 0 && previous.get(doc._id) !== text;
+      b.shown.set(doc._id, text);
+      const row = el(
+        'tr',
+        { class: changed ? 'doc flash' : 'doc', dataset: { id: doc._id } },
+        cols.map((field) => valueCell(doc, field)),
+        el('td', {}, el('details', { class: 'whole' }, el('summary', { text: 'JSON' }), el('pre', { text: pretty(doc) }))),
       );
-      const output = state.browse.table === 'runs' ? runOutput(doc) : null;
-      if (output) article.append(el('div', { class: 'output' }, output));
-      article.append(el('pre', { text: pretty(doc) }));
-      docs.append(article);
-    }
+      if (changed) setTimeout(() => row.classList.remove('flash'), FLASH_MS);
+      return row;
+    });
+    docs.append(
+      el(
+        'table',
+        { class: 'docgrid' },
+        el('thead', {}, el('tr', {}, cols.map(headerCell), el('th', { text: 'document' }))),
+        el('tbody', {}, rows),
+      ),
+    );
   }
 
   // --- stored files: previews ----------------------------------------------------------------
@@ -338,11 +585,8 @@
       );
       return el('a', { href: url, target: '_blank', rel: 'noopener' }, img);
     }
-    if (run.output) {
-      const type = /\.(mp4|webm|mov)(\?|$)/i.test(run.output) ? 'video/mp4' : 'image/*';
-      return preview(run.output, type, run.output);
-    }
-    return null;
+    const type = /\.(mp4|webm|mov)(\?|$)/i.test(run.output) ? 'video/mp4' : 'image/*';
+    return preview(run.output, type, run.output);
   }
 
   // --- Files --------------------------------------------------------------------------------
@@ -392,6 +636,211 @@
     $('files-prev').disabled = f.index === 0;
     $('files-next').disabled = result.isDone;
     $('files-page').textContent = `Page ${f.index + 1}`;
+  }
+
+  // --- Overview --------------------------------------------------------------------------------
+
+  const RUN_SERIES = [
+    { key: 'queued', label: 'queued', cls: 's-queued' },
+    { key: 'processing', label: 'processing', cls: 's-processing' },
+    { key: 'completed', label: 'completed', cls: 's-completed' },
+    { key: 'failed', label: 'failed', cls: 's-failed' },
+  ];
+  const CREDIT_SERIES = [
+    { key: 'granted', label: 'granted', cls: 's-granted' },
+    { key: 'spent', label: 'spent on runs', cls: 's-spent' },
+    { key: 'refunded', label: 'refunded', cls: 's-refunded' },
+  ];
+  const REQUEST_SERIES = [
+    { key: 'requests', label: 'requests/s', cls: 's-requests' },
+    { key: 'errors4', label: '4xx/s', cls: 's-errors4' },
+    { key: 'errors5', label: '5xx/s and internal errors/s', cls: 's-errors5' },
+  ];
+
+  const minuteLabel = (t) => new Date(t).toTimeString().slice(0, 5);
+  const dayLabel = (t) => new Date(t).toISOString().slice(5, 10);
+  const secondLabel = (t) => new Date(t).toTimeString().slice(0, 8);
+
+  /** Buckets from `from` to `to` (exclusive) every step, filled from answer rows. */
+  function fill(rows, from, to, step, keys) {
+    const byT = new Map(rows.map((r) => [r.t, r]));
+    const out = [];
+    for (let t = from; t < to; t += step) {
+      const r = byT.get(t) || {};
+      const p = { t };
+      for (const k of keys) p[k] = r[k] || 0;
+      out.push(p);
+    }
+    return out;
+  }
+
+  function coverageNote(result, what) {
+    if (!result.truncated) return `${result.rowsRead} ${what}`;
+    return `the newest ${result.rowBound} ${what} only (complete from ${formatTime(result.coveredFromMs)})`;
+  }
+
+  function subscribeOverview() {
+    const o = state.overview;
+    for (const u of o.unsubscribe) u();
+    o.unsubscribe = [];
+    if (!state.sync) return;
+    const now = Date.now();
+    const minuteFrom = Math.floor(now / MINUTE_MS) * MINUTE_MS - (OVERVIEW_MINUTES - 1) * MINUTE_MS;
+    const dayFrom = Math.floor(now / DAY_MS) * DAY_MS - (OVERVIEW_DAYS - 1) * DAY_MS;
+    const failed = (what) => (message) => showBanner(`${what}: ${message}`);
+    o.unsubscribe.push(
+      state.sync.subscribe(
+        '_system:overviewRuns',
+        { sinceMs: minuteFrom, bucketMs: MINUTE_MS },
+        (r) => {
+          // The window ends with the current minute (the clock may have moved
+          // on since the subscription; it is renewed every minute).
+          const to = Math.floor(Date.now() / MINUTE_MS) * MINUTE_MS + MINUTE_MS;
+          const points = fill(r.buckets, to - OVERVIEW_MINUTES * MINUTE_MS, to, MINUTE_MS, RUN_SERIES.map((s) => s.key));
+          window.DojoCharts.bars($('chart-runs'), {
+            points,
+            series: RUN_SERIES,
+            stacked: true,
+            xLabel: minuteLabel,
+            yLabel: 'runs created',
+            title: `Runs created per minute over the last ${OVERVIEW_MINUTES} minutes, by status`,
+          });
+          $('runs-note').textContent = coverageNote(r, 'runs');
+        },
+        failed('Runs per minute'),
+      ),
+      state.sync.subscribe(
+        '_system:overviewCredits',
+        { sinceMs: dayFrom },
+        (r) => {
+          const to = Math.floor(Date.now() / DAY_MS) * DAY_MS + DAY_MS;
+          const points = fill(r.days, to - OVERVIEW_DAYS * DAY_MS, to, DAY_MS, CREDIT_SERIES.map((s) => s.key));
+          window.DojoCharts.bars($('chart-credits'), {
+            points,
+            series: CREDIT_SERIES,
+            xLabel: dayLabel,
+            yLabel: 'credits',
+            title: `Credits granted, spent and refunded per day (UTC) over the last ${OVERVIEW_DAYS} days`,
+          });
+          $('credits-note').textContent = coverageNote(r, 'ledger rows');
+        },
+        failed('Credits per day'),
+      ),
+      state.sync.subscribe(
+        '_system:overviewQueue',
+        {},
+        (q) => {
+          $('queue-queued').textContent = `${q.queued}${q.queuedMore ? '+' : ''}`;
+          $('queue-processing').textContent = `${q.processing}${q.processingMore ? '+' : ''}`;
+          showOldestQueued(q.oldestQueuedAt);
+        },
+        failed('Queue'),
+      ),
+    );
+  }
+
+  function showOldestQueued(at) {
+    state.overview.oldestQueuedAt = at;
+    if (at === null || at === undefined) {
+      $('queue-oldest').textContent = '—';
+      $('queue-oldest-at').textContent = 'No run is waiting.';
+      return;
+    }
+    const s = Math.max(0, Math.round((Date.now() - at) / 1000));
+    $('queue-oldest').textContent = s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+    $('queue-oldest-at').textContent = `The oldest queued run was created ${formatTime(at)}.`;
+  }
+
+  /** Prometheus text → the totals the chart needs. */
+  function parseMetrics(text) {
+    const sample = { requests: 0, errors4: 0, errors5: 0, backup: {} };
+    for (const line of text.split('\n')) {
+      if (line.startsWith('#') || !line) continue;
+      let m = /^dojo_http_requests_total\{route="[^"]*",status="(\d+)"\} (\d+)/.exec(line);
+      if (m) {
+        const n = Number(m[2]);
+        sample.requests += n;
+        if (m[1] >= '400' && m[1] < '500') sample.errors4 += n;
+        if (m[1] >= '500') sample.errors5 += n;
+        continue;
+      }
+      m = /^dojo_function_calls_total\{function="[^"]*",outcome="internal_error"\} (\d+)/.exec(line);
+      if (m) {
+        sample.errors5 += Number(m[1]);
+        continue;
+      }
+      m = /^dojo_backup_last_success_(timestamp_seconds|size_bytes|duration_seconds) (\S+)/.exec(line);
+      if (m) sample.backup[m[1]] = Number(m[2]);
+    }
+    return sample;
+  }
+
+  async function pollMetrics() {
+    const o = state.overview;
+    let text;
+    try {
+      const res = await fetch('/metrics', { cache: 'no-store', credentials: 'omit' });
+      text = await res.text();
+    } catch (err) {
+      $('requests-note').textContent = `GET /metrics failed: ${err.message}`;
+      return;
+    }
+    const sample = { t: Date.now(), ...parseMetrics(text) };
+    o.samples.push(sample);
+    if (o.samples.length > METRICS_SAMPLES_MAX) o.samples.shift();
+    const points = [];
+    for (let i = 1; i < o.samples.length; i++) {
+      const a = o.samples[i - 1];
+      const b = o.samples[i];
+      const dt = (b.t - a.t) / 1000;
+      if (dt <= 0) continue;
+      const rate = (k) => Math.max(0, (b[k] - a[k]) / dt);
+      points.push({ t: b.t, requests: rate('requests'), errors4: rate('errors4'), errors5: rate('errors5') });
+    }
+    if (points.length) {
+      window.DojoCharts.lines($('chart-requests'), {
+        points,
+        series: REQUEST_SERIES,
+        xLabel: secondLabel,
+        yLabel: 'per second',
+        title: 'HTTP requests and errors per second, from /metrics',
+      });
+    }
+    $('requests-note').textContent = `from /metrics every ${METRICS_POLL_MS / 1000} s · ${o.samples.length} sample${o.samples.length === 1 ? '' : 's'}`;
+    const bk = sample.backup;
+    $('backup-status').textContent =
+      bk.timestamp_seconds > 0
+        ? `Last good backup ${formatTime(bk.timestamp_seconds * 1000)}: ${(bk.size_bytes / 1048576).toFixed(1)} MiB in ${bk.duration_seconds.toFixed(1)} s.`
+        : bk.timestamp_seconds === 0
+          ? 'Scheduled backups are on; none has finished yet.'
+          : 'No scheduled backups (dojo serve --backup-dir).';
+    if (o.oldestQueuedAt !== undefined) showOldestQueued(o.oldestQueuedAt);
+  }
+
+  function startOverview() {
+    stopOverview();
+    const o = state.overview;
+    const generation = o.generation;
+    subscribeOverview();
+    // The windows move with the clock: subscribe again at each new minute.
+    o.windowTimer = setInterval(subscribeOverview, MINUTE_MS);
+    const tick = async () => {
+      await pollMetrics();
+      if (generation === o.generation && state.tab === 'overview' && state.key) {
+        o.timer = setTimeout(tick, METRICS_POLL_MS);
+      }
+    };
+    tick();
+  }
+
+  function stopOverview() {
+    const o = state.overview;
+    for (const u of o.unsubscribe) u();
+    o.unsubscribe = [];
+    clearTimeout(o.timer);
+    clearInterval(o.windowTimer);
+    o.timer = o.windowTimer = null;
+    o.generation += 1;
   }
 
   // --- Functions -------------------------------------------------------------------------
@@ -802,6 +1251,14 @@
         Object.assign(state.browse, { cursors: [null], index: 0 });
         await loadPage();
       }),
+    );
+    $('sort-index').addEventListener(
+      'change',
+      guarded(() => sortBy($('sort-index').value, state.browse.order)),
+    );
+    $('sort-order').addEventListener(
+      'click',
+      guarded(() => sortBy(state.browse.sortIndex, state.browse.order === 'desc' ? 'asc' : 'desc')),
     );
     $('fn-search').addEventListener('input', renderFunctionList);
     $('fn-path').addEventListener('change', () => chooseFunction($('fn-path').value, true));
