@@ -4,7 +4,10 @@
  */
 #include "app/model.h"
 
+#include "engine/engine.h"
+
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,4 +127,18 @@ int app_env_int(ctx *c, const char *name, int64_t dflt, int64_t min, int64_t max
     free(text);
     *out = v;
     return 0;
+}
+
+json_t *app_file_url(ctx *c, const char *storage_id)
+{
+    char url[ENGINE_PUBLIC_URL_BYTES_MAX + ID_BYTES_MAX + 16];
+    snprintf(url, sizeof url, "%s/api/storage/%s", ctx_public_url(c), storage_id);
+    return json_string(url);
+}
+
+json_t *app_run_view(ctx *c, json_t *doc)
+{
+    const char *sid = app_str(doc, "outputStorageId");
+    if (sid) json_object_set_new(doc, "output", app_file_url(c, sid));
+    return doc;
 }

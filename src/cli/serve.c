@@ -90,7 +90,9 @@ int cli_run_server(server_config *cfg, const char *command, bool dev_banner,
     cfg->periodic[0].interval_ms = APP_LEASE_SWEEP_INTERVAL_MS;
     cfg->periodic[1].path = "_system:cleanupSessionRequests";
     cfg->periodic[1].interval_ms = APP_SESSION_CLEANUP_INTERVAL_MS;
-    cfg->n_periodic = 2;
+    cfg->periodic[2].path = "_system:cleanupUploadTokens";
+    cfg->periodic[2].interval_ms = APP_UPLOAD_TOKEN_CLEANUP_INTERVAL_MS;
+    cfg->n_periodic = 3;
     run_state rs = {0};
     err_t e;
     err_init(&e);
@@ -187,6 +189,8 @@ static void serve_usage(FILE *out)
             "                        (default sqlite:dojo.db, or $DOJO_DB)\n"
             "  --admin-key KEY       the admin key (default $DOJO_ADMIN_KEY)\n"
             "  --listen HOST:PORT    address to listen on (default 127.0.0.1:3210)\n"
+            "  --public-url URL      the URL clients reach this server at, which file URLs\n"
+            "                        start with (default $DOJO_PUBLIC_URL, else http://HOST:PORT)\n"
             "  --max-body-bytes N    request body limit (default %u)\n"
             "  --readers N           reader threads for queries (default 2)\n"
             "  --log-level LEVEL     debug, info, warn or error (default info)\n\n"
@@ -231,6 +235,7 @@ int cmd_serve(int argc, char **argv)
         {"readers", required_argument, NULL, 'r'},
         {"log-level", required_argument, NULL, 'L'},
         {"admin-key", required_argument, NULL, 'k'},
+        {"public-url", required_argument, NULL, 'P'},
         {"backup-dir", required_argument, NULL, 'B'},
         {"backup-every", required_argument, NULL, 'E'},
         {"backup-keep", required_argument, NULL, 'K'},
@@ -240,6 +245,7 @@ int cmd_serve(int argc, char **argv)
     const char *db = getenv("DOJO_DB");
     const char *key = getenv("DOJO_ADMIN_KEY");
     const char *key_source = "from DOJO_ADMIN_KEY";
+    const char *public_url = getenv("DOJO_PUBLIC_URL");
     char host[256] = "127.0.0.1";
     int port = 3210, readers = 0, c;
     long long body_max = 0;
@@ -282,6 +288,9 @@ int cmd_serve(int argc, char **argv)
                 return 2;
             }
             log_init(cli_parse_log_level(optarg));
+            break;
+        case 'P':
+            public_url = optarg;
             break;
         case 'k':
             key = optarg;
@@ -348,6 +357,7 @@ int cmd_serve(int argc, char **argv)
                          .host = host,
                          .port = port,
                          .admin_key = key,
+                         .public_url = public_url,
                          .body_bytes_max = (size_t)body_max,
                          .reader_threads = readers};
     return cli_run_server(&cfg, "serve", false, key && *key ? key_source : "none", &hooks);

@@ -42,6 +42,7 @@ struct call {
     json_t *args;     /* owned: the decoded argument object */
     json_t *identity; /* owned: NULL when anonymous */
     bool admin;
+    bool worker;      /* the worker key (api.md §10): only fn->worker functions */
     char *session_id; /* owned: WebSocket mutations, for exactly-once; NULL otherwise */
     int64_t request_id;
     char *journal_in;  /* owned: pinned page end of an earlier run, or NULL */
@@ -119,6 +120,13 @@ const char *engine_env(const engine *en, const char *name);
 
 /* Runs the (admin, argument-less) function `path` every interval_ms. */
 int engine_every(engine *en, const char *path, uint64_t interval_ms);
+
+/* The deployment's URL as clients reach it ("http://127.0.0.1:3210", no
+ * trailing '/'), from which functions build file URLs (ctx_public_url). Set
+ * once by the server after it listens, before the loop runs. */
+#define ENGINE_PUBLIC_URL_BYTES_MAX 512
+void engine_set_public_url(engine *en, const char *url);
+const char *engine_public_url(const engine *en);
 
 const schema *engine_schema(const engine *en);
 const registry *engine_registry(const engine *en);

@@ -58,6 +58,9 @@ struct engine {
     /* This process among those sharing the database: random, set at open. */
     char node_id[NOTICE_NODE_ID_BYTES];
     bool notifies; /* set at open: every commit sends a notice (engine/notice.h) */
+    /* Where clients reach the deployment: set once before the loop runs
+     * (engine_set_public_url), read by the threads building file URLs. */
+    char public_url[ENGINE_PUBLIC_URL_BYTES_MAX];
 
     /* Storage thread. The queue is guarded by wq_lock. */
     uv_thread_t writer_thread;

@@ -66,7 +66,7 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
-static char *make_key(const fn_def *fn, const json_t *args, const json_t *identity, bool admin,
+static char *make_key(const fn_def *fn, const json_t *args, const json_t *identity, char role,
                       const char *journal)
 {
     size_t flags = JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY;
@@ -76,8 +76,8 @@ static char *make_key(const fn_def *fn, const json_t *args, const json_t *identi
                (journal ? strlen(journal) : 0) + 8;
     char *key = malloc(n);
     if (key)
-        snprintf(key, n, "%s\x1f%s\x1f%s\x1f%c\x1f%s", fn->path, a ? a : "", i ? i : "null",
-                 admin ? 'A' : '-', journal ? journal : "");
+        snprintf(key, n, "%s\x1f%s\x1f%s\x1f%c\x1f%s", fn->path, a ? a : "", i ? i : "null", role,
+                 journal ? journal : "");
     free(a);
     free(i);
     return key;
@@ -340,6 +340,7 @@ static void start_run(subs *s, sub_query *q)
     c->args = json_deep_copy(q->args);
     c->identity = q->identity ? json_deep_copy(q->identity) : NULL;
     c->admin = q->admin;
+    c->worker = q->worker;
     c->journal_in = q->journal ? strdup(q->journal) : NULL;
     c->record_reads = true;
     c->done = on_run_done;
@@ -380,10 +381,27 @@ void subs_retry_due(subs *s)
         }
 }
 
+static sub_query *subscribe(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
+                            bool admin, bool worker, const char *journal, sub_result_cb cb,
+                            void *listener);
+
 sub_query *subs_subscribe(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
                           bool admin, const char *journal, sub_result_cb cb, void *listener)
 {
-    char *key = make_key(fn, args, identity, admin, journal);
+    return subscribe(s, fn, args, identity, admin, false, journal, cb, listener);
+}
+
+sub_query *subs_subscribe_worker(subs *s, const fn_def *fn, const json_t *args, const char *journal,
+                                 sub_result_cb cb, void *listener)
+{
+    return subscribe(s, fn, args, NULL, false, true, journal, cb, listener);
+}
+
+static sub_query *subscribe(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
+                            bool admin, bool worker, const char *journal, sub_result_cb cb,
+                            void *listener)
+{
+    char *key = make_key(fn, args, identity, admin ? 'A' : worker ? 'W' : '-', journal);
     if (!key) return NULL;
     uint64_t bucket = fnv1a(key) & (SUBS_BUCKETS - 1);
     sub_query *q = s->buckets[bucket];
@@ -403,6 +421,7 @@ sub_query *subs_subscribe(subs *s, const fn_def *fn, const json_t *args, const j
         q->args = json_deep_copy(args);
         q->identity = identity ? json_deep_copy(identity) : NULL;
         q->admin = admin;
+        q->worker = worker;
         q->journal = journal ? strdup(journal) : NULL;
         q->owner = s;
         err_init(&q->err);

@@ -45,6 +45,7 @@ struct sub_query {
     const fn_def *fn;
     json_t *args, *identity;
     bool admin;
+    bool worker;   /* the worker key */
     char *journal; /* pinned end of page; set by the first run of a paginated query */
 
     /* The latest result (valid when has_result). */
@@ -88,6 +89,9 @@ void subs_free(subs *s);
  * A new instance is run at once. */
 sub_query *subs_subscribe(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
                           bool admin, const char *journal, sub_result_cb cb, void *listener);
+/* The same for a caller with the worker key (api.md §10). */
+sub_query *subs_subscribe_worker(subs *s, const fn_def *fn, const json_t *args, const char *journal,
+                                 sub_result_cb cb, void *listener);
 /* Removes the listener; the instance is freed when it has none left. */
 void subs_unsubscribe(subs *s, sub_query *q, void *listener);
 

@@ -87,12 +87,14 @@ static int catch_up_clocks(engine *en, err_t *e)
 }
 
 /* Who is calling, as the exactly-once record keeps it: the token's
- * tokenIdentifier, "admin" (acting as one, "admin|" + it) or "anonymous". */
+ * tokenIdentifier, "admin" (acting as one, "admin|" + it), "worker" or "anonymous". */
 static void caller_of(const call *c, char *out, size_t out_bytes)
 {
     const char *tid = json_string_value(json_object_get(c->identity, "tokenIdentifier"));
     if (c->admin)
         snprintf(out, out_bytes, "admin%s%s", tid ? "|" : "", tid ? tid : "");
+    else if (c->worker)
+        snprintf(out, out_bytes, "worker");
     else
         snprintf(out, out_bytes, "%s", tid ? tid : "anonymous");
 }
@@ -173,6 +175,7 @@ static int run_mutation(engine *en, call *c, uint64_t ts, write_set *group_write
     ctx_init(&x, en->writer_conn, en->schema, true);
     x.now_ms = clock_now_ms();
     x.creation_clock = &en->creation_clock;
+    x.public_url = en->public_url;
     rc = engine_execute(&x, c);
     if (rc == 0 && c->session_id) {
         rc = record_outcome(&x, c, ts);

@@ -23,6 +23,7 @@
 #include "engine/subs.h"
 #include "proto/dashboard.h"
 #include "proto/server.h"
+#include "proto/storage_http.h"
 #include "proto/sync.h"
 #include "proto/wire.h"
 
@@ -41,6 +42,7 @@ typedef struct api_req {
     char args_error[ERR_MSG_BYTES_MAX]; /* args that did not decode: told after auth */
     json_t *identity;
     bool admin;
+    bool worker;            /* the worker key: worker functions only (api.md §10) */
     json_t *batch;          /* /api/query_batch: its entries, as sent */
     wire_format *batch_fmt; /* each entry's output format */
     bool at_ts;             /* /api/query_at_ts: answer as of ts */
@@ -210,7 +212,7 @@ static void dispatch(api_req *r)
         err_clear(&e);
         return;
     }
-    if (!fn || (fn->visibility == FN_SYSTEM && !r->admin)) {
+    if (!fn || (fn->visibility == FN_SYSTEM && !r->admin && !r->worker)) {
         err_app(&e, ERR_INVALID_ARGUMENT, NULL, "Could not find public function for '%s'.",
                 r->path);
         respond_function_error(r, &e, NULL);
@@ -230,6 +232,7 @@ static void dispatch(api_req *r)
     c->args = r->args;
     c->identity = r->identity;
     c->admin = r->admin;
+    c->worker = r->worker;
     c->record_reads = r->at_ts;
     r->args = r->identity = NULL;
     c->done = on_call_done;
@@ -262,10 +265,23 @@ static void on_token_verified(void *data, int rc, json_t *identity, int64_t exp_
     dispatch(r);
 }
 
-/* "Convex <admin key>[:<base64 identity JSON>]" */
+/* "Convex <admin key>[:<base64 identity JSON>]", or "Convex <worker key>" */
 static int admin_authorize(api_req *r, const char *credentials)
 {
     const char *expected = r->srv->cfg.admin_key;
+    char given[LIMIT_ADMIN_KEY_BYTES_MAX + 1];
+    size_t given_len = strcspn(credentials, ":");
+    if (given_len > LIMIT_ADMIN_KEY_BYTES_MAX) given_len = LIMIT_ADMIN_KEY_BYTES_MAX;
+    memcpy(given, credentials, given_len);
+    given[given_len] = '\0';
+    if (server_is_worker_key(r->srv, given)) {
+        if (credentials[given_len] == ':') {
+            respond_error(r, 403, "FORBIDDEN", "The worker key cannot act as a user");
+            return -1;
+        }
+        r->worker = true;
+        return 0;
+    }
     if (!expected || !*expected) {
         respond_error(r, 401, "BadAdminKey",
                       "This deployment has no admin key: start dojo serve with DOJO_ADMIN_KEY "
@@ -557,6 +573,7 @@ static call *batch_entry(api_req *r, size_t index, const json_t *entry, wire_for
     call *c = call_new();
     c->identity = r->identity ? json_incref(r->identity) : NULL;
     c->admin = r->admin;
+    c->worker = r->worker;
     *fmt = WIRE_ENCODED;
     char canonical[LIMIT_FUNCTION_PATH_BYTES_MAX], name[JR_NAME_BYTES_MAX];
     err_t e;
@@ -566,7 +583,7 @@ static call *batch_entry(api_req *r, size_t index, const json_t *entry, wire_for
         read_path(entry, name, canonical, sizeof canonical, &e)) {
         err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
     } else if (!(c->fn = registry_find(r->srv->cfg.registry, canonical)) ||
-               (c->fn->visibility == FN_SYSTEM && !r->admin)) {
+               (c->fn->visibility == FN_SYSTEM && !r->admin && !r->worker)) {
         err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "Could not find public function for '%s'.",
                 canonical);
     } else if (c->fn->kind != FN_QUERY) {
@@ -832,6 +849,7 @@ void api_handle_request(void *data, http_request *req)
 {
     server *s = data;
     if (s->cfg.extra_route && s->cfg.extra_route(s->cfg.extra_route_data, req)) return;
+    if (storage_http_handle(s, req)) return; /* /api/storage/…: proto/storage_http.c */
     api_req *r = calloc(1, sizeof *r);
     if (!r) {
         http_respond_error(req, 500, "InternalServerError", "out of memory");

@@ -433,6 +433,7 @@ const store_ops pg_ops = {
     .savepoint_rollback = pg_savepoint_rollback,
     .get = pg_get,
     .scan = pg_scan,
+    .count_range = pg_count_range,
     .insert = pg_insert,
     .replace = pg_replace,
     .remove = pg_delete,

@@ -138,6 +138,7 @@ int pg_meta_set(store_conn *sc, const char *key, const char *value, err_t *e);
 int pg_truncate_all(store_conn *sc, err_t *e);
 int pg_ping(store_conn *sc, err_t *e);
 int pg_scan(store_conn *sc, const store_range *r, json_t **rows_out, err_t *e);
+int pg_count_range(store_conn *sc, const store_range *r, int64_t *n_out, err_t *e);
 int pg_notify_commit(store_conn *sc, const char *payload, err_t *e);
 int pg_listener_open(store *st, store_listener **out, err_t *e);
 int pg_listener_fd(const store_listener *sl);

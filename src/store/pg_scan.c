@@ -36,6 +36,7 @@ typedef struct scan_sql {
     int n_params;
     int n_conditions;
     bool empty; /* the bounds admit no key: nothing to run */
+    bool count; /* SELECT count(*) of the range (up to the LIMIT) instead of its documents */
 } scan_sql;
 
 /* Appends the placeholder of a new parameter whose value is text; text NULL
@@ -182,7 +183,8 @@ static int scan_build(const store_range *r, scan_sql *q, err_t *e)
     /* K[0..eq) == lo[0..eq): an exclusive bound that ends there admits nothing. */
     q->empty = q->empty || (r->lo && n_lo == eq && !lo_incl) || (r->hi && n_hi == eq && !hi_incl);
     const char *t = r->table->name;
-    sqlbuf_add(&q->b, "SELECT doc FROM \"%s\"", t);
+    sqlbuf_add(&q->b, "%s FROM \"%s\"", q->count ? "SELECT count(*) FROM (SELECT 1" : "SELECT doc",
+               t);
     for (int i = 0; i < eq && rc == 0; i++) {
         const char *field = sql_key_field(r->index, i);
         scan_condition_start(q);
@@ -200,6 +202,7 @@ static int scan_build(const store_range *r, scan_sql *q, err_t *e)
     scan_order(q, r->index, eq, r->descending);
     sqlbuf_add(&q->b, " LIMIT ");
     snprintf(scan_param(q, NULL), PG_NUMBER_BYTES_MAX, "%d", r->limit);
+    if (q->count) sqlbuf_add(&q->b, ") AS range_rows");
     if (q->b.overflow)
         return err_set(e, ERR_INTERNAL, "scan %s.%s: statement longer than %d bytes", t,
                        r->index->name, PG_SQL_BYTES_MAX);
@@ -216,6 +219,7 @@ int pg_scan(store_conn *sc, const store_range *r, json_t **rows_out, err_t *e)
         json_decref(rows);
         return err_set(e, ERR_NOMEM, "scan %s: out of memory", r->table->name);
     }
+    q->count = false;
     int rc = scan_build(r, q, e);
     if (rc == 0 && !q->empty) {
         char what[STORE_SQL_NAME_BYTES_MAX];
@@ -239,6 +243,28 @@ int pg_scan(store_conn *sc, const store_range *r, json_t **rows_out, err_t *e)
     }
     *rows_out = rows;
     return 0;
+}
+
+int pg_count_range(store_conn *sc, const store_range *r, int64_t *n_out, err_t *e)
+{
+    pg_conn *c = pg_conn_of(sc);
+    scan_sql *q = malloc(sizeof *q);
+    if (!q) return err_set(e, ERR_NOMEM, "count %s: out of memory", r->table->name);
+    q->count = true;
+    int rc = scan_build(r, q, e);
+    if (rc == 0 && !q->empty) {
+        char what[STORE_SQL_NAME_BYTES_MAX];
+        snprintf(what, sizeof what, "count %s.%s", r->table->name, r->index->name);
+        PGresult *res;
+        rc = pg_stmt_run(c, q->text, q->n_params, q->values, what, &res, e);
+        if (rc == 0 && PQntuples(res) == 1)
+            *n_out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        else if (rc == 0)
+            rc = err_set(e, ERR_STORAGE, "%s: no row", what);
+        PQclear(res);
+    }
+    free(q);
+    return rc;
 }
 
 /* --- test hooks -------------------------------------------------------------------- */
@@ -295,6 +321,7 @@ int store_pg_scan_plan(store_conn *sc, const store_range *r, bool generic, char 
     if (!q) return err_set(e, ERR_NOMEM, "explain scan: out of memory");
     sqlbuf b;
     sqlbuf_init(&b, out, out_bytes);
+    q->count = false;
     int rc = scan_build(r, q, e);
     if (rc == 0) rc = explain_scan(pg_conn_of(sc), q, generic, &b, e);
     free(q);

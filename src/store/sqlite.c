@@ -399,6 +399,7 @@ const store_ops sqlite_ops = {
     .replace = sqlite_replace,
     .remove = sqlite_delete,
     .count = sqlite_count,
+    .count_range = sqlite_count_range,
     .meta_get = sqlite_meta_get,
     .meta_set = sqlite_meta_set,
     .truncate_all = sqlite_truncate_all,

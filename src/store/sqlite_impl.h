@@ -110,6 +110,7 @@ int sqlite_meta_set(store_conn *sc, const char *key, const char *value, err_t *e
 int sqlite_truncate_all(store_conn *sc, err_t *e);
 int sqlite_ping(store_conn *sc, err_t *e);
 int sqlite_scan(store_conn *sc, const store_range *r, json_t **rows_out, err_t *e);
+int sqlite_count_range(store_conn *sc, const store_range *r, int64_t *n_out, err_t *e);
 /* Parses the doc column of the current row. */
 int sqlite_column_doc(sqlite3_stmt *st, int col, const char *table, json_t **out, err_t *e);
 

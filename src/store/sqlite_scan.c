@@ -64,6 +64,7 @@ typedef struct scan_sql {
     int n_params;
     int n_conditions;
     bool empty; /* the bounds admit no key: nothing to run */
+    bool count; /* SELECT count(*) of the range (up to the LIMIT) instead of its documents */
 } scan_sql;
 
 static void scan_param(scan_sql *q, const json_t *v)
@@ -137,7 +138,8 @@ static int scan_build(const store_range *r, scan_sql *q, err_t *e)
     const char *t = r->table->name, *ix = r->index->name;
     char index_name[STORE_SQL_NAME_BYTES_MAX];
     ddl_index_name(r->table, r->index, index_name);
-    sqlbuf_add(&q->b, "SELECT doc FROM \"%s\" INDEXED BY \"%s\"", t, index_name);
+    sqlbuf_add(&q->b, "%s FROM \"%s\" INDEXED BY \"%s\"",
+               q->count ? "SELECT count(*) FROM (SELECT 1" : "SELECT doc", t, index_name);
     for (int i = 0; i < eq; i++) {
         scan_condition_start(q);
         sqlite_key_expr(&q->b, sql_key_field(r->index, i));
@@ -147,7 +149,7 @@ static int scan_build(const store_range *r, scan_sql *q, err_t *e)
     if (n_lo > eq) scan_bound(q, r->index, r->lo, eq, true, r->lo_inclusive);
     if (n_hi > eq) scan_bound(q, r->index, r->hi, eq, false, r->hi_inclusive);
     scan_order(q, r->index, eq, r->descending);
-    sqlbuf_add(&q->b, " LIMIT ?");
+    sqlbuf_add(&q->b, q->count ? " LIMIT ?)" : " LIMIT ?");
     if (q->b.overflow)
         return err_set(e, ERR_INTERNAL, "scan %s.%s: statement longer than %d bytes", t, ix,
                        SQLITE_SQL_BYTES_MAX);
@@ -182,6 +184,7 @@ int sqlite_scan(store_conn *sc, const store_range *r, json_t **rows_out, err_t *
 {
     sqlite_conn *c = sqlite_conn_of(sc);
     scan_sql q;
+    q.count = false;
     int rc = scan_build(r, &q, e);
     if (rc) return rc;
     json_t *rows = json_array();
@@ -207,6 +210,32 @@ int sqlite_scan(store_conn *sc, const store_range *r, json_t **rows_out, err_t *
     return 0;
 }
 
+int sqlite_count_range(store_conn *sc, const store_range *r, int64_t *n_out, err_t *e)
+{
+    sqlite_conn *c = sqlite_conn_of(sc);
+    scan_sql q;
+    q.count = true;
+    int rc = scan_build(r, &q, e);
+    if (rc || q.empty) return rc;
+    char what[STORE_SQL_NAME_BYTES_MAX];
+    snprintf(what, sizeof what, "count %s.%s", r->table->name, r->index->name);
+    sqlite3_stmt *st;
+    rc = sqlite_stmt_get(c, q.text, &st, e);
+    if (rc) return rc;
+    rc = scan_bind(c, st, &q, r->limit, what, e);
+    if (rc == 0) {
+        rc = sqlite_stmt_step(c, st, what, e);
+        if (rc == 1) {
+            *n_out = sqlite3_column_int64(st, 0);
+            rc = 0;
+        } else if (rc == 0) {
+            rc = err_set(e, ERR_STORAGE, "%s: no row", what);
+        }
+    }
+    sqlite_stmt_done(st);
+    return rc;
+}
+
 /* --- test hooks -------------------------------------------------------------------- */
 
 int store_sqlite_scan_plan(store_conn *sc, const store_range *r, char *out, size_t out_bytes,
@@ -214,6 +243,7 @@ int store_sqlite_scan_plan(store_conn *sc, const store_range *r, char *out, size
 {
     sqlite_conn *c = sqlite_conn_of(sc);
     scan_sql q;
+    q.count = false;
     int rc = scan_build(r, &q, e);
     if (rc) return rc;
     char sql[SQLITE_SQL_BYTES_MAX + 32];

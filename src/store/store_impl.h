@@ -41,6 +41,7 @@ typedef struct store_ops {
     int (*replace)(store_conn *c, const schema_table *t, const json_t *doc, err_t *e);
     int (*remove)(store_conn *c, const schema_table *t, const char *id, err_t *e);
     int (*count)(store_conn *c, const schema_table *t, int64_t *n_out, err_t *e);
+    int (*count_range)(store_conn *c, const store_range *r, int64_t *n_out, err_t *e);
     int (*meta_get)(store_conn *c, const char *key, char **value_out, err_t *e);
     int (*meta_set)(store_conn *c, const char *key, const char *value, err_t *e);
     int (*truncate_all)(store_conn *c, err_t *e);

@@ -27,9 +27,10 @@
 
 #define FUZZ_HEALTH_EVERY 256 /* inputs between two checks that the server answers */
 
-const char fuzz_ws_upgrade[] = "GET /api/1.48.0/sync HTTP/1.1\r\nHost: fuzz\r\nUpgrade: websocket\r\n"
-                               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                               "Sec-WebSocket-Version: 13\r\n\r\n";
+const char fuzz_ws_upgrade[] =
+    "GET /api/1.48.0/sync HTTP/1.1\r\nHost: fuzz\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\n\r\n";
 
 static struct {
     uv_loop_t *loop;

@@ -181,9 +181,15 @@ static int verify(ctx *c, const json_t *args, json_t **result)
 }
 
 static const fn_def test_fns[] = {
-    {.path = "test:digest", .kind = FN_QUERY, .visibility = FN_SYSTEM, .args = &v_no_args,
+    {.path = "test:digest",
+     .kind = FN_QUERY,
+     .visibility = FN_SYSTEM,
+     .args = &v_no_args,
      .impl = digest},
-    {.path = "test:verify", .kind = FN_QUERY, .visibility = FN_SYSTEM, .args = &v_no_args,
+    {.path = "test:verify",
+     .kind = FN_QUERY,
+     .visibility = FN_SYSTEM,
+     .args = &v_no_args,
      .impl = verify},
 };
 
@@ -251,8 +257,9 @@ static int setup_store(void **state, bool postgres)
         char schema_name[64];
         snprintf(schema_name, sizeof schema_name, "faults_%d", (int)getpid());
         char create[700];
-        snprintf(create, sizeof create, "psql '%s' -qAtc 'DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s'",
-                 base_url(), schema_name, schema_name);
+        snprintf(create, sizeof create,
+                 "psql '%s' -qAtc 'DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s'", base_url(),
+                 schema_name, schema_name);
         if (system(create) != 0) fail_msg("cannot create schema %s", schema_name);
         schema_url(schema_name, f->url, sizeof f->url);
     } else {
@@ -345,8 +352,8 @@ static json_t *remove_workflow_args(fixture *f)
 static json_t *create_run_args(fixture *f)
 {
     json_t *wf = a_workflow(f);
-    json_t *args = json_pack("{s:{s:s, s:s}, s:O}", "input", "model", "m", "prompt", "p",
-                             "workflowId", wf);
+    json_t *args =
+        json_pack("{s:{s:s, s:s}, s:O}", "input", "model", "m", "prompt", "p", "workflowId", wf);
     json_decref(wf);
     return args;
 }
@@ -489,7 +496,7 @@ static void sweep(fixture *f, fault_kind kind)
             call_free(c);
             /* The engine goes on serving. */
             json_decref(ok(f, "users:me", json_object(), ALICE));
-            if (!struck) break; /* past the mutation's last statement */
+            if (!struck) break;                       /* past the mutation's last statement */
             if (kind == FAULT_FSYNC && n >= 3) break; /* its syncs: the commit's, a checkpoint's */
         }
         if (kind == FAULT_STATEMENT && n < 2)
