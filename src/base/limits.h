@@ -80,7 +80,10 @@
 
 /* Engine (engine/) */
 #define LIMIT_PAGE_ITEMS_MAX 1000
-#define LIMIT_QUERY_BATCH_MAX 256          /* queries in one /api/query_batch */
+#define LIMIT_QUERY_BATCH_MAX 256 /* queries in one /api/query_batch */
+/* /api/query_at_ts waits at most this long for the commits up to its
+ * answer's snapshot to be processed, then says it cannot tell. */
+#define LIMIT_QUERY_AT_TS_WAIT_MS 2000
 #define LIMIT_QUERY_ROWS_MAX 10000         /* rows one function may read */
 #define LIMIT_WRITES_PER_MUTATION_MAX 8192 /* documents one mutation may write */
 #define LIMIT_WRITE_QUEUE_MAX 10000        /* mutations waiting for the storage thread */
@@ -88,6 +91,11 @@
 #define LIMIT_READ_QUEUE_MAX 10000         /* queries waiting for a reader */
 #define LIMIT_LEASE_SECONDS_MIN 1
 #define LIMIT_LEASE_SECONDS_MAX 3600
+/* The query cache (engine/subs.h): results of queries nobody subscribes to,
+ * kept until a commit changes what they read (`dojo serve
+ * --query-cache-bytes`). */
+#define LIMIT_QUERY_CACHE_BYTES_DEFAULT (64u * 1024 * 1024)
+#define LIMIT_QUERY_CACHE_BYTES_MAX (16ull * 1024 * 1024 * 1024)
 /* The history of recent commits the subscription manager keeps (their index
  * keys, not their documents) to tell whether a run that started before
  * some commits read anything they wrote: by count and by bytes, whichever

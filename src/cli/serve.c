@@ -193,6 +193,8 @@ static void serve_usage(FILE *out)
             "                        start with (default $DOJO_PUBLIC_URL, else http://HOST:PORT)\n"
             "  --max-body-bytes N    request body limit (default %u)\n"
             "  --readers N           reader threads for queries (default 2)\n"
+            "  --query-cache-bytes N results kept for queries nobody subscribes to (default\n"
+            "                        64 MiB; 0 turns the cache off)\n"
             "  --log-level LEVEL     debug, info, warn or error (default info)\n\n"
             "Scheduled online backups (SQLite; see `dojo backup --help` for what one holds):\n"
             "  --backup-dir DIR      write backups into DIR (created 0700 when missing)\n"
@@ -233,6 +235,7 @@ int cmd_serve(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},
         {"max-body-bytes", required_argument, NULL, 'b'},
         {"readers", required_argument, NULL, 'r'},
+        {"query-cache-bytes", required_argument, NULL, 'Q'},
         {"log-level", required_argument, NULL, 'L'},
         {"admin-key", required_argument, NULL, 'k'},
         {"public-url", required_argument, NULL, 'P'},
@@ -252,6 +255,7 @@ int cmd_serve(int argc, char **argv)
     const char *backup_dir = NULL;
     uint64_t backup_every_ms = 0;
     long long backup_keep = 0;
+    long long cache_bytes = LIMIT_QUERY_CACHE_BYTES_DEFAULT;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
@@ -282,6 +286,15 @@ int cmd_serve(int argc, char **argv)
             readers = (int)n;
             break;
         }
+        case 'Q':
+            if (parse_count(optarg, LIMIT_QUERY_CACHE_BYTES_MAX, &cache_bytes) != 0) {
+                cli_error("serve",
+                          "--query-cache-bytes wants a number of bytes up to %llu (0: no cache), "
+                          "got \"%s\"",
+                          (unsigned long long)LIMIT_QUERY_CACHE_BYTES_MAX, optarg);
+                return 2;
+            }
+            break;
         case 'L':
             if (cli_parse_log_level(optarg) < 0) {
                 cli_error("serve", "--log-level is debug, info, warn or error");
@@ -359,6 +372,8 @@ int cmd_serve(int argc, char **argv)
                          .admin_key = key,
                          .public_url = public_url,
                          .body_bytes_max = (size_t)body_max,
-                         .reader_threads = readers};
+                         .reader_threads = readers,
+                         .query_cache_bytes = (size_t)cache_bytes,
+                         .query_cache_set = true};
     return cli_run_server(&cfg, "serve", false, key && *key ? key_source : "none", &hooks);
 }

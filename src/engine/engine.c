@@ -161,7 +161,12 @@ static void process_completions(engine *en)
             engine_process_commit(en, item->ts, &item->writes, false);
         } else {
             en->in_flight--;
-            item->call->done(item->call);
+            call *c = item->call;
+            /* The newest state any caller has been shown: the query cache
+             * answers nobody with an older one. */
+            if ((c->rc == 0 || err_is_application(c->rc)) && c->ts > en->answered_ts)
+                en->answered_ts = c->ts;
+            c->done(c);
         }
         free(item);
         item = next;
@@ -277,6 +282,11 @@ void engine_on_commit(engine *en, engine_commit_cb cb, void *data)
     en->listeners[en->n_listeners].cb = cb;
     en->listeners[en->n_listeners].data = data;
     en->n_listeners++;
+}
+
+uint64_t engine_answered_ts(const engine *en)
+{
+    return en->answered_ts;
 }
 
 uint64_t engine_last_ts(const engine *en)

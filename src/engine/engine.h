@@ -109,6 +109,9 @@ typedef void (*engine_commit_cb)(void *data, uint64_t ts, const write_set *write
 void engine_on_commit(engine *en, engine_commit_cb cb, void *data);
 
 /* The newest commit timestamp the loop has been told about. */
+/* The newest snapshot or commit timestamp a finished call was answered with
+ * (what some caller has seen). */
+uint64_t engine_answered_ts(const engine *en);
 uint64_t engine_last_ts(const engine *en);
 /* Makes sure future commit timestamps exceed ts (a client saw ts before a
  * restart, or another node committed it). */

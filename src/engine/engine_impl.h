@@ -92,8 +92,9 @@ struct engine {
     int in_flight;
     int open_handles;
     uint64_t last_ts_loop;
-    json_t *env;    /* stored deployment variables: name -> value */
-    remote *remote; /* other processes' commits; NULL when the store has none */
+    uint64_t answered_ts; /* newest snapshot or commit a finished call reported (loop) */
+    json_t *env;          /* stored deployment variables: name -> value */
+    remote *remote;       /* other processes' commits; NULL when the store has none */
     struct {
         engine_commit_cb cb;
         void *data;

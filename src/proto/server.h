@@ -29,7 +29,11 @@ typedef struct server_config {
     const char *public_url;
     size_t body_bytes_max; /* 0 = LIMIT_HTTP_BODY_BYTES_MAX */
     int reader_threads;    /* 0 = 2 */
-    bool dev_logs;         /* one readable line per call (dojo dev) */
+    /* Bytes of results the query cache keeps (engine/subs.h); unset:
+     * LIMIT_QUERY_CACHE_BYTES_DEFAULT, 0 when set: no cache. */
+    size_t query_cache_bytes;
+    bool query_cache_set;
+    bool dev_logs; /* one readable line per call (dojo dev) */
     const schema *schema;
     const registry *registry;
     /* Periodic system functions: path and interval. */
