@@ -13,6 +13,7 @@ packages=(
   nodejs npm
   chromium
   curl ca-certificates
+  imagemagick
   systemd adduser
 )
 

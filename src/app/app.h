@@ -18,11 +18,12 @@ void app_register(registry *r);
 /* Lease expiry runs this often (api.md: "within about a second"). */
 #define APP_LEASE_SWEEP_INTERVAL_MS 250
 #define APP_SESSION_CLEANUP_INTERVAL_MS (10 * 60 * 1000)
+#define APP_UPLOAD_TOKEN_CLEANUP_INTERVAL_MS (10 * 60 * 1000)
 
 /* Whether a deployment variable may be set to value: the name's shape, and
  * the value of a variable the app interprets (SIGNUP_CREDITS, MAX_ATTEMPTS,
- * PRICING, AUTH_APPLICATION_ID). The same checks for `dojo env set` and for
- * `dojo import`. */
+ * PRICING, AUTH_APPLICATION_ID, FILE_MAX_BYTES, WORKER_KEY). The same checks for `dojo env set` and
+ * for `dojo import`. */
 int app_env_check(const char *name, const char *value, err_t *e);
 
 /* Module registration, one per file. */
@@ -33,6 +34,7 @@ void transactions_register(registry *r);
 void admin_register(registry *r);
 void env_register(registry *r);
 void dashboard_register(registry *r);
+void files_register(registry *r);
 void overview_register(registry *r);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "app/app.h"
 #include "app/model.h"
+#include "base/limits.h"
 #include "engine/system_tables.h"
 
 static const validator env_name = V_STRING_LEN_INIT(1, ENV_NAME_BYTES_MAX - 1);
@@ -64,6 +65,14 @@ static int check_value(const char *name, const char *value, err_t *e)
         err_clear(&pe);
         return rc;
     }
+    if (strcmp(name, "FILE_MAX_BYTES") == 0)
+        return check_integer(name, value, 0, (long long)LIMIT_FILE_BYTES_MAX, e);
+    if (strcmp(name, "WORKER_KEY") == 0 &&
+        (strlen(value) < LIMIT_WORKER_KEY_CHARS_MIN || strlen(value) > LIMIT_ADMIN_KEY_BYTES_MAX))
+        return err_app(e, ERR_INVALID_ARGUMENT, NULL,
+                       "Invalid argument `value`: WORKER_KEY must be %d to %d characters (make "
+                       "one with `openssl rand -hex 32`)",
+                       LIMIT_WORKER_KEY_CHARS_MIN, LIMIT_ADMIN_KEY_BYTES_MAX);
     if (strcmp(name, "AUTH_APPLICATION_ID") == 0 && *value == '\0')
         return err_app(e, ERR_INVALID_ARGUMENT, NULL,
                        "Invalid argument `value`: AUTH_APPLICATION_ID may not be empty");

@@ -4,9 +4,14 @@
  */
 #include "app/model.h"
 
+#include "engine/engine.h"
+
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/invariant.h"
 
 static const validator cursor_text = V_STRING_INIT;
 static const validator *const cursor_options[] = {&cursor_text, &v_null};
@@ -65,6 +70,12 @@ int app_ledger_move(ctx *c, const json_t *user, int64_t amount, const char *kind
 {
     const char *user_id = app_str(user, "_id");
     int64_t balance = app_int(user, "credits");
+    /* A stored user always has an id and a balance that is not negative (the
+     * store's CHECK); a movement (0 for a free model's run) is bounded by its
+     * callers' validators — a grant, a price, SIGNUP_CREDITS — far below
+     * overflow. */
+    ASSERT(user_id && balance >= 0);
+    ASSERT(amount > -APP_CREDITS_MAX - 1 && amount <= APP_CREDITS_MAX);
     int64_t after = balance + amount;
     if (after < 0)
         return ctx_fail(
@@ -116,4 +127,18 @@ int app_env_int(ctx *c, const char *name, int64_t dflt, int64_t min, int64_t max
     free(text);
     *out = v;
     return 0;
+}
+
+json_t *app_file_url(ctx *c, const char *storage_id)
+{
+    char url[ENGINE_PUBLIC_URL_BYTES_MAX + ID_BYTES_MAX + 16];
+    snprintf(url, sizeof url, "%s/api/storage/%s", ctx_public_url(c), storage_id);
+    return json_string(url);
+}
+
+json_t *app_run_view(ctx *c, json_t *doc)
+{
+    const char *sid = app_str(doc, "outputStorageId");
+    if (sid) json_object_set_new(doc, "output", app_file_url(c, sid));
+    return doc;
 }

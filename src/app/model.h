@@ -28,7 +28,8 @@
 #define APP_MAX_ATTEMPTS_MAX 100
 
 extern const validator app_title, app_graph, app_run_status, app_run_input;
-extern const validator app_user_id, app_workflow_id, app_run_id, app_nonnegative_integer;
+extern const validator app_user_id, app_workflow_id, app_run_id, app_storage_id;
+extern const validator app_nonnegative_integer;
 /* {numItems, cursor, endCursor?, id?, maximumRowsRead?, maximumBytesRead?} */
 extern const validator app_pagination_opts;
 /* {page: T[], isDone, continueCursor, splitCursor?, pageStatus?} for codegen */
@@ -56,6 +57,14 @@ int app_env_int(ctx *c, const char *name, int64_t dflt, int64_t min, int64_t max
 /* Integer value of a JSON number field (for documents known to be valid). */
 int64_t app_int(const json_t *doc, const char *field);
 const char *app_str(const json_t *doc, const char *field);
+
+/* The URL a stored file is served at: <public URL>/api/storage/<id>. New
+ * string. */
+json_t *app_file_url(ctx *c, const char *storage_id);
+/* A run document as functions return it: a run whose output is stored in
+ * dojo gets `output`, its file's URL (computed when read, so that it
+ * follows the deployment's URL). Changes doc in place; returns it. */
+json_t *app_run_view(ctx *c, json_t *doc);
 
 /* PRICING: {"default": <int>?, "models": {"<model>": <int>, …}?}; every price
  * a non-negative integer. Returns a new object, or NULL with a message in e. */

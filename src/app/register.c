@@ -15,6 +15,7 @@ void app_register(registry *r)
     admin_register(r);
     env_register(r);
     dashboard_register(r);
+    files_register(r);
     overview_register(r);
     system_functions_register(r);
 }

@@ -4,8 +4,12 @@
  *   runs:get/list    the owner's runs, newest first, paginated and filtered
  *   runs:cancel      queued → failed "Cancelled", refunded
  *   runs:claim       (worker) oldest queued → processing with a lease
+ *   runs:queue       (worker) how many runs wait and run: what a worker
+ *                    subscribes to, to wake when work arrives
  *   runs:heartbeat   (worker) extends the lease of a run it holds
- *   runs:complete    (worker) processing → completed
+ *   runs:complete    (worker) processing → completed, with a URL or a file
+ *                    stored in dojo (outputStorageId; `output` is then that
+ *                    file's URL, computed when the run is read)
  *   runs:fail        (worker) processing → failed, refunded
  *   runs:expireLeases (system, every APP_LEASE_SWEEP_INTERVAL_MS) expired
  *                    leases back to queued, or failed "Lease expired" and
@@ -21,8 +25,12 @@
 #include "app/app.h"
 #include "app/model.h"
 #include "base/limits.h"
+#include "engine/system_tables.h"
 
 #define RUNS_EXPIRE_BATCH_MAX 500
+/* runs:queue counts at most this many runs of each status: a worker only
+ * needs to know that there is work. */
+#define RUNS_QUEUE_COUNT_MAX 100000
 
 /* The caller's run (by the owner's user id), or *run_out NULL. */
 static int load_own_run(ctx *c, const char *id, json_t **run_out)
@@ -114,7 +122,7 @@ static int get(ctx *c, const json_t *args, json_t **result)
 {
     json_t *run;
     int rc = load_own_run(c, app_str(args, "id"), &run);
-    if (rc == 0) *result = run ? run : json_null();
+    if (rc == 0) *result = run ? app_run_view(c, run) : json_null();
     return rc;
 }
 
@@ -144,6 +152,9 @@ static int list(ctx *c, const json_t *args, json_t **result)
     rc = db_paginate(c, &q, opts, result);
     json_decref(eq);
     json_decref(user);
+    size_t i;
+    json_t *run;
+    if (rc == 0) json_array_foreach(json_object_get(*result, "page"), i, run) app_run_view(c, run);
     return rc;
 }
 
@@ -253,12 +264,29 @@ static int heartbeat(ctx *c, const json_t *args, json_t **result)
 
 static int complete(ctx *c, const json_t *args, json_t **result)
 {
+    json_t *output = json_object_get(args, "output");
+    json_t *storage_id = json_object_get(args, "storageId");
+    if ((output != NULL) == (storage_id != NULL))
+        return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
+                        "Invalid argument `%s`: give exactly one of `output` (a URL) and "
+                        "`storageId` (a file stored in dojo)",
+                        output ? "storageId" : "output");
     json_t *run;
     int rc = load_held_run(c, args, "complete", &run);
     if (rc) return rc;
-    json_t *patch =
-        json_pack("{s:s, s:O, s:f, s:n}", "status", "completed", "output",
-                  json_object_get(args, "output"), "finishedAt", c->now_ms, "leaseExpiresAt");
+    if (storage_id) {
+        json_t *file = NULL;
+        rc = db_get(c, SYSTEM_TABLE_STORAGE, json_string_value(storage_id), &file);
+        if (rc == 0 && !file) rc = ctx_fail(c, ERR_NOT_FOUND, NULL, "File not found");
+        json_decref(file);
+        if (rc) {
+            json_decref(run);
+            return rc;
+        }
+    }
+    json_t *patch = json_pack("{s:s, s:O, s:f, s:n}", "status", "completed",
+                              output ? "output" : "outputStorageId", output ? output : storage_id,
+                              "finishedAt", c->now_ms, "leaseExpiresAt");
     rc = db_patch(c, "runs", app_str(run, "_id"), patch);
     json_decref(patch);
     json_decref(run);
@@ -271,9 +299,42 @@ static int fail(ctx *c, const json_t *args, json_t **result)
     json_t *run;
     int rc = load_held_run(c, args, "fail", &run);
     if (rc) return rc;
-    rc = fail_and_refund(c, run, app_str(args, "error"), "admin");
+    /* The worker key is not the admin: its refunds are the system's. */
+    rc = fail_and_refund(c, run, app_str(args, "error"),
+                         c->worker && !c->admin ? "system" : "admin");
     json_decref(run);
     if (rc == 0) *result = json_null();
+    return rc;
+}
+
+static int count_status(ctx *c, const char *status, int64_t *n_out)
+{
+    json_t *eq = json_pack("[s]", status);
+    db_query q = {.table = "runs", .index = "by_status", .eq = eq, .limit = RUNS_QUEUE_COUNT_MAX};
+    int rc = db_count(c, &q, n_out);
+    json_decref(eq);
+    return rc;
+}
+
+static int queue(ctx *c, const json_t *args, json_t **result)
+{
+    (void)args;
+    int64_t queued = 0, processing = 0;
+    int rc = count_status(c, "queued", &queued);
+    if (rc == 0) rc = count_status(c, "processing", &processing);
+    json_t *oldest = NULL;
+    if (rc == 0 && queued > 0) {
+        json_t *eq = json_pack("[s]", "queued");
+        db_query q = {.table = "runs", .index = "by_status", .eq = eq};
+        rc = db_query_first(c, &q, &oldest);
+        json_decref(eq);
+    }
+    if (rc == 0) {
+        json_t *at = json_object_get(oldest, "_creationTime");
+        *result = json_pack("{s:I, s:I, s:O}", "queued", (json_int_t)queued, "processing",
+                            (json_int_t)processing, "oldestQueuedAt", at ? at : json_null());
+    }
+    json_decref(oldest);
     return rc;
 }
 
@@ -350,7 +411,8 @@ static const validator heartbeat_args = V_OBJECT_INIT(heartbeat_fields);
 static const v_field complete_fields[] = {
     {"id", &app_run_id, false},
     {"workerId", &worker_id, false},
-    {"output", &output_url, false},
+    {"output", &output_url, true},
+    {"storageId", &app_storage_id, true},
 };
 static const validator complete_args = V_OBJECT_INIT(complete_fields);
 static const v_field fail_fields[] = {
@@ -363,6 +425,9 @@ static const validator fail_args = V_OBJECT_INIT(fail_fields);
 static const validator returns_id = {.kind = V_ANY, .ts_type = "Id<\"runs\">"};
 static const validator returns_doc_or_null = {.kind = V_ANY, .ts_type = "Doc<\"runs\"> | null"};
 static const validator returns_page = {.kind = V_ANY, .ts_type = "PaginationResult<Doc<\"runs\">>"};
+static const validator returns_queue = {
+    .kind = V_ANY,
+    .ts_type = "{ queued: number; processing: number; oldestQueuedAt: number | null }"};
 
 static const fn_def run_fns[] = {
     {.path = "runs:create",
@@ -395,28 +460,41 @@ static const fn_def run_fns[] = {
      .args = &claim_args,
      .returns = &returns_doc_or_null,
      .impl = claim,
-     .doc = "Worker: takes the oldest queued run, or null."},
+     .doc = "Worker: takes the oldest queued run, or null.",
+     .worker = true},
+    {.path = "runs:queue",
+     .kind = FN_QUERY,
+     .visibility = FN_INTERNAL,
+     .args = &v_no_args,
+     .returns = &returns_queue,
+     .impl = queue,
+     .doc = "Worker: how many runs are queued and processing, and when the oldest queued "
+            "run was created.",
+     .worker = true},
     {.path = "runs:heartbeat",
      .kind = FN_MUTATION,
      .visibility = FN_INTERNAL,
      .args = &heartbeat_args,
      .returns = &v_null,
      .impl = heartbeat,
-     .doc = "Worker: extends the lease of a run it holds."},
+     .doc = "Worker: extends the lease of a run it holds.",
+     .worker = true},
     {.path = "runs:complete",
      .kind = FN_MUTATION,
      .visibility = FN_INTERNAL,
      .args = &complete_args,
      .returns = &v_null,
      .impl = complete,
-     .doc = "Worker: marks a run it holds completed."},
+     .doc = "Worker: marks a run it holds completed, with an output URL or a stored file.",
+     .worker = true},
     {.path = "runs:fail",
      .kind = FN_MUTATION,
      .visibility = FN_INTERNAL,
      .args = &fail_args,
      .returns = &v_null,
      .impl = fail,
-     .doc = "Worker: fails a run it holds and refunds it."},
+     .doc = "Worker: fails a run it holds and refunds it.",
+     .worker = true},
     {.path = "runs:expireLeases",
      .kind = FN_MUTATION,
      .visibility = FN_SYSTEM,

@@ -56,6 +56,7 @@ const validator app_run_input = V_OBJECT_INIT(run_input_fields);
 const validator app_user_id = V_ID_INIT("users");
 const validator app_workflow_id = V_ID_INIT("workflows");
 const validator app_run_id = V_ID_INIT("runs");
+const validator app_storage_id = V_ID_INIT(SYSTEM_TABLE_STORAGE);
 const validator app_nonnegative_integer = {.kind = V_INTEGER, .has_min = true, .min = 0};
 static const v_field run_fields[] = {
     {"userId", &app_user_id, false},
@@ -63,6 +64,7 @@ static const v_field run_fields[] = {
     {"status", &app_run_status, false},
     {"input", &app_run_input, false},
     {"output", &v_string, true},
+    {"outputStorageId", &app_storage_id, true},
     {"error", &v_string, true},
     {"cost", &app_nonnegative_integer, false},
     {"workerId", &v_string, true},
@@ -73,7 +75,8 @@ static const v_field run_fields[] = {
 };
 static const validator run_doc = V_OBJECT_INIT(run_fields);
 /* by_user, by_workflow and by_status are the contract's; the others make
- * runs:list with filters and the lease sweep exact index ranges. */
+ * runs:list with filters, the lease sweep and the files of runs (which run
+ * a file is the output of) exact index ranges. */
 static const schema_index run_indexes[] = {
     {.name = "by_user", .fields = {"userId", "_creationTime"}, .n_fields = 2},
     {.name = "by_workflow", .fields = {"workflowId"}, .n_fields = 1},
@@ -84,6 +87,7 @@ static const schema_index run_indexes[] = {
      .fields = {"userId", "workflowId", "status"},
      .n_fields = 3},
     {.name = "by_lease", .fields = {"leaseExpiresAt"}, .n_fields = 1},
+    {.name = "by_output", .fields = {"outputStorageId"}, .n_fields = 1},
 };
 
 /* --- transactions ------------------------------------------------------------------ */
@@ -133,7 +137,7 @@ static const schema_table tables[] = {
 };
 
 static const schema app_schema_value = {
-    .version = 1, .tables = tables, .n_tables = V_COUNT(tables)};
+    .version = 2, .tables = tables, .n_tables = V_COUNT(tables)};
 
 const schema *app_schema(void)
 {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "app/model.h"
+#include "engine/system_tables.h"
 
 static void violation(verify_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void violation(verify_report *r, const char *fmt, ...)
@@ -129,6 +130,14 @@ static int check_run(ctx *c, const json_t *run, verify_report *r, bool full)
     if (strcmp(status, "processing") == 0 &&
         (!json_object_get(run, "workerId") || !json_object_get(run, "leaseExpiresAt")))
         violation(r, "run %s: processing without a workerId and a leaseExpiresAt", rid);
+    const char *output = app_str(run, "outputStorageId");
+    if (output) {
+        json_t *file = NULL;
+        int frc = db_get(c, SYSTEM_TABLE_STORAGE, output, &file);
+        if (frc) return frc;
+        if (!file) violation(r, "run %s: its output %s names no stored file", rid, output);
+        json_decref(file);
+    }
     bool failed = strcmp(status, "failed") == 0;
     int expected_refunds = failed && cost > 0 ? 1 : 0;
     if (refunds != expected_refunds)
@@ -155,4 +164,32 @@ void verify_report_free(verify_report *r)
     json_decref(r->mismatches);
     json_decref(r->violations);
     r->mismatches = r->violations = NULL;
+}
+
+static int check_file_row(ctx *c, const json_t *doc, verify_report *r, bool full)
+{
+    (void)c;
+    (void)full;
+    err_t e;
+    err_init(&e);
+    const char *id = app_str(doc, "_id");
+    int rc = r->check_file(r->check_file_data, id, app_str(doc, "sha256"),
+                           (uint64_t)app_int(doc, "size"), &e);
+    if (rc == ERR_NOT_FOUND || rc == ERR_CONSTRAINT)
+        violation(r, "file %s: %s", id, e.msg);
+    else if (rc)
+        violation(r, "file %s: its bytes could not be read: %s", id, e.msg);
+    err_clear(&e);
+    r->files_checked++;
+    return 0;
+}
+
+int app_verify_files(ctx *c, verify_file_fn check_file, void *data, verify_report *out)
+{
+    out->check_file = check_file;
+    out->check_file_data = data;
+    int rc = for_each_row(c, SYSTEM_TABLE_STORAGE, check_file_row, out, true);
+    out->check_file = NULL;
+    out->check_file_data = NULL;
+    return rc;
 }

@@ -8,6 +8,11 @@
  * sort roughly by creation, so the primary-key B-tree grows at its end
  * instead of taking random page writes (64 random bits per millisecond keep
  * them unguessable and unique).
+ *
+ * Ids of a table declared with random ids (the files of `_storage`, whose
+ * URL is a capability: api.md §9) are longer: [table number | 17 random
+ * bytes | Fletcher-16], 20 bytes, 32 characters — 136 random bits, so that
+ * whoever does not hold one cannot guess one.
  * Thread: any (randomness from OpenSSL's thread-safe RAND_bytes).
  */
 #ifndef DOJO_BASE_IDS_H
@@ -16,10 +21,13 @@
 #include <stdbool.h>
 
 #define ID_CHARS 28
-#define ID_BYTES_MAX (ID_CHARS + 1)
+#define ID_RANDOM_CHARS 32
+#define ID_BYTES_MAX (ID_RANDOM_CHARS + 1)
 
 /* Writes a new id for the table with this number (1..255) into out. */
 int id_new(int table_number, char out[ID_BYTES_MAX]);
+/* The same for a table with random ids: 136 random bits, no time. */
+int id_new_random(int table_number, char out[ID_BYTES_MAX]);
 
 /* Returns the table number encoded in id, or -1 when id is not a well-formed
  * dojo id (wrong length, alphabet or checksum). */

@@ -80,7 +80,10 @@
 
 /* Engine (engine/) */
 #define LIMIT_PAGE_ITEMS_MAX 1000
-#define LIMIT_QUERY_BATCH_MAX 256          /* queries in one /api/query_batch */
+#define LIMIT_QUERY_BATCH_MAX 256 /* queries in one /api/query_batch */
+/* /api/query_at_ts waits at most this long for the commits up to its
+ * answer's snapshot to be processed, then says it cannot tell. */
+#define LIMIT_QUERY_AT_TS_WAIT_MS 2000
 #define LIMIT_QUERY_ROWS_MAX 10000         /* rows one function may read */
 #define LIMIT_WRITES_PER_MUTATION_MAX 8192 /* documents one mutation may write */
 #define LIMIT_WRITE_QUEUE_MAX 10000        /* mutations waiting for the storage thread */
@@ -95,6 +98,11 @@
 #define LIMIT_READ_QUEUE_MAX 10000 /* queries waiting for a reader */
 #define LIMIT_LEASE_SECONDS_MIN 1
 #define LIMIT_LEASE_SECONDS_MAX 3600
+/* The query cache (engine/subs.h): results of queries nobody subscribes to,
+ * kept until a commit changes what they read (`dojo serve
+ * --query-cache-bytes`). */
+#define LIMIT_QUERY_CACHE_BYTES_DEFAULT (64u * 1024 * 1024)
+#define LIMIT_QUERY_CACHE_BYTES_MAX (16ull * 1024 * 1024 * 1024)
 /* The history of recent commits the subscription manager keeps (their index
  * keys, not their documents) to tell whether a run that started before
  * some commits read anything they wrote: by count and by bytes, whichever
@@ -106,6 +114,30 @@
  * say "everything" instead of listing their keys. */
 #define LIMIT_COMMIT_ORDER_BYTES_MAX (4u * 1024 * 1024)
 #define LIMIT_SESSION_REQUEST_RETENTION_MS (14ull * 24 * 3600 * 1000)
+
+/* Files (api.md §9; proto/storage_http.c, store/files*.c, app/files.c) */
+#define LIMIT_FILE_BYTES_DEFAULT (100ull * 1024 * 1024)   /* FILE_MAX_BYTES when unset */
+#define LIMIT_FILE_BYTES_MAX (64ull * 1024 * 1024 * 1024) /* the largest FILE_MAX_BYTES */
+/* Body bytes one upload holds in memory before they are written out: the
+ * bound on an upload's memory whatever the file's size. */
+#define LIMIT_FILE_UPLOAD_BUFFER_BYTES (256u * 1024)
+#define LIMIT_FILE_UPLOADS_MAX 64               /* uploads in progress at once; then 503 */
+#define LIMIT_FILE_DOWNLOADS_MAX 1024           /* downloads being sent at once; then 503 */
+#define LIMIT_FILE_UPLOAD_IDLE_TIMEOUT_MS 30000 /* an upload that sends nothing this long: 408 */
+#define LIMIT_FILE_UPLOAD_TOKEN_TTL_MS (3600ull * 1000) /* files:generateUploadUrl */
+#define LIMIT_FILE_SEND_BYTES (1u * 1024 * 1024)        /* one sendfile(2) of a download */
+#define LIMIT_FILE_PG_CHUNK_BYTES (256u * 1024) /* PostgreSQL: the bytes of one stored row */
+#define LIMIT_FILE_RUNS_CHECKED_MAX 100         /* runs looked at to tell whose output a file is */
+
+/* The generation worker (api.md §10; cli/worker*.c) */
+#define LIMIT_WORKER_KEY_CHARS_MIN 32
+#define LIMIT_WORKER_CONCURRENCY_MAX 64
+#define LIMIT_WORKER_TIMEOUT_S_DEFAULT 600
+#define LIMIT_WORKER_TIMEOUT_S_MAX (7 * 24 * 3600)
+#define LIMIT_WORKER_STDERR_LINE_BYTES_MAX 1024    /* of a failed command, in the run's error */
+#define LIMIT_WORKER_STDOUT_BYTES_MAX (64u * 1024) /* the tail kept, for its last line */
+#define LIMIT_WORKER_DRAIN_MS 30000         /* on SIGTERM, running commands may finish this long */
+#define LIMIT_WORKER_RECONNECT_MS_MAX 16000 /* backoff between connection attempts */
 
 /* Auth (auth/) */
 #define LIMIT_JWT_BYTES_MAX (16u * 1024)

@@ -107,16 +107,23 @@ static void dev_usage(FILE *out)
                  "               A CLERK_ISSUER_URL stored with `dojo env set` still wins\n"
                  "               (you are warned); `dojo serve` never does this.\n"
                  "  --codegen-dir DIR  where to write the TypeScript bindings\n"
-                 "               (default ./" CODEGEN_DEFAULT_DIR ")\n");
+                 "               (default ./" CODEGEN_DEFAULT_DIR ")\n"
+                 "  --public-url URL  the URL clients reach this server at, which file URLs\n"
+                 "               start with (default $DOJO_PUBLIC_URL, else http://HOST:PORT)\n");
 }
 
 int cmd_dev(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'}, {"log-level", required_argument, NULL, 'L'},
-        {"dev-auth", no_argument, NULL, 'A'},     {"codegen-dir", required_argument, NULL, 'G'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"listen", required_argument, NULL, 'l'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"dev-auth", no_argument, NULL, 'A'},
+        {"codegen-dir", required_argument, NULL, 'G'},
+        {"public-url", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
+    const char *public_url = getenv("DOJO_PUBLIC_URL");
     char host[256] = "127.0.0.1";
     int port = 3210, c;
     bool dev_auth = false;
@@ -141,6 +148,9 @@ int cmd_dev(int argc, char **argv)
             break;
         case 'G':
             codegen_dir = optarg;
+            break;
+        case 'P':
+            public_url = optarg;
             break;
         case 'h':
             dev_usage(stdout);
@@ -183,6 +193,7 @@ int cmd_dev(int argc, char **argv)
                          .host = host,
                          .port = port,
                          .admin_key = key,
+                         .public_url = public_url,
                          .dev_logs = true};
     cli_server_hooks hooks = {.started = da ? cli_devauth_started : dev_check_auth,
                               .data = da,

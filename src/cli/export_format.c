@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/b64.h"
 #include "base/ids.h"
 #include "base/invariant.h"
 #include "base/jread.h"
@@ -22,15 +23,16 @@
 
 /* ---- the header ------------------------------------------------------------------- */
 
-json_t *export_header_build(const schema *s, const int64_t *counts, double exported_at_ms)
+json_t *export_header_build(const schema *s, const int64_t *counts, int64_t files,
+                            double exported_at_ms)
 {
     json_t *tables = json_object();
     for (int i = 0; tables && i < s->n_tables; i++)
         json_object_set_new(tables, s->tables[i].name, json_integer((json_int_t)counts[i]));
     if (!tables) return NULL;
-    return json_pack("{s:s, s:i, s:i, s:f, s:o}", "format", EXPORT_FORMAT_NAME, "version",
+    return json_pack("{s:s, s:i, s:i, s:f, s:o, s:I}", "format", EXPORT_FORMAT_NAME, "version",
                      EXPORT_FORMAT_VERSION, "schemaVersion", s->version, "exportedAt",
-                     exported_at_ms, "tables", tables);
+                     exported_at_ms, "tables", tables, "files", (json_int_t)files);
 }
 
 static int table_index(const schema *s, const char *name)
@@ -67,7 +69,7 @@ int export_header_parse(const char *line, size_t len, const schema *s, export_he
                      (long long)version, EXPORT_FORMAT_VERSION);
     } else if (jr_int(h, "header", "schemaVersion", 0, 0, INT32_MAX, &schema_version, &why)) {
         rc = err_set(e, ERR_INVALID_ARGUMENT, "the header has no schemaVersion: %s", why.msg);
-    } else if (schema_version != s->version) {
+    } else if (schema_version > s->version || schema_version < EXPORT_SCHEMA_VERSION_MIN) {
         rc = err_set(e, ERR_INVALID_ARGUMENT,
                      "the file holds schema version %lld and this dojo's schema is version %d: "
                      "import it with the dojo version that exported it, then upgrade",
@@ -99,7 +101,11 @@ int export_header_parse(const char *line, size_t len, const schema *s, export_he
             out->counts[i] = n;
         }
     }
+    int64_t files = 0;
+    if (rc == 0 && jr_int(h, "header", "files", JR_OPTIONAL, 0, INT64_MAX, &files, &why))
+        rc = err_set(e, ERR_INVALID_ARGUMENT, "%s", why.msg);
     if (rc == 0) {
+        out->files = files;
         out->version = (int)version;
         out->schema_version = (int)schema_version;
         out->exported_at_ms = exported_at_ms;
@@ -243,4 +249,75 @@ int export_read_line(export_reader *r, const char **line, size_t *len, err_t *e)
     *line = r->buf;
     *len = n;
     return 1;
+}
+
+/* ---- file lines ---------------------------------------------------------------------- */
+
+#define FILE_LINE_PREFIX "{\"file\":"
+
+char *export_file_line_build(const char *storage_id, int64_t part, const uint8_t *data, size_t n)
+{
+    ASSERT(n <= EXPORT_FILE_PART_BYTES);
+    size_t b64 = b64_encoded_size(n);
+    size_t cap = b64 + strlen(storage_id) + 64;
+    char *line = malloc(cap);
+    if (!line) return NULL;
+    int at = snprintf(line, cap, FILE_LINE_PREFIX "\"%s\",\"part\":%lld,\"data\":\"", storage_id,
+                      (long long)part);
+    size_t len = (size_t)at;
+    len += b64_encode(data, n, line + len);
+    memcpy(line + len, "\"}", 3);
+    return line;
+}
+
+bool export_line_is_file(const char *line, size_t len)
+{
+    size_t n = sizeof FILE_LINE_PREFIX - 1;
+    return len >= n && memcmp(line, FILE_LINE_PREFIX, n) == 0;
+}
+
+int export_file_line_parse(const char *line, size_t len, char id_out[ID_BYTES_MAX],
+                           int64_t *part_out, uint8_t **data_out, size_t *n_out, err_t *e)
+{
+    *data_out = NULL;
+    *n_out = 0;
+    json_t *j = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *id = NULL, *data = NULL;
+    int64_t part = 0;
+    err_t why;
+    err_init(&why);
+    int rc = 0;
+    if (!j || jr_as_object(j, "file line", &why) ||
+        jr_string(j, "file line", "file", 0, ID_BYTES_MAX - 1, &id, &why) ||
+        jr_int(j, "file line", "part", 0, 0, INT64_MAX, &part, &why) ||
+        jr_string(j, "file line", "data", 0, 2 * EXPORT_FILE_PART_BYTES, &data, &why)) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT,
+                     "a file line is {\"file\": storage id, \"part\": N, \"data\": base64}%s%s",
+                     why.msg[0] ? ": " : "", why.msg);
+    } else if (json_object_size(j) != 3) {
+        rc =
+            err_set(e, ERR_INVALID_ARGUMENT, "a file line has the fields file, part and data only");
+    } else if (id_table_number(id) < 0 || strlen(id) != ID_RANDOM_CHARS) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT, "\"%.40s\" is not a storage id", id);
+    } else {
+        size_t b64_len = strlen(data);
+        uint8_t *raw = malloc(b64_len / 4 * 3 + 3);
+        long n = raw ? b64_decode(data, b64_len, raw) : -1;
+        if (!raw) {
+            rc = err_set(e, ERR_NOMEM, "out of memory");
+        } else if (n < 0 || (size_t)n > EXPORT_FILE_PART_BYTES) {
+            free(raw);
+            rc = err_set(e, ERR_INVALID_ARGUMENT,
+                         "a file line's data is not base64 of at most %u bytes",
+                         EXPORT_FILE_PART_BYTES);
+        } else {
+            snprintf(id_out, ID_BYTES_MAX, "%s", id);
+            *part_out = part;
+            *data_out = raw;
+            *n_out = (size_t)n;
+        }
+    }
+    err_clear(&why);
+    json_decref(j);
+    return rc;
 }

@@ -17,6 +17,7 @@
  * import refuses a database another process has open, unless --force.
  * Thread: the main thread.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -38,6 +39,7 @@
 #include "engine/ctx.h"
 #include "engine/system_tables.h"
 #include "engine/validator.h"
+#include "store/files.h"
 #include "store/store.h"
 
 #define IMPORT_PAGE_ROWS 500
@@ -81,6 +83,14 @@ typedef struct import_state {
     json_t *problems; /* [string], at most IMPORT_PROBLEMS_SHOWN_MAX */
     int64_t n_problems;
     int64_t n_reference_problems; /* of n_problems: ids naming no document */
+    /* The files' bytes (api.md §9): stored as their lines come, before the
+     * transaction commits; removed again when the import fails. */
+    files *fs;
+    file_writer *writer; /* the file being read */
+    char writer_id[ID_BYTES_MAX];
+    int64_t writer_part;
+    json_t *stored; /* [[storage id, sha256], …] of the files stored so far */
+    int64_t files_found;
 } import_state;
 
 static void problem(import_state *im, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -120,6 +130,101 @@ static int prepare_target(import_state *im, err_t *e)
     return store_truncate_all(im->conn, e);
 }
 
+/* Seals the file being read and checks it against its document. */
+static int finish_file(import_state *im, err_t *e)
+{
+    if (!im->writer) return 0;
+    file_writer *w = im->writer;
+    im->writer = NULL;
+    uint8_t digest[SHA256_BYTES];
+    char hex[SHA256_HEX_BYTES];
+    uint64_t size = 0;
+    int rc = file_writer_seal(w, digest, &size, e);
+    if (rc) {
+        file_writer_end(w, false);
+        return rc;
+    }
+    sha256_to_hex(digest, hex);
+    file_writer_end(w, true); /* kept, or removed with the others if the import fails */
+    json_array_append_new(im->stored, json_pack("[s,s]", im->writer_id, hex));
+    im->files_found++;
+    json_t *doc = NULL;
+    const schema_table *t = schema_table_by_name(im->s, SYSTEM_TABLE_STORAGE);
+    rc = store_get(im->conn, t, im->writer_id, &doc, e);
+    if (rc) return rc;
+    const char *want = jr_string_or(doc, "sha256", NULL);
+    int64_t size_field = -1;
+    err_t why;
+    err_init(&why);
+    jr_int(doc, "_storage", "size", JR_OPTIONAL, 0, INT64_MAX, &size_field, &why);
+    err_clear(&why);
+    uint64_t want_size = size_field < 0 ? UINT64_MAX : (uint64_t)size_field;
+    if (!want || strcmp(want, hex) != 0 || want_size != size)
+        rc = err_set(e, ERR_INVALID_ARGUMENT,
+                     "the bytes of file %s (%llu bytes, SHA-256 %s) are not those its document "
+                     "names (%llu bytes, SHA-256 %s)",
+                     im->writer_id, (unsigned long long)size, hex, (unsigned long long)want_size,
+                     want ? want : "none");
+    json_decref(doc);
+    return rc;
+}
+
+/* One line of a file's bytes: the first part starts the file (its document
+ * must be in the file already), the others follow it in order. */
+static int file_line(import_state *im, const char *line, size_t len, err_t *e)
+{
+    char id[ID_BYTES_MAX];
+    int64_t part = 0;
+    uint8_t *data = NULL;
+    size_t n = 0;
+    int rc = export_file_line_parse(line, len, id, &part, &data, &n, e);
+    if (rc) return rc;
+    if (part == 0) {
+        rc = finish_file(im, e);
+        const schema_table *t = schema_table_by_name(im->s, SYSTEM_TABLE_STORAGE);
+        json_t *doc = NULL;
+        if (rc == 0) rc = store_get(im->conn, t, id, &doc, e);
+        if (rc == 0 && !doc)
+            rc = err_set(e, ERR_INVALID_ARGUMENT,
+                         "the bytes of file %s come without its _storage document", id);
+        json_decref(doc);
+        for (size_t i = 0; rc == 0 && i < json_array_size(im->stored); i++)
+            if (strcmp(jr_item_string_or(jr_item(im->stored, i), 0, ""), id) == 0)
+                rc = err_set(e, ERR_INVALID_ARGUMENT, "the bytes of file %s come twice", id);
+        if (rc == 0) rc = files_write_begin(im->fs, id, &im->writer, e);
+        if (rc == 0) {
+            snprintf(im->writer_id, sizeof im->writer_id, "%s", id);
+            im->writer_part = 0;
+        }
+    } else if (!im->writer || strcmp(id, im->writer_id) != 0 || part != im->writer_part + 1) {
+        rc = err_set(e, ERR_INVALID_ARGUMENT,
+                     "part %lld of file %s is out of order (parts go 0, 1, 2, … one file at a "
+                     "time)",
+                     (long long)part, id);
+    } else {
+        im->writer_part = part;
+    }
+    if (rc == 0) rc = file_writer_write(im->writer, data, n, e);
+    free(data);
+    return rc;
+}
+
+/* The import failed: the bytes it stored are named by no document. */
+static void forget_files(import_state *im)
+{
+    if (im->writer) file_writer_end(im->writer, false);
+    im->writer = NULL;
+    size_t i;
+    json_t *pair;
+    json_array_foreach(im->stored, i, pair)
+    {
+        err_t e;
+        err_init(&e);
+        files_forget(im->fs, jr_item_string_or(pair, 0, ""), jr_item_string_or(pair, 1, ""), &e);
+        err_clear(&e);
+    }
+}
+
 /* Reads, checks and inserts every document line. */
 /* The checks a line's table format cannot make: times relative to now, and
  * the deployment variables the app interprets (as `dojo env set` checks). */
@@ -147,6 +252,23 @@ static int insert_lines(import_state *im, export_reader *r, const export_header 
     int got;
     while ((got = export_read_line(r, &line, &len, e)) == 1) {
         if (len == 0) continue;
+        if (export_line_is_file(line, len)) {
+            err_t fe;
+            err_init(&fe);
+            int rc = file_line(im, line, len, &fe);
+            if (rc) {
+                rc = err_set(e, rc == ERR_IO || rc == ERR_NOMEM ? rc : ERR_INVALID_ARGUMENT,
+                             "%s line %lld: %s", im->file, (long long)r->line_no, fe.msg);
+                err_clear(&fe);
+                return rc;
+            }
+            continue;
+        }
+        if (im->writer || im->files_found)
+            return err_set(e, ERR_INVALID_ARGUMENT,
+                           "%s line %lld: a document after the files' bytes (documents come "
+                           "first)",
+                           im->file, (long long)r->line_no);
         int ti;
         json_t *doc = NULL;
         err_t le;
@@ -181,6 +303,16 @@ static int insert_lines(import_state *im, export_reader *r, const export_header 
                            "documents, the file holds %lld (was the export cut short?)",
                            im->file, im->s->tables[i].name, (long long)h->counts[i],
                            (long long)im->found[i]);
+    int rc = finish_file(im, e);
+    if (rc) return rc;
+    const schema_table *storage = schema_table_by_name(im->s, SYSTEM_TABLE_STORAGE);
+    int64_t documents = im->found[storage - im->s->tables];
+    if (im->files_found != documents || im->files_found != h->files)
+        return err_set(e, ERR_INVALID_ARGUMENT,
+                       "%s is incomplete or altered: it holds the bytes of %lld files, its header "
+                       "says %lld and it has %lld _storage documents (was the export cut short?)",
+                       im->file, (long long)im->files_found, (long long)h->files,
+                       (long long)documents);
     return 0;
 }
 
@@ -311,7 +443,21 @@ static int import_all(import_state *im, export_reader *r, const export_header *h
                      (long long)im->n_problems, im->n_problems == 1 ? "" : "s");
     if (rc == 0) rc = bump_clocks(im, e);
     if (rc == 0) rc = store_commit(im->conn, e);
-    if (rc) store_rollback(im->conn);
+    if (rc) {
+        store_rollback(im->conn);
+        forget_files(im);
+    } else if (im->replace) {
+        /* The bytes of the documents replaced: no document names them now. */
+        int64_t removed = 0;
+        err_t se;
+        err_init(&se);
+        if (files_sweep(im->fs, false, &removed, &se) != 0)
+            fprintf(stderr,
+                    "dojo import: warning: the old files' bytes were not all removed "
+                    "(the next server start removes them): %s\n",
+                    se.msg);
+        err_clear(&se);
+    }
     return rc;
 }
 
@@ -345,6 +491,22 @@ static void remove_database_files(const char *path)
         snprintf(file, sizeof file, "%s%s", path, cli_sqlite_suffixes[i]);
         unlink(file);
     }
+}
+
+/* Removes the files directory an import that failed created: its
+ * subdirectories are empty again (the bytes were removed), then itself. */
+static void remove_empty_dirs(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char sub[FILES_PATH_BYTES_MAX + 260];
+        snprintf(sub, sizeof sub, "%s/%s", dir, de->d_name);
+        rmdir(sub);
+    }
+    if (d) closedir(d);
+    rmdir(dir);
 }
 
 int cmd_import(int argc, char **argv)
@@ -409,12 +571,16 @@ int cmd_import(int argc, char **argv)
     if (rc == 0) rc = check_not_in_use(db, force, &e);
     const char *path = cli_sqlite_path(db);
     bool created = path && !cli_file_exists(path);
-    import_state im = {.s = s, .file = file, .replace = replace, .problems = json_array()};
+    import_state im = {
+        .s = s, .file = file, .replace = replace, .problems = json_array(), .stored = json_array()};
     store *st = NULL;
     char report[STORE_REPORT_BYTES_MAX];
     if (rc == 0) rc = store_open(db, s, &st, report, &e);
     if (rc == 0) rc = store_connect(st, true, &im.conn, &e);
+    if (rc == 0) rc = files_open(db, st, true, &im.fs, &e);
     if (rc == 0) rc = import_all(&im, &r, &h, &e);
+    files_close(im.fs);
+    json_decref(im.stored);
     if (im.conn) store_disconnect(im.conn);
     store_close(st);
     export_reader_free(&r);
@@ -427,7 +593,11 @@ int cmd_import(int argc, char **argv)
     json_decref(im.problems);
     if (rc) {
         /* Nothing was written: leave no database behind either. */
-        if (created) remove_database_files(path);
+        if (created) {
+            remove_database_files(path);
+            char dir[FILES_PATH_BYTES_MAX];
+            if (files_dir_of_sqlite(path, dir) == 0) remove_empty_dirs(dir);
+        }
         cli_error("import", "%s", e.msg);
         err_clear(&e);
         return 1;
@@ -436,6 +606,6 @@ int cmd_import(int argc, char **argv)
            cli_db_shown(db), replace ? ", replacing its contents" : "");
     for (int t = 0; t < s->n_tables; t++)
         printf("%s%s %lld", t ? ", " : "", s->tables[t].name, (long long)im.found[t]);
-    printf("); the ledger invariants hold\n");
+    printf("; %lld files); the ledger invariants hold\n", (long long)im.files_found);
     return 0;
 }

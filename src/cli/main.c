@@ -26,6 +26,7 @@ static const command commands[] = {
     {"import", cmd_import, "restore a snapshot into an empty (or --replace'd) database"},
     {"backup", cmd_backup, "an online backup of a SQLite deployment, with its files"},
     {"restore", cmd_restore, "check a backup and put it in place (--check: only check it)"},
+    {"worker", cmd_worker, "turn queued runs into outputs: dojo worker --exec CMD"},
 };
 
 static void usage(FILE *out)

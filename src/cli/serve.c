@@ -90,7 +90,9 @@ int cli_run_server(server_config *cfg, const char *command, bool dev_banner,
     cfg->periodic[0].interval_ms = APP_LEASE_SWEEP_INTERVAL_MS;
     cfg->periodic[1].path = "_system:cleanupSessionRequests";
     cfg->periodic[1].interval_ms = APP_SESSION_CLEANUP_INTERVAL_MS;
-    cfg->n_periodic = 2;
+    cfg->periodic[2].path = "_system:cleanupUploadTokens";
+    cfg->periodic[2].interval_ms = APP_UPLOAD_TOKEN_CLEANUP_INTERVAL_MS;
+    cfg->n_periodic = 3;
     run_state rs = {0};
     err_t e;
     err_init(&e);
@@ -187,8 +189,12 @@ static void serve_usage(FILE *out)
             "                        (default sqlite:dojo.db, or $DOJO_DB)\n"
             "  --admin-key KEY       the admin key (default $DOJO_ADMIN_KEY)\n"
             "  --listen HOST:PORT    address to listen on (default 127.0.0.1:3210)\n"
+            "  --public-url URL      the URL clients reach this server at, which file URLs\n"
+            "                        start with (default $DOJO_PUBLIC_URL, else http://HOST:PORT)\n"
             "  --max-body-bytes N    request body limit (default %u)\n"
             "  --readers N           reader threads for queries (default 2)\n"
+            "  --query-cache-bytes N results kept for queries nobody subscribes to (default\n"
+            "                        64 MiB; 0 turns the cache off)\n"
             "  --log-level LEVEL     debug, info, warn or error (default info)\n\n"
             "Scheduled online backups (SQLite; see `dojo backup --help` for what one holds):\n"
             "  --backup-dir DIR      write backups into DIR (created 0700 when missing)\n"
@@ -229,8 +235,10 @@ int cmd_serve(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},
         {"max-body-bytes", required_argument, NULL, 'b'},
         {"readers", required_argument, NULL, 'r'},
+        {"query-cache-bytes", required_argument, NULL, 'Q'},
         {"log-level", required_argument, NULL, 'L'},
         {"admin-key", required_argument, NULL, 'k'},
+        {"public-url", required_argument, NULL, 'P'},
         {"backup-dir", required_argument, NULL, 'B'},
         {"backup-every", required_argument, NULL, 'E'},
         {"backup-keep", required_argument, NULL, 'K'},
@@ -240,12 +248,14 @@ int cmd_serve(int argc, char **argv)
     const char *db = getenv("DOJO_DB");
     const char *key = getenv("DOJO_ADMIN_KEY");
     const char *key_source = "from DOJO_ADMIN_KEY";
+    const char *public_url = getenv("DOJO_PUBLIC_URL");
     char host[256] = "127.0.0.1";
     int port = 3210, readers = 0, c;
     long long body_max = 0;
     const char *backup_dir = NULL;
     uint64_t backup_every_ms = 0;
     long long backup_keep = 0;
+    long long cache_bytes = LIMIT_QUERY_CACHE_BYTES_DEFAULT;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
@@ -276,12 +286,24 @@ int cmd_serve(int argc, char **argv)
             readers = (int)n;
             break;
         }
+        case 'Q':
+            if (parse_count(optarg, LIMIT_QUERY_CACHE_BYTES_MAX, &cache_bytes) != 0) {
+                cli_error("serve",
+                          "--query-cache-bytes wants a number of bytes up to %llu (0: no cache), "
+                          "got \"%s\"",
+                          (unsigned long long)LIMIT_QUERY_CACHE_BYTES_MAX, optarg);
+                return 2;
+            }
+            break;
         case 'L':
             if (cli_parse_log_level(optarg) < 0) {
                 cli_error("serve", "--log-level is debug, info, warn or error");
                 return 2;
             }
             log_init(cli_parse_log_level(optarg));
+            break;
+        case 'P':
+            public_url = optarg;
             break;
         case 'k':
             key = optarg;
@@ -348,7 +370,10 @@ int cmd_serve(int argc, char **argv)
                          .host = host,
                          .port = port,
                          .admin_key = key,
+                         .public_url = public_url,
                          .body_bytes_max = (size_t)body_max,
-                         .reader_threads = readers};
+                         .reader_threads = readers,
+                         .query_cache_bytes = (size_t)cache_bytes,
+                         .query_cache_set = true};
     return cli_run_server(&cfg, "serve", false, key && *key ? key_source : "none", &hooks);
 }

@@ -15,13 +15,23 @@
 #include "base/jread.h"
 #include "cli/cli.h"
 #include "engine/ctx.h"
+#include "store/files.h"
 
 static void verify_usage(FILE *out)
 {
     fprintf(out, "Usage: dojo verify [--db URL]\n\n"
                  "Checks every invariant of the data (balances equal their ledgers, no\n"
-                 "negative balance, one charge per run, one refund per failed run) and prints\n"
-                 "each violation. The database is --db, $DOJO_DB, or ./.dojo/dojo.db.\n");
+                 "negative balance, one charge per run, one refund per failed run, every\n"
+                 "run's output file stored, every file's bytes stored and matching its\n"
+                 "SHA-256) and prints each violation. The database is --db, $DOJO_DB, or\n"
+                 "./.dojo/dojo.db.\n");
+}
+
+/* verify_file_fn over the file store. */
+static int check_file(void *data, const char *storage_id, const char *sha256, uint64_t size,
+                      err_t *e)
+{
+    return files_check(data, storage_id, sha256, size, e);
 }
 
 int cmd_verify(int argc, char **argv)
@@ -60,6 +70,8 @@ int cmd_verify(int argc, char **argv)
     int rc = store_open(db, app_schema(), &st, report_text, &e);
     if (rc == 0) rc = store_connect(st, false, &conn, &e);
     if (rc == 0) rc = store_begin(conn, false, &e);
+    files *fs = NULL;
+    if (rc == 0) rc = files_open(db, st, false, &fs, &e);
     verify_report report = {0};
     if (rc == 0) {
         ctx x;
@@ -67,10 +79,12 @@ int cmd_verify(int argc, char **argv)
         x.now_ms = clock_now_ms();
         x.admin = true;
         rc = app_verify(&x, true, &report);
+        if (rc == 0) rc = app_verify_files(&x, check_file, fs, &report);
         if (rc) err_move(&e, &x.err);
         ctx_release(&x);
         store_rollback(conn);
     }
+    files_close(fs);
     if (conn) store_disconnect(conn);
     if (st) store_close(st);
     if (rc) {
@@ -83,10 +97,11 @@ int cmd_verify(int argc, char **argv)
     if (report.violation_count > (int64_t)json_array_size(report.violations))
         printf("… and %lld more violations\n",
                (long long)(report.violation_count - (int64_t)json_array_size(report.violations)));
-    printf("%s: %lld users, %lld runs, %lld transactions checked; %lld violation%s\n",
+    printf("%s: %lld users, %lld runs, %lld transactions, %lld files checked; %lld violation%s\n",
            report.violation_count ? "FAILED" : "ok", (long long)report.users_checked,
            (long long)report.runs_checked, (long long)report.transactions_checked,
-           (long long)report.violation_count, report.violation_count == 1 ? "" : "s");
+           (long long)report.files_checked, (long long)report.violation_count,
+           report.violation_count == 1 ? "" : "s");
     int status = report.violation_count ? 1 : 0;
     verify_report_free(&report);
     return status;

@@ -206,7 +206,11 @@ static void ts_type_at(codegen_buf *b, const validator *v, const schema *s, int 
         codegen_buf_puts(b, "string");
         break;
     case V_ID:
-        codegen_buf_puts(b, codegen_is_app_table(s, v->table) ? "Id<" : "GenericId<");
+        /* Id<> takes the app's tables and the system tables the client knows
+         * ("_storage"); any other is a GenericId. */
+        codegen_buf_puts(b, codegen_is_app_table(s, v->table) || strcmp(v->table, "_storage") == 0
+                                ? "Id<"
+                                : "GenericId<");
         codegen_ts_string(b, v->table);
         codegen_buf_puts(b, ">");
         break;

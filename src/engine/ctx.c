@@ -45,6 +45,11 @@ void ctx_release(ctx *c)
     memset(c, 0, sizeof *c);
 }
 
+const char *ctx_public_url(const ctx *c)
+{
+    return c->public_url ? c->public_url : "";
+}
+
 const json_t *ctx_identity(const ctx *c)
 {
     return c->identity;
@@ -215,6 +220,24 @@ int db_query_first(ctx *c, const db_query *q, json_t **doc_out)
     int rc = db_query_rows(c, &one, &rows);
     *doc_out = rc == 0 ? json_incref(json_array_get(rows, 0)) : NULL;
     json_decref(rows);
+    return rc;
+}
+
+int db_count(ctx *c, const db_query *q, int64_t *n_out)
+{
+    ASSERT(q->limit > 0 && "a count is bounded");
+    store_range r;
+    json_t *lo, *hi;
+    query_range(c, q, &r, &lo, &hi);
+    err_t e;
+    err_init(&e);
+    int rc = store_count_range(c->conn, &r, n_out, &e);
+    if (rc)
+        store_failed(c, rc, &e);
+    else if (c->record_reads)
+        read_set_add(&c->reads, r.table, r.index, r.lo, r.lo_inclusive, r.hi, r.hi_inclusive);
+    json_decref(lo);
+    json_decref(hi);
     return rc;
 }
 
@@ -539,17 +562,10 @@ static int record_write(ctx *c, const schema_table *t, const char *id, json_t *o
     return 0;
 }
 
-int db_insert(ctx *c, const char *table, const json_t *fields, char id_out[ID_BYTES_MAX])
+static int insert_doc(ctx *c, const schema_table *t, const json_t *fields, const char *id)
 {
-    require_writable(c);
-    const schema_table *t = table_or_die(c, table);
     json_t *doc = json_deep_copy(fields);
     if (!doc) return ctx_fail(c, ERR_NOMEM, NULL, "out of memory");
-    char id[ID_BYTES_MAX];
-    if (id_new(t->number, id) != 0) {
-        json_decref(doc);
-        return ctx_fail(c, ERR_INTERNAL, NULL, "no randomness for a new id");
-    }
     json_object_set_new(doc, "_id", json_string(id));
     json_object_set_new(doc, "_creationTime", json_real(next_creation_time(c)));
     int rc = check_document(c, t, doc, NULL);
@@ -560,9 +576,29 @@ int db_insert(ctx *c, const char *table, const json_t *fields, char id_out[ID_BY
         if (rc) store_failed(c, rc, &e);
     }
     if (rc == 0) rc = record_write(c, t, id, NULL, doc);
-    if (rc == 0 && id_out) memcpy(id_out, id, ID_BYTES_MAX);
     json_decref(doc);
     return rc;
+}
+
+int db_insert(ctx *c, const char *table, const json_t *fields, char id_out[ID_BYTES_MAX])
+{
+    require_writable(c);
+    const schema_table *t = table_or_die(c, table);
+    char id[ID_BYTES_MAX];
+    int made = t->random_ids ? id_new_random(t->number, id) : id_new(t->number, id);
+    if (made != 0) return ctx_fail(c, ERR_INTERNAL, NULL, "no randomness for a new id");
+    int rc = insert_doc(c, t, fields, id);
+    if (rc == 0 && id_out) memcpy(id_out, id, ID_BYTES_MAX);
+    return rc;
+}
+
+int db_insert_with_id(ctx *c, const char *table, const json_t *fields, const char *id)
+{
+    require_writable(c);
+    const schema_table *t = table_or_die(c, table);
+    if (id_table_number(id) != t->number)
+        return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL, "Invalid id for %s: \"%.40s\"", t->name, id);
+    return insert_doc(c, t, fields, id);
 }
 
 /* Loads the current document for a write; ERR_NOT_FOUND when absent. */

@@ -30,6 +30,8 @@ typedef struct ctx {
     bool writable;
     const json_t *identity; /* borrowed; NULL when anonymous */
     bool admin;             /* called with the admin key */
+    bool worker;            /* called with the worker key (api.md §10) */
+    const char *public_url; /* where clients reach this deployment ("http://…"), or "" */
     double now_ms;          /* fixed for the whole transaction */
     bool record_reads;      /* keep the read set (subscriptions need it) */
     const char *journal_in; /* end cursor pinned by an earlier run (reactive paging), or NULL */
@@ -56,6 +58,10 @@ int ctx_fail(ctx *c, int code, json_t *extra, const char *fmt, ...)
 
 /* Adds a line to the function's log ("[INFO] …"), shown to the client. */
 void ctx_log(ctx *c, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* The deployment's URL as clients reach it, without a trailing '/': file
+ * URLs are built from it. "" for command-line tools without a server. */
+const char *ctx_public_url(const ctx *c);
 
 /* A deployment variable: the value stored in the database (table _env), else
  * the process environment, else NULL. *value_out is malloc'd. The read is part
@@ -86,6 +92,11 @@ int db_query_rows(ctx *c, const db_query *q, json_t **rows_out);
 /* The first row, or *doc_out NULL. */
 int db_query_first(ctx *c, const db_query *q, json_t **doc_out);
 
+/* Counts the rows of q's range, at most q->limit (which must be set): the
+ * read is recorded like db_query_rows', but no row is loaded and the row
+ * budget is not used. */
+int db_count(ctx *c, const db_query *q, int64_t *n_out);
+
 /* One page of q (q->limit ignored) for paginationOpts {numItems, cursor,
  * endCursor?, …}: *page_out = {page, isDone, continueCursor}. Cursors are
  * opaque strings naming a position in the index; a cursor that cannot be
@@ -99,6 +110,11 @@ int db_paginate(ctx *c, const db_query *q, const json_t *pagination_opts, json_t
 /* Inserts fields (a JSON object of user fields; not modified) as a new
  * document; validates it against the table; writes its id to id_out. */
 int db_insert(ctx *c, const char *table, const json_t *fields, char id_out[ID_BYTES_MAX]);
+/* The same with an id made before (id_new/id_new_random for this table):
+ * a file's bytes are stored under its id before its document is written.
+ * An id of another table is INVALID_ARGUMENT; one already used, the store's
+ * ERR_CONSTRAINT. */
+int db_insert_with_id(ctx *c, const char *table, const json_t *fields, const char *id);
 /* Shallow-merges fields into the document: a field set to JSON null is
  * removed (no table has nullable fields). Validates the result. ERR_NOT_FOUND
  * when there is no such document. */

@@ -186,7 +186,12 @@ static void process_completions(engine *en)
             engine_process_commit(en, item->ts, &item->writes, false);
         } else {
             en->in_flight--;
-            item->call->done(item->call);
+            call *c = item->call;
+            /* The newest state any caller has been shown: the query cache
+             * answers nobody with an older one. */
+            if ((c->rc == 0 || err_is_application(c->rc)) && c->ts > en->answered_ts)
+                en->answered_ts = c->ts;
+            c->done(c);
         }
         free(item);
         item = next;
@@ -202,6 +207,13 @@ static void on_async(uv_async_t *h)
 
 static int check_permission(const call *c)
 {
+    if (c->worker && !c->admin) {
+        if (c->fn->worker) return 0;
+        return err_app((err_t *)&c->err, ERR_FORBIDDEN, NULL,
+                       "%s is not for the worker key: it may only claim, heartbeat, complete and "
+                       "fail runs, read runs:queue and upload files",
+                       c->fn->path);
+    }
     if (c->fn->visibility == FN_PUBLIC || c->admin) return 0;
     return err_app((err_t *)&c->err, ERR_FORBIDDEN, NULL,
                    "%s is an internal function: it needs the admin key", c->fn->path);
@@ -323,6 +335,11 @@ void engine_on_commit(engine *en, engine_commit_cb cb, void *data)
     en->n_listeners++;
 }
 
+uint64_t engine_answered_ts(const engine *en)
+{
+    return en->answered_ts;
+}
+
 uint64_t engine_last_ts(const engine *en)
 {
     return en->last_ts_loop;
@@ -339,6 +356,21 @@ const char *engine_env(const engine *en, const char *name)
 {
     const char *v = json_string_value(json_object_get(en->env, name));
     return v ? v : getenv(name);
+}
+
+void engine_set_public_url(engine *en, const char *url)
+{
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        n--;
+    if (n >= sizeof en->public_url) n = sizeof en->public_url - 1;
+    memcpy(en->public_url, url, n);
+    en->public_url[n] = '\0';
+}
+
+const char *engine_public_url(const engine *en)
+{
+    return en->public_url;
 }
 
 const schema *engine_schema(const engine *en)

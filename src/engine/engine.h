@@ -42,6 +42,7 @@ struct call {
     json_t *args;     /* owned: the decoded argument object */
     json_t *identity; /* owned: NULL when anonymous */
     bool admin;
+    bool worker;      /* the worker key (api.md §10): only fn->worker functions */
     char *session_id; /* owned: WebSocket mutations, for exactly-once; NULL otherwise */
     int64_t request_id;
     char *journal_in;  /* owned: pinned page end of an earlier run, or NULL */
@@ -116,6 +117,9 @@ typedef void (*engine_commit_cb)(void *data, uint64_t ts, const write_set *write
 void engine_on_commit(engine *en, engine_commit_cb cb, void *data);
 
 /* The newest commit timestamp the loop has been told about. */
+/* The newest snapshot or commit timestamp a finished call was answered with
+ * (what some caller has seen). */
+uint64_t engine_answered_ts(const engine *en);
 uint64_t engine_last_ts(const engine *en);
 /* Makes sure future commit timestamps exceed ts (a client saw ts before a
  * restart, or another node committed it). */
@@ -127,6 +131,13 @@ const char *engine_env(const engine *en, const char *name);
 
 /* Runs the (admin, argument-less) function `path` every interval_ms. */
 int engine_every(engine *en, const char *path, uint64_t interval_ms);
+
+/* The deployment's URL as clients reach it ("http://127.0.0.1:3210", no
+ * trailing '/'), from which functions build file URLs (ctx_public_url). Set
+ * once by the server after it listens, before the loop runs. */
+#define ENGINE_PUBLIC_URL_BYTES_MAX 512
+void engine_set_public_url(engine *en, const char *url);
+const char *engine_public_url(const engine *en);
 
 const schema *engine_schema(const engine *en);
 const registry *engine_registry(const engine *en);

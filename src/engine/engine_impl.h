@@ -62,6 +62,9 @@ struct engine {
     /* This process among those sharing the database: random, set at open. */
     char node_id[NOTICE_NODE_ID_BYTES];
     bool notifies; /* set at open: every commit sends a notice (engine/notice.h) */
+    /* Where clients reach the deployment: set once before the loop runs
+     * (engine_set_public_url), read by the threads building file URLs. */
+    char public_url[ENGINE_PUBLIC_URL_BYTES_MAX];
 
     /* Storage thread. The queue is guarded by wq_lock. */
     uv_thread_t writer_thread;
@@ -101,8 +104,9 @@ struct engine {
     int in_flight;
     int open_handles;
     uint64_t last_ts_loop;
-    json_t *env;    /* stored deployment variables: name -> value */
-    remote *remote; /* other processes' commits; NULL when the store has none */
+    uint64_t answered_ts; /* newest snapshot or commit a finished call reported (loop) */
+    json_t *env;          /* stored deployment variables: name -> value */
+    remote *remote;       /* other processes' commits; NULL when the store has none */
     struct {
         engine_commit_cb cb;
         void *data;

@@ -15,6 +15,7 @@ int engine_execute(ctx *x, call *c)
 {
     x->identity = c->identity;
     x->admin = c->admin;
+    x->worker = c->worker;
     x->journal_in = c->journal_in;
     x->record_reads = c->record_reads;
     json_t *result = NULL;

@@ -38,6 +38,7 @@ static void run_query(engine *en, store_conn *conn, call *c)
             ctx x;
             ctx_init(&x, conn, en->schema, false);
             x.now_ms = clock_now_ms();
+            x.public_url = en->public_url;
             q->rc = engine_execute(&x, q);
             ctx_release(&x);
             q->finished_us = clock_mono_us();
@@ -47,6 +48,7 @@ static void run_query(engine *en, store_conn *conn, call *c)
         ctx x;
         ctx_init(&x, conn, en->schema, false);
         x.now_ms = clock_now_ms();
+        x.public_url = en->public_url;
         c->rc = engine_execute(&x, c);
         ctx_release(&x);
     }

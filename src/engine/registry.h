@@ -37,6 +37,10 @@ typedef struct fn_def {
     const validator *returns; /* for codegen; may be NULL (any) */
     fn_impl impl;
     const char *doc; /* one line for codegen and the dashboard */
+    /* The worker key may call it too (api.md §10: claim, heartbeat, complete
+     * and fail runs, read runs:queue); a caller with the worker key gets
+     * FORBIDDEN from every other function. */
+    bool worker;
 } fn_def;
 
 #define REGISTRY_FUNCTIONS_MAX 128

@@ -10,6 +10,7 @@
 
 #include "base/err.h"
 #include "base/invariant.h"
+#include "base/jsize.h"
 #include "base/limits.h"
 
 void read_set_init(read_set *rs)
@@ -249,36 +250,14 @@ void write_set_widen(write_set *ws, const char *keep)
     ws->n_whole_tables = 0; /* everything covers them */
 }
 
-/* Heap bytes of one value as jansson holds it, roughly: the struct, a
- * string's bytes, an object's hashtable and keys. */
-static size_t value_bytes(const json_t *v)
-{
-    enum { VALUE_BYTES = 32, PAIR_BYTES = 48, CONTAINER_BYTES = 64 };
-    size_t n = VALUE_BYTES;
-    if (json_is_string(v)) return n + json_string_length(v) + 1;
-    if (json_is_array(v)) {
-        n = CONTAINER_BYTES + 8 * json_array_size(v);
-        for (size_t i = 0; i < json_array_size(v); i++)
-            n += value_bytes(json_array_get(v, i));
-        return n;
-    }
-    if (json_is_object(v)) {
-        const char *k;
-        json_t *item;
-        n = CONTAINER_BYTES;
-        json_object_foreach((json_t *)v, k, item) n += PAIR_BYTES + strlen(k) + value_bytes(item);
-    }
-    return n;
-}
-
 size_t write_set_bytes(const write_set *ws)
 {
     size_t n = sizeof *ws + (size_t)ws->cap_recs * sizeof(write_rec) +
                (size_t)ws->cap_whole_tables * sizeof(ws->whole_tables[0]);
     for (int i = 0; i < ws->n_recs; i++) {
-        if (ws->recs[i].old_doc) n += value_bytes(ws->recs[i].old_doc);
+        if (ws->recs[i].old_doc) n += json_heap_bytes(ws->recs[i].old_doc);
         if (ws->recs[i].new_doc && ws->recs[i].new_doc != ws->recs[i].old_doc)
-            n += value_bytes(ws->recs[i].new_doc);
+            n += json_heap_bytes(ws->recs[i].new_doc);
     }
     return n;
 }

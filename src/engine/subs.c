@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/jsize.h"
 #include "base/limits.h"
 #include "base/invariant.h"
 #include "base/log.h"
@@ -52,6 +53,11 @@ struct subs {
     int history_head, history_len;
     size_t history_bytes;
     uint64_t history_floor_ts;
+    /* The query cache: instances without listeners, most recently used
+     * first; their bytes at most cache_bytes_max. */
+    sub_query *lru_head, *lru_tail;
+    size_t cache_bytes, cache_bytes_max, n_cached;
+    uint64_t cache_hits, cache_misses, cache_evictions, cache_invalidations;
 };
 
 /* An instance whose last listener left while a run was in flight: freed
@@ -66,7 +72,7 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
-static char *make_key(const fn_def *fn, const json_t *args, const json_t *identity, bool admin,
+static char *make_key(const fn_def *fn, const json_t *args, const json_t *identity, char role,
                       const char *journal)
 {
     size_t flags = JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY;
@@ -76,8 +82,8 @@ static char *make_key(const fn_def *fn, const json_t *args, const json_t *identi
                (journal ? strlen(journal) : 0) + 8;
     char *key = malloc(n);
     if (key)
-        snprintf(key, n, "%s\x1f%s\x1f%s\x1f%c\x1f%s", fn->path, a ? a : "", i ? i : "null",
-                 admin ? 'A' : '-', journal ? journal : "");
+        snprintf(key, n, "%s\x1f%s\x1f%s\x1f%c\x1f%s", fn->path, a ? a : "", i ? i : "null", role,
+                 journal ? journal : "");
     free(a);
     free(i);
     return key;
@@ -133,6 +139,8 @@ static void query_free(sub_query *q)
     json_decref(q->log_lines);
     read_set_free(&q->reads);
     rcbuf_unref(q->wire_value);
+    rcbuf_unref(q->http_body[0]);
+    rcbuf_unref(q->http_body[1]);
     free(q->listeners);
     free(q);
 }
@@ -340,6 +348,7 @@ static void start_run(subs *s, sub_query *q)
     c->args = json_deep_copy(q->args);
     c->identity = q->identity ? json_deep_copy(q->identity) : NULL;
     c->admin = q->admin;
+    c->worker = q->worker;
     c->journal_in = q->journal ? strdup(q->journal) : NULL;
     c->record_reads = true;
     c->done = on_run_done;
@@ -366,6 +375,192 @@ static void start_run(subs *s, sub_query *q)
     call_free(c);
 }
 
+/* --- the query cache ------------------------------------------------------------------ */
+
+/* What a cached entry holds on the heap, estimated. */
+static size_t entry_bytes(const sub_query *q)
+{
+    size_t n = sizeof *q + strlen(q->key) + 1 + json_heap_bytes(q->args) +
+               json_heap_bytes(q->identity) + json_heap_bytes(q->value) +
+               json_heap_bytes(q->log_lines) + json_heap_bytes(q->err.data) +
+               (q->journal ? strlen(q->journal) + 1 : 0) +
+               (size_t)q->reads.cap_ranges * sizeof(read_range) +
+               (size_t)q->cap_listeners * sizeof(sub_listener);
+    for (int i = 0; i < q->reads.n_ranges; i++)
+        n += json_heap_bytes(q->reads.ranges[i].lo) + json_heap_bytes(q->reads.ranges[i].hi);
+    if (q->wire_value) n += sizeof(rcbuf) + q->wire_value->len;
+    for (int f = 0; f < 2; f++)
+        if (q->http_body[f]) n += sizeof(rcbuf) + q->http_body[f]->len;
+    return n;
+}
+
+/* Whether an instance nobody listens to any more is worth keeping. */
+static bool cacheable(const subs *s, const sub_query *q)
+{
+    return s->cache_bytes_max > 0 && q->owner == s && q->has_result && !q->running &&
+           !q->notifying && !passing_failure(q->rc) && !q->admin;
+}
+
+static void lru_unlink(subs *s, sub_query *q)
+{
+    ASSERT(q->cached && s->n_cached > 0 && s->cache_bytes >= q->cache_bytes);
+    if (q->lru_prev)
+        q->lru_prev->lru_next = q->lru_next;
+    else
+        s->lru_head = q->lru_next;
+    if (q->lru_next)
+        q->lru_next->lru_prev = q->lru_prev;
+    else
+        s->lru_tail = q->lru_prev;
+    q->lru_prev = q->lru_next = NULL;
+    q->cached = false;
+    s->cache_bytes -= q->cache_bytes;
+    s->n_cached--;
+    q->cache_bytes = 0;
+}
+
+static void lru_push_front(subs *s, sub_query *q)
+{
+    q->lru_prev = NULL;
+    q->lru_next = s->lru_head;
+    if (s->lru_head)
+        s->lru_head->lru_prev = q;
+    else
+        s->lru_tail = q;
+    s->lru_head = q;
+}
+
+/* Drops a cached entry for good. */
+static void cache_drop(subs *s, sub_query *q)
+{
+    lru_unlink(s, q);
+    unlink_query(s, q);
+    query_free(q);
+}
+
+/* Makes q a cached entry (most recently used), then evicts past the bound. */
+static void lru_link(subs *s, sub_query *q)
+{
+    ASSERT(!q->cached && q->n_listeners == 0);
+    q->cached = true;
+    q->cache_bytes = entry_bytes(q);
+    s->cache_bytes += q->cache_bytes;
+    s->n_cached++;
+    lru_push_front(s, q);
+    while (s->cache_bytes > s->cache_bytes_max && s->lru_tail) {
+        s->cache_evictions++;
+        cache_drop(s, s->lru_tail);
+    }
+}
+
+void subs_cache_configure(subs *s, size_t bytes_max)
+{
+    s->cache_bytes_max = bytes_max;
+    while (s->cache_bytes > s->cache_bytes_max && s->lru_tail) {
+        s->cache_evictions++;
+        cache_drop(s, s->lru_tail);
+    }
+}
+
+static sub_query *find(subs *s, const char *key)
+{
+    sub_query *q = s->buckets[fnv1a(key) & (SUBS_BUCKETS - 1)];
+    while (q && strcmp(q->key, key) != 0)
+        q = q->hash_next;
+    return q;
+}
+
+sub_query *subs_cache_lookup(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
+                             bool admin, bool worker, uint64_t answered_ts)
+{
+    /* Admin calls (tools, the dashboard) always read the store: they are
+     * few, and may look at what a tool changed outside the servers. */
+    char *key = s->cache_bytes_max && !admin
+                    ? make_key(fn, args, identity, worker ? 'W' : '-', NULL)
+                    : NULL;
+    sub_query *q = key ? find(s, key) : NULL;
+    free(key);
+    if (!q || !q->has_result || passing_failure(q->rc) || !sub_query_fresh(s, q) ||
+        s->processed_ts < answered_ts) {
+        s->cache_misses++;
+        return NULL;
+    }
+    s->cache_hits++;
+    if (q->cached && s->lru_head != q) {
+        /* Most recently used: to the front. */
+        size_t bytes = q->cache_bytes;
+        lru_unlink(s, q);
+        q->cached = true;
+        q->cache_bytes = bytes;
+        s->cache_bytes += bytes;
+        s->n_cached++;
+        lru_push_front(s, q);
+    }
+    return q;
+}
+
+void subs_cache_store(subs *s, call *c)
+{
+    if (!s->cache_bytes_max || !c->fn || c->fn->kind != FN_QUERY || !c->ts || c->admin) return;
+    if (c->rc != 0 && (!err_is_application(c->rc) || passing_failure(c->rc))) return;
+    /* Valid now only if nothing processed since its snapshot wrote into
+     * what it read (and the history can tell). */
+    if (missed_commit(s, c->ts, &c->reads)) return;
+    char *key = make_key(c->fn, c->args, c->identity, c->admin ? 'A' : c->worker ? 'W' : '-', NULL);
+    if (!key) return;
+    if (find(s, key)) { /* subscribed, or cached already: it keeps its own */
+        free(key);
+        return;
+    }
+    sub_query *q = calloc(1, sizeof *q);
+    if (!q) {
+        free(key);
+        return;
+    }
+    q->key = key;
+    q->fn = c->fn;
+    q->args = json_incref(c->args);
+    q->identity = json_incref(c->identity);
+    q->admin = c->admin;
+    q->worker = c->worker;
+    q->owner = s;
+    err_init(&q->err);
+    read_set_init(&q->reads);
+    store_result(s, q, c);
+    uint64_t bucket = fnv1a(key) & (SUBS_BUCKETS - 1);
+    q->hash_next = s->buckets[bucket];
+    s->buckets[bucket] = q;
+    s->n_instances++;
+    lru_link(s, q);
+}
+
+void subs_cache_set_body(subs *s, sub_query *q, int f, rcbuf *body)
+{
+    ASSERT(f == 0 || f == 1);
+    rcbuf_unref(q->http_body[f]);
+    q->http_body[f] = body;
+    q->http_body_version[f] = q->version;
+    if (!q->cached) return;
+    size_t bytes = entry_bytes(q);
+    s->cache_bytes = s->cache_bytes - q->cache_bytes + bytes;
+    q->cache_bytes = bytes;
+    while (s->cache_bytes > s->cache_bytes_max && s->lru_tail && s->lru_tail != q) {
+        s->cache_evictions++;
+        cache_drop(s, s->lru_tail);
+    }
+}
+
+void subs_cache_stats_get(const subs *s, subs_cache_stats *out)
+{
+    *out = (subs_cache_stats){.hits = s->cache_hits,
+                              .misses = s->cache_misses,
+                              .evictions = s->cache_evictions,
+                              .invalidations = s->cache_invalidations,
+                              .entries = s->n_cached,
+                              .bytes = s->cache_bytes,
+                              .bytes_max = s->cache_bytes_max};
+}
+
 void subs_retry_due(subs *s)
 {
     uint64_t now = clock_mono_ms();
@@ -380,10 +575,27 @@ void subs_retry_due(subs *s)
         }
 }
 
+static sub_query *subscribe(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
+                            bool admin, bool worker, const char *journal, sub_result_cb cb,
+                            void *listener);
+
 sub_query *subs_subscribe(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
                           bool admin, const char *journal, sub_result_cb cb, void *listener)
 {
-    char *key = make_key(fn, args, identity, admin, journal);
+    return subscribe(s, fn, args, identity, admin, false, journal, cb, listener);
+}
+
+sub_query *subs_subscribe_worker(subs *s, const fn_def *fn, const json_t *args, const char *journal,
+                                 sub_result_cb cb, void *listener)
+{
+    return subscribe(s, fn, args, NULL, false, true, journal, cb, listener);
+}
+
+static sub_query *subscribe(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
+                            bool admin, bool worker, const char *journal, sub_result_cb cb,
+                            void *listener)
+{
+    char *key = make_key(fn, args, identity, admin ? 'A' : worker ? 'W' : '-', journal);
     if (!key) return NULL;
     uint64_t bucket = fnv1a(key) & (SUBS_BUCKETS - 1);
     sub_query *q = s->buckets[bucket];
@@ -392,6 +604,7 @@ sub_query *subs_subscribe(subs *s, const fn_def *fn, const json_t *args, const j
     bool created = false;
     if (q) {
         free(key);
+        if (q->cached) lru_unlink(s, q); /* listened to again */
     } else {
         q = calloc(1, sizeof *q);
         if (!q) {
@@ -403,6 +616,7 @@ sub_query *subs_subscribe(subs *s, const fn_def *fn, const json_t *args, const j
         q->args = json_deep_copy(args);
         q->identity = identity ? json_deep_copy(identity) : NULL;
         q->admin = admin;
+        q->worker = worker;
         q->journal = journal ? strdup(journal) : NULL;
         q->owner = s;
         err_init(&q->err);
@@ -438,6 +652,17 @@ void subs_unsubscribe(subs *s, sub_query *q, void *listener)
         break;
     }
     if (q->n_listeners > 0) return;
+    if (cacheable(s, q)) {
+        /* Its result stays valid until a commit says otherwise: keep it for
+         * the next subscriber or HTTP query (a reconnecting client re-adds
+         * the same queries). */
+        if (q->retry) {
+            q->retry = false;
+            s->n_retry--;
+        }
+        lru_link(s, q);
+        return;
+    }
     unlink_query(s, q);
     if (q->running || q->notifying)
         q->owner = ORPHAN_MARK;
@@ -522,10 +747,18 @@ void subs_commit(void *data, uint64_t ts, const write_set *writes)
     uint32_t mask[8];
     write_mask(writes, mask);
     for (int b = 0; b < SUBS_BUCKETS; b++) {
-        for (sub_query *q = s->buckets[b]; q; q = q->hash_next) {
+        sub_query *next;
+        for (sub_query *q = s->buckets[b]; q; q = next) {
+            next = q->hash_next;
             if (!q->has_result || q->result_ts >= ts) continue;
             if (!masks_overlap(mask, q->table_mask) || !rwset_intersects(&q->reads, writes))
                 continue;
+            if (q->cached) {
+                /* Nobody listens: not worth a run; the next asker runs it. */
+                s->cache_invalidations++;
+                cache_drop(s, q);
+                continue;
+            }
             if (q->invalidated_ts < ts) q->invalidated_ts = ts;
             if (!q->running) start_run(s, q);
         }

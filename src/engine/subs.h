@@ -15,6 +15,15 @@
  *
  * Listeners (sync sessions) are told whenever an instance they hold gets a
  * new result, and after each processed commit.
+ *
+ * The same table is the query cache. An instance whose last listener left,
+ * and the result of an HTTP query or batch entry (subs_cache_store), stay
+ * as cached entries: no listeners, not re-run, dropped by the first commit
+ * that writes into what they read, and evicted least recently used past
+ * the cache's byte bound. An HTTP query finds its answer there
+ * (subs_cache_lookup) without a reader thread or the store; a session that
+ * subscribes to a cached query gets its result at once. Admin calls are
+ * never cached.
  * Thread: the event-loop thread only.
  */
 #ifndef DOJO_ENGINE_SUBS_H
@@ -45,6 +54,7 @@ struct sub_query {
     const fn_def *fn;
     json_t *args, *identity;
     bool admin;
+    bool worker;   /* the worker key */
     char *journal; /* pinned end of page; set by the first run of a paginated query */
 
     /* The latest result (valid when has_result). */
@@ -72,6 +82,13 @@ struct sub_query {
     uint32_t retry_delay_ms; /* the last wait; doubles while failures go on, 0 after a result */
     uint32_t table_mask[8];  /* tables its read set touches (by table number) */
 
+    /* The query cache: an instance without listeners kept for its result. */
+    bool cached;
+    struct sub_query *lru_prev, *lru_next; /* while cached; most recently used first */
+    size_t cache_bytes;                    /* its estimated heap bytes while cached */
+    struct rcbuf *http_body[2];            /* the HTTP answer per wire format, made once */
+    uint64_t http_body_version[2];         /* the result version each was made from */
+
     /* Holders. */
     sub_listener *listeners;
     int n_listeners, cap_listeners;
@@ -88,6 +105,9 @@ void subs_free(subs *s);
  * A new instance is run at once. */
 sub_query *subs_subscribe(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
                           bool admin, const char *journal, sub_result_cb cb, void *listener);
+/* The same for a caller with the worker key (api.md §10). */
+sub_query *subs_subscribe_worker(subs *s, const fn_def *fn, const json_t *args, const char *journal,
+                                 sub_result_cb cb, void *listener);
 /* Removes the listener; the instance is freed when it has none left. */
 void subs_unsubscribe(subs *s, sub_query *q, void *listener);
 
@@ -111,6 +131,33 @@ void subs_retry_due(subs *s);
  * the history of recent commits tells (false when it cannot tell: to not
  * yet processed, or from older than the history). */
 bool subs_unchanged_between(const subs *s, uint64_t from, uint64_t to, const read_set *reads);
+
+/* --- the query cache --------------------------------------------------------------- */
+
+/* Caches at most bytes_max bytes of results without listeners (0: none). */
+void subs_cache_configure(subs *s, size_t bytes_max);
+/* The instance whose result answers (fn, args, identity, admin) now, or
+ * NULL (counted as a hit or a miss). A hit is a result valid at the
+ * processed timestamp, which is at least answered_ts — the newest snapshot
+ * or commit any caller has been answered with — so nobody is ever shown
+ * an answer older than one they saw. Used on the loop, at once: the
+ * instance may go away on the next commit. */
+sub_query *subs_cache_lookup(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
+                             bool admin, bool worker, uint64_t answered_ts);
+/* Keeps the outcome of a finished query call (run with record_reads) as a
+ * cached entry, when it is a result or an application error and no commit
+ * processed since its snapshot wrote into what it read. References are
+ * taken; the call's read set is moved out. */
+void subs_cache_store(subs *s, call *c);
+/* Keeps body (reference stolen) as q's HTTP answer in format f (0 json, 1
+ * convex-encoded) and counts its bytes; q stays (it is not evicted for it). */
+void subs_cache_set_body(subs *s, sub_query *q, int f, struct rcbuf *body);
+
+typedef struct subs_cache_stats {
+    uint64_t hits, misses, evictions, invalidations;
+    size_t entries, bytes, bytes_max;
+} subs_cache_stats;
+void subs_cache_stats_get(const subs *s, subs_cache_stats *out);
 
 int subs_instance_count(const subs *s);
 /* Bytes held by the history of recent commits (≤ LIMIT_COMMIT_HISTORY_BYTES_MAX). */

@@ -37,3 +37,29 @@ const schema_index system_session_request_indexes[2] = {
      .unique = true},
     {.name = "by_expiry", .fields = {"expiresAt"}, .n_fields = 1},
 };
+
+static const validator sha256_hex =
+    V_STRING_LEN_INIT(STORAGE_SHA256_HEX_CHARS, STORAGE_SHA256_HEX_CHARS);
+static const validator file_size = {.kind = V_INTEGER, .has_min = true, .min = 0};
+static const validator content_type = V_STRING_LEN_INIT(1, STORAGE_CONTENT_TYPE_CHARS_MAX);
+static const v_field storage_fields[] = {
+    {"sha256", &sha256_hex, false},
+    {"size", &file_size, false},
+    {"contentType", &content_type, true},
+    {"owner", &v_string, true}, /* tokenIdentifier of the uploader; absent for a worker's */
+};
+const validator system_storage_doc = V_OBJECT_INIT(storage_fields);
+const schema_index system_storage_indexes[1] = {
+    {.name = "by_sha256", .fields = {"sha256"}, .n_fields = 1},
+};
+
+static const v_field upload_token_fields[] = {
+    {"tokenHash", &sha256_hex, false}, /* SHA-256 of the token, hex */
+    {"owner", &v_string, false},
+    {"expiresAt", &v_number, false}, /* ms since the epoch */
+};
+const validator system_upload_token_doc = V_OBJECT_INIT(upload_token_fields);
+const schema_index system_upload_token_indexes[2] = {
+    {.name = "by_token", .fields = {"tokenHash"}, .n_fields = 1, .unique = true},
+    {.name = "by_expiry", .fields = {"expiresAt"}, .n_fields = 1},
+};

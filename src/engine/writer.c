@@ -19,13 +19,13 @@
  */
 #include "engine/engine_impl.h"
 
-#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/invariant.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "engine/system_tables.h"
@@ -59,6 +59,7 @@ static uint64_t next_ts(engine *en)
     if (t <= en->last_ts_writer) t = en->last_ts_writer + 1;
     uint64_t floor = atomic_load(&en->ts_floor);
     if (t <= floor) t = floor + 1;
+    ASSERT(t > en->last_ts_writer && t > floor); /* commit timestamps never go back */
     return t;
 }
 
@@ -86,12 +87,14 @@ static int catch_up_clocks(engine *en, err_t *e)
 }
 
 /* Who is calling, as the exactly-once record keeps it: the token's
- * tokenIdentifier, "admin" (acting as one, "admin|" + it) or "anonymous". */
+ * tokenIdentifier, "admin" (acting as one, "admin|" + it), "worker" or "anonymous". */
 static void caller_of(const call *c, char *out, size_t out_bytes)
 {
     const char *tid = json_string_value(json_object_get(c->identity, "tokenIdentifier"));
     if (c->admin)
         snprintf(out, out_bytes, "admin%s%s", tid ? "|" : "", tid ? tid : "");
+    else if (c->worker)
+        snprintf(out, out_bytes, "worker");
     else
         snprintf(out, out_bytes, "%s", tid ? tid : "anonymous");
 }
@@ -172,6 +175,7 @@ static int run_mutation(engine *en, call *c, uint64_t ts, write_set *group_write
     ctx_init(&x, en->writer_conn, en->schema, true);
     x.now_ms = clock_now_ms();
     x.creation_clock = &en->creation_clock;
+    x.public_url = en->public_url;
     rc = engine_execute(&x, c);
     if (rc == 0 && c->session_id) {
         rc = record_outcome(&x, c, ts);
@@ -331,6 +335,9 @@ static void run_group(engine *en, call_queue *group)
         }
     }
     if (!committed) store_rollback(en->writer_conn);
+    /* A group has one outcome: committed, or not (maybe uncertain) — never both. */
+    ASSERT(!(committed && broken) && !(committed && uncertain));
+    ASSERT(!committed || en->last_ts_writer == ts);
     if (committed || uncertain) keep_keys(en, &writes);
     if (broken) {
         en->creation_clock = clock_before > en->creation_clock ? clock_before : en->creation_clock;

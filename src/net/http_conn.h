@@ -82,6 +82,16 @@ typedef struct http_msg {
     size_t body_cap;
     size_t body_expected_bytes; /* Content-Length, to size the buffer once */
     http_out *out;
+    http_body *body_src; /* answered with a body from a source: sent after out */
+    /* A streamed request (req.streamed): it is in the queue (dispatched)
+     * and, while its body arrives, conn->parsing too. */
+    const http_stream_cbs *stream_cbs;
+    void *stream_data;
+    uint64_t stream_idle_ms;
+    bool stream_paused;      /* the handler paused it: nothing is read */
+    bool stream_over;        /* on_end or on_abort was called, or it was answered */
+    bool stream_end_pending; /* the body ended while paused: on_end at the resume */
+    bool close_after;        /* its answer closes the connection (body left unread) */
 } http_msg;
 
 typedef enum http_timer_kind {
@@ -96,6 +106,7 @@ typedef enum http_parse_event {
     HTTP_PARSE_NONE,
     HTTP_PARSE_HEADERS, /* parser paused at the end of the headers */
     HTTP_PARSE_MESSAGE, /* parser paused at the end of a message */
+    HTTP_PARSE_STREAM,  /* parser paused inside a streamed body (handler paused or stopped it) */
 } http_parse_event;
 
 struct http_conn {
@@ -146,6 +157,8 @@ struct http_conn {
     bool closing;  /* handles closing or stream taken over: nothing more happens */
     bool rejected; /* accepted only to answer 503 */
 
+    http_body *body; /* the response body being sent: nothing else is written meanwhile */
+
     char remote_addr[64];
     struct http_conn *prev; /* in the server's list */
     struct http_conn *next;
@@ -158,6 +171,9 @@ void http_msg_free(http_msg *m);
  * returns how many were consumed. Handlers may run inside. */
 size_t http_conn_parse(http_conn *c, const char *data, size_t len);
 
+/* http_server.c: frees a body a request was answered with, never sent. */
+void http_body_discard(http_body *b);
+
 /* http_server.c, called by the parser */
 void http_conn_ref(http_conn *c);
 void http_conn_unref(http_conn *c);
@@ -165,6 +181,8 @@ bool http_conn_can_parse(const http_conn *c);
 void http_conn_message_begun(http_conn *c);
 void http_conn_headers_done(http_conn *c, http_msg *m);
 void http_conn_message_done(http_conn *c, http_msg *m);
+/* A piece of a streamed request's body (inside the parser's body callback). */
+void http_conn_stream_data(http_conn *c, http_msg *m, const char *at, size_t n);
 /* Drops the request being received, queues an error response {code, message}
  * and stops reading requests; the connection closes once it is written. */
 void http_conn_fail(http_conn *c, int status, const char *code, const char *fmt, ...)

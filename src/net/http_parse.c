@@ -58,6 +58,7 @@ void http_msg_free(http_msg *m)
     http_body_bytes_total -= m->body_cap;
     free(m->body);
     free(m->out);
+    http_body_discard(m->body_src);
     free(m);
     http_conn_unref(c);
 }
@@ -237,6 +238,10 @@ static int on_headers_complete(http_parser *p)
     m->req.keep_alive = http_should_keep_alive(p) != 0;
     m->req.upgrade = p->upgrade != 0;
     m->headers_done = true;
+    if (p->flags & F_CONTENTLENGTH) {
+        m->req.has_length = true;
+        m->req.content_length = p->content_length;
+    }
     if ((p->flags & F_CONTENTLENGTH) && p->content_length <= c->body_bytes_max) {
         m->body_expected_bytes = (size_t)p->content_length;
     }
@@ -267,6 +272,10 @@ static int on_body(http_parser *p, const char *at, size_t n)
 {
     http_conn *c = p->data;
     http_msg *m = c->parsing;
+    if (m->req.streamed) {
+        http_conn_stream_data(c, m, at, n);
+        return 0;
+    }
     if (n > c->body_bytes_max - m->req.body_len) {
         return parse_reject(c, 413, "PayloadTooLarge",
                             "Request body exceeds the limit of %zu bytes", c->body_bytes_max);
@@ -346,6 +355,8 @@ size_t http_conn_parse(http_conn *c, const char *data, size_t len)
             http_msg *m = c->parsing;
             c->parsing = NULL;
             http_conn_message_done(c, m);
+        } else if (c->event == HTTP_PARSE_STREAM) {
+            /* a streamed body paused or stopped: the rest waits in the stash */
         } else if (off < len) { /* stopped without a reason it reports */
             parse_failed(c, HPE_UNKNOWN);
             return len;

@@ -17,8 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef __linux__
 #include <linux/sockios.h> /* SIOCOUTQ */
 #endif
@@ -67,9 +70,34 @@ struct http_out {
     char data[];     /* head, then body */
 };
 
+/* A response body from a source (http_respond_body), once its head is
+ * written: the connection's one body in progress. It counts as one write in
+ * flight (the write timer watches it) and its unsent bytes count in the
+ * connection's write_queue_bytes (back-pressure). It holds a reference on
+ * the connection; a connection that closes abandons it, and it is freed
+ * once nothing (a sendfile, a pull) is outstanding. */
+struct http_body {
+    http_conn *conn; /* NULL while only answered, and once abandoned */
+    http_body_source src;
+    uv_loop_t *loop;
+    uint64_t remaining; /* bytes still to hand to the socket */
+    uint64_t queued;    /* of them, counted in conn->write_queue_bytes */
+    bool close_after;   /* the response closes the connection once sent */
+    bool busy;          /* a sendfile or a pull is outstanding */
+    bool waiting;       /* the socket's buffer is full: polling for room */
+    uv_work_t work;
+    int sock_fd; /* a dup of the socket: closing the connection cannot reuse it mid-sendfile */
+    size_t send_len;
+    ssize_t sent; /* the sendfile's result, or -errno */
+    uv_poll_t *poll;
+};
+
 static void conn_pump(http_conn *c);
 static void conn_close(http_conn *c);
+static void conn_linger(http_conn *c);
+static void body_continue(http_conn *c);
 static void server_maybe_done(http_server *s);
+static void body_abandon(http_conn *c);
 
 /* ---- reference counting and teardown ---- */
 
@@ -155,14 +183,30 @@ static void queue_push(http_conn *c, http_msg *m)
  * is freed now. */
 static void conn_drop_messages(http_conn *c)
 {
-    http_msg_free(c->parsing);
+    http_msg *streaming = c->parsing && c->parsing->req.streamed ? c->parsing : NULL;
+    if (!streaming) http_msg_free(c->parsing); /* a streamed one is in the queue too */
     c->parsing = NULL;
+    http_msg *aborted[LIMIT_HTTP_PIPELINE_REQUESTS_MAX];
+    int n_aborted = 0;
     while (c->queue_head) {
         http_msg *m = queue_pop(c);
-        if (m->state == HTTP_MSG_DISPATCHED)
+        if (m->state == HTTP_MSG_DISPATCHED) {
             m->orphan = true;
-        else
+            /* A stream still open hears that the client is gone; it still
+             * answers (the answer frees the orphan). */
+            if (m->req.streamed && !m->stream_over) aborted[n_aborted++] = m;
+        } else {
             http_msg_free(m);
+        }
+    }
+    for (int i = 0; i < n_aborted; i++) {
+        http_msg *m = aborted[i];
+        m->stream_over = true;
+        if (m->stream_cbs)
+            m->stream_cbs->on_abort(m->stream_data, 0, "ClientGone",
+                                    "The client closed the connection");
+        else
+            http_respond(&m->req, 499, NULL, 0, NULL, 0); /* frees the orphan */
     }
 }
 
@@ -176,6 +220,7 @@ static void conn_close(http_conn *c)
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
     uv_close((uv_handle_t *)&c->write_timer, on_timer_closed);
     uv_close((uv_handle_t *)c->tcp, on_tcp_closed);
+    body_abandon(c);
     conn_drop_messages(c);
 }
 
@@ -387,14 +432,15 @@ static size_t head_append(char *dst, size_t cap, size_t len, const char *fmt, ..
 }
 
 /* Builds the response (all but the Connection line, chosen when it is
- * written) and marks the request answered. */
-static int msg_set_response(http_msg *m, int status, const http_header *headers, int n_headers,
-                            const char *body, size_t body_len)
+ * written) and marks the request answered. A body from a source says its
+ * length (length) and gives no bytes here (body NULL). */
+static int msg_set_response_of(http_msg *m, int status, const http_header *headers, int n_headers,
+                               const char *body, size_t body_len, uint64_t length)
 {
     http_conn *c = m->req.conn;
     ASSERT(c->server && m->out == NULL);
     bool bodiless = (status >= 100 && status < 200) || status == 204 || status == 304;
-    size_t send_bytes = (bodiless || m->is_head) ? 0 : body_len;
+    size_t send_bytes = (bodiless || m->is_head || !body) ? 0 : body_len;
     const char *text = http_status_text(status);
     size_t head_max = 128 + strlen(text);
     for (int i = 0; i < n_headers; i++) {
@@ -409,13 +455,21 @@ static int msg_set_response(http_msg *m, int status, const http_header *headers,
             head_append(out->data, head_max, len, "%s: %s\r\n", headers[i].name, headers[i].value);
     }
     len = head_append(out->data, head_max, len, "Date: %s\r\n", server_date(c->server));
-    if (!bodiless) len = head_append(out->data, head_max, len, "Content-Length: %zu\r\n", body_len);
+    if (!bodiless)
+        len = head_append(out->data, head_max, len, "Content-Length: %llu\r\n",
+                          (unsigned long long)length);
     out->head_len = len;
     out->body_len = send_bytes;
     if (send_bytes) memcpy(out->data + len, body, send_bytes);
     m->out = out;
     m->state = HTTP_MSG_ANSWERED;
     return ERR_OK;
+}
+
+static int msg_set_response(http_msg *m, int status, const http_header *headers, int n_headers,
+                            const char *body, size_t body_len)
+{
+    return msg_set_response_of(m, status, headers, n_headers, body ? body : "", body_len, body_len);
 }
 
 /* {"code": code, "message": message}, malloc'd; NULL when out of memory. */
@@ -455,6 +509,7 @@ static int msg_set_error(http_msg *m, int status, const char *code, const char *
  * paused by the server). */
 bool http_conn_can_parse(const http_conn *c)
 {
+    if (c->parsing && c->parsing->stream_paused) return false; /* the handler is busy */
     bool room = c->write_queue_bytes <= LIMIT_HTTP_WRITE_QUEUE_BYTES_MAX &&
                 (c->write_queue_bytes == 0 ||
                  http_write_queue_bytes_total <= LIMIT_HTTP_WRITE_QUEUE_TOTAL_BYTES_MAX);
@@ -472,19 +527,54 @@ void http_conn_message_begun(http_conn *c)
 /* "Expect: 100-continue" is answered only when no earlier response is still
  * to be written (it must not overtake them); otherwise the client sends the
  * body after its own wait, as RFC 9110 allows. */
-static void conn_maybe_continue(http_conn *c, http_msg *m)
+static bool expects_continue(const http_conn *c, const http_msg *m)
 {
     const char *expect = http_request_header(&m->req, "expect");
-    if (!expect || strcasecmp(expect, "100-continue") != 0) return;
-    if (c->parser.http_major != 1 || c->parser.http_minor == 0 || c->queue_head) return;
+    if (!expect || strcasecmp(expect, "100-continue") != 0) return false;
+    return c->parser.http_major == 1 && c->parser.http_minor > 0;
+}
+
+static void send_continue(http_conn *c)
+{
     http_out *out = out_new_raw(CONTINUE_HEAD);
     if (!out || conn_write(c, (uv_stream_t *)c->tcp, out, NULL) != 0) conn_close(c);
+}
+
+static void conn_maybe_continue(http_conn *c, http_msg *m)
+{
+    if (expects_continue(c, m) && !c->queue_head) send_continue(c);
+}
+
+static void conn_dispatch(http_conn *c, http_msg *m);
+
+/* A streamed request goes to the handler as soon as its headers are in; it
+ * stays the request being parsed while its body arrives. */
+static void conn_dispatch_streamed(http_conn *c, http_msg *m)
+{
+    const http_parser *p = &c->parser;
+    bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length);
+    bool may_continue = c->queue_head == NULL; /* see conn_maybe_continue */
+    m->req.streamed = true;
+    m->req.body = "";
+    queue_push(c, m);
+    timer_stop(c);
+    conn_dispatch(c, m);
+    if (c->closing || c->parsing != m) return; /* answered at once: the body is not read */
+    ASSERT(m->stream_cbs && "a streamed request is answered or started by its handler");
+    if (!has_body) return;
+    if (may_continue && expects_continue(c, m)) send_continue(c);
+    if (!m->stream_paused) timer_arm(c, HTTP_TIMER_BODY, m->stream_idle_ms);
 }
 
 void http_conn_headers_done(http_conn *c, http_msg *m)
 {
     const http_parser *p = &c->parser;
     bool has_length = (p->flags & F_CONTENTLENGTH) != 0;
+    http_server *s = c->server;
+    if (s->cfg.stream_route && !m->req.upgrade && s->cfg.stream_route(s->ctx, &m->req)) {
+        conn_dispatch_streamed(c, m);
+        return;
+    }
     if (has_length && p->content_length > c->body_bytes_max) {
         http_conn_fail(c, 413, "PayloadTooLarge", "Request body exceeds the limit of %zu bytes",
                        c->body_bytes_max);
@@ -509,6 +599,19 @@ static void conn_dispatch(http_conn *c, http_msg *m)
 
 void http_conn_message_done(http_conn *c, http_msg *m)
 {
+    if (m->req.streamed) {
+        /* Its body is complete: it is in the queue already. */
+        timer_stop(c);
+        if (!m->req.keep_alive) c->stop_parsing = true;
+        if (m->stream_over) return;
+        if (m->stream_paused) {
+            m->stream_end_pending = true; /* told at the resume */
+            return;
+        }
+        m->stream_over = true;
+        m->stream_cbs->on_end(m->stream_data);
+        return;
+    }
     ASSERT(m->state == HTTP_MSG_PARSING && m->headers_done);
     timer_stop(c);
     queue_push(c, m);
@@ -523,9 +626,37 @@ void http_conn_message_done(http_conn *c, http_msg *m)
     conn_dispatch(c, m);
 }
 
+/* A streamed request stops being parsed: no more of its body is read, and
+ * its answer closes the connection. */
+static void stream_detach(http_conn *c, http_msg *m)
+{
+    ASSERT(c->parsing == m && m->req.streamed);
+    c->parsing = NULL;
+    c->stop_parsing = true;
+    m->close_after = true;
+    m->stream_paused = false;
+    if (c->timer_kind == HTTP_TIMER_BODY) timer_stop(c);
+}
+
 void http_conn_fail(http_conn *c, int status, const char *code, const char *fmt, ...)
 {
     if (c->closing || c->lingering) return;
+    if (c->parsing && c->parsing->req.streamed) {
+        /* The handler holds it: it hears why and answers. */
+        http_msg *m = c->parsing;
+        char why[256];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof why, fmt, ap);
+        va_end(ap);
+        log_debug("http: %s: streamed body: %d %s", c->remote_addr, status, why);
+        stream_detach(c, m);
+        if (!m->stream_over) {
+            m->stream_over = true;
+            m->stream_cbs->on_abort(m->stream_data, status, code, why);
+        }
+        return;
+    }
     char origin[512] = "";
     const http_msg *parsing = c->parsing;
     if (parsing && parsing->headers_done && parsing->req.headers) {
@@ -567,7 +698,8 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void conn_linger(http_conn *c)
 {
     if (c->closing) return;
-    ASSERT(!c->lingering && c->queue_head == NULL);
+    ASSERT(!c->lingering && c->queue_head == NULL && c->body == NULL);
+    ASSERT(!c->parsing || !c->parsing->req.streamed);
     c->lingering = true;
     c->stop_parsing = true;
     http_msg_free(c->parsing);
@@ -584,23 +716,32 @@ static void conn_linger(http_conn *c)
 
 static bool msg_closes_conn(const http_conn *c, const http_msg *m)
 {
-    if (m->synthetic || !m->req.keep_alive || m->req.upgrade) return true;
+    if (m->synthetic || m->close_after || !m->req.keep_alive || m->req.upgrade) return true;
     bool last = c->queue_head == NULL;
     return last && (c->eof || (c->server && c->server->shutting_down));
 }
 
-/* Writes the answered requests at the head of the queue, in order. */
+static void body_begin(http_conn *c, http_body *b, bool close_after);
+
+/* Writes the answered requests at the head of the queue, in order; a
+ * response with a body from a source holds the ones after it until that
+ * body is sent. */
 static void conn_flush(http_conn *c)
 {
-    while (!c->closing && !c->lingering && c->queue_head &&
+    while (!c->closing && !c->lingering && !c->body && c->queue_head &&
            c->queue_head->state == HTTP_MSG_ANSWERED) {
         http_msg *m = queue_pop(c);
         bool close = msg_closes_conn(c, m);
         http_out *out = m->out;
+        http_body *body = m->body_src;
         m->out = NULL;
+        m->body_src = NULL;
         http_msg_free(m);
         if (conn_write(c, (uv_stream_t *)c->tcp, out, close ? CONN_CLOSE : CONN_KEEP_ALIVE)) {
+            http_body_discard(body);
             conn_close(c);
+        } else if (body) {
+            body_begin(c, body, close); /* lingers once sent, when close */
         } else if (close) {
             conn_linger(c);
         }
@@ -686,6 +827,7 @@ static void conn_pump(http_conn *c)
     do {
         c->pump_again = false;
         conn_flush(c);
+        body_continue(c);
         conn_dispatch_held(c);
         conn_resume(c);
     } while (c->pump_again && !c->closing);
@@ -724,8 +866,12 @@ static void conn_read_ended(http_conn *c, ssize_t nread)
         return;
     }
     c->stop_parsing = true; /* a request cut short is dropped */
-    http_msg_free(c->parsing);
-    c->parsing = NULL;
+    if (c->parsing && c->parsing->req.streamed) {
+        http_conn_fail(c, 400, "BadRequest", "The request body ended before it was complete");
+    } else {
+        http_msg_free(c->parsing);
+        c->parsing = NULL;
+    }
     if (c->timer_kind == HTTP_TIMER_HEAD || c->timer_kind == HTTP_TIMER_BODY) timer_stop(c);
     conn_pump(c);
 }
@@ -1008,6 +1154,8 @@ void http_respond(http_request *req, int status, const http_header *headers, int
         return;
     }
     ASSERT(!c->closing && !c->lingering);
+    if (m->req.streamed && c->parsing == m) stream_detach(c, m); /* the rest is not wanted */
+    m->stream_over = true;
     if (msg_set_response(m, status, headers, n_headers, body, body_len) != ERR_OK) {
         log_error("http: out of memory answering %s", c->remote_addr);
         conn_close(c); /* makes m an orphan */
@@ -1089,4 +1237,325 @@ int http_take_over(http_request *req, const char *response_head, uv_tcp_t **stre
     conn_detach(c);
     http_msg_free(m);
     return ERR_OK;
+}
+
+/* ---- streamed request bodies ---- */
+
+void http_stream_start(http_request *req, const http_stream_cbs *cbs, void *data, bool paused,
+                       uint64_t idle_timeout_ms)
+{
+    http_msg *m = (http_msg *)req;
+    ASSERT(req->streamed && m->state == HTTP_MSG_DISPATCHED && !m->stream_cbs);
+    ASSERT(cbs && cbs->on_data && cbs->on_end && cbs->on_abort);
+    http_conn *c = req->conn;
+    m->stream_cbs = cbs;
+    m->stream_data = data;
+    m->stream_paused = paused;
+    m->stream_idle_ms = idle_timeout_ms ? idle_timeout_ms : c->server->cfg.body_timeout_ms;
+}
+
+void http_conn_stream_data(http_conn *c, http_msg *m, const char *at, size_t n)
+{
+    ASSERT(c->parsing == m && m->stream_cbs && !m->stream_over);
+    timer_arm(c, HTTP_TIMER_BODY, m->stream_idle_ms);
+    int r = m->stream_cbs->on_data(m->stream_data, at, n);
+    /* The last piece of a body with a Content-Length: the parser must reach
+     * the message's end now (with no more input it never would), so a pause
+     * there only delays on_end until the resume. */
+    bool last = !(c->parser.flags & F_CHUNKED) && c->parser.content_length == 0;
+    if (c->parsing != m || r == HTTP_STREAM_STOP) {
+        if (c->parsing == m) stream_detach(c, m);
+        m->stream_over = true;
+        c->event = HTTP_PARSE_STREAM;
+        http_parser_pause(&c->parser, 1);
+    } else if (r == HTTP_STREAM_PAUSE) {
+        m->stream_paused = true;
+        timer_stop(c);
+        if (!last) {
+            c->event = HTTP_PARSE_STREAM;
+            http_parser_pause(&c->parser, 1);
+        }
+    }
+}
+
+void http_stream_resume(http_request *req)
+{
+    http_msg *m = (http_msg *)req;
+    http_conn *c = req->conn;
+    ASSERT(req->streamed);
+    if (!m->stream_paused || m->orphan || c->closing) return;
+    m->stream_paused = false;
+    if (m->stream_end_pending) {
+        m->stream_end_pending = false;
+        m->stream_over = true;
+        m->stream_cbs->on_end(m->stream_data);
+    } else if (c->parsing == m) {
+        timer_arm(c, HTTP_TIMER_BODY, m->stream_idle_ms);
+    }
+    conn_pump(c);
+}
+
+/* ---- response bodies from a source ---- */
+
+static http_body *body_new(const http_body_source *src, uint64_t length)
+{
+    http_body *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->src = *src;
+    b->remaining = length;
+    b->sock_fd = -1;
+    return b;
+}
+
+static void on_body_poll_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Frees a body nothing is outstanding on: the source is released, the file
+ * and the socket's dup closed. */
+static void body_free(http_body *b)
+{
+    ASSERT(!b->busy && !b->conn);
+    if (b->poll) uv_close((uv_handle_t *)b->poll, on_body_poll_closed);
+    if (b->sock_fd >= 0) close(b->sock_fd);
+    if (b->src.fd >= 0) close(b->src.fd);
+    if (b->src.release) b->src.release(b->src.data);
+    free(b);
+}
+
+void http_body_discard(http_body *b)
+{
+    if (b) body_free(b);
+}
+
+static void body_begin(http_conn *c, http_body *b, bool close_after)
+{
+    ASSERT(!c->body && !b->conn);
+    c->body = b;
+    b->conn = c;
+    b->loop = c->server->loop;
+    b->close_after = close_after;
+    b->queued = b->remaining;
+    c->write_queue_bytes += b->queued;
+    http_write_queue_bytes_total += b->queued;
+    http_conn_ref(c);
+    if (++c->writes_in_flight == 1) write_timer_arm(c);
+}
+
+/* The connection lets go of its body (closing, or the body is done). */
+static http_body *body_detach(http_conn *c)
+{
+    http_body *b = c->body;
+    ASSERT(b && b->conn == c && c->writes_in_flight > 0 && c->write_queue_bytes >= b->queued);
+    c->body = NULL;
+    b->conn = NULL;
+    ASSERT(http_write_queue_bytes_total >= b->queued);
+    c->write_queue_bytes -= b->queued;
+    http_write_queue_bytes_total -= b->queued;
+    b->queued = 0;
+    if (--c->writes_in_flight == 0 && !c->closing) uv_timer_stop(&c->write_timer);
+    return b;
+}
+
+static void body_abandon(http_conn *c)
+{
+    if (!c->body) return;
+    http_body *b = body_detach(c);
+    if (!b->busy) body_free(b); /* else when the sendfile or the pull returns */
+    http_conn_unref(c);
+}
+
+static void body_finish(http_conn *c)
+{
+    http_body *b = body_detach(c);
+    bool close = b->close_after;
+    body_free(b);
+    if (close) conn_linger(c);
+    c->pump_again = true; /* the responses after it may go now */
+    http_conn_unref(c);
+}
+
+static void body_sent(http_conn *c, http_body *b, size_t n)
+{
+    ASSERT(n <= b->remaining && n <= b->queued);
+    ASSERT(http_write_queue_bytes_total >= n);
+    b->remaining -= n;
+    b->queued -= n;
+    c->write_queue_bytes -= n;
+    http_write_queue_bytes_total -= n;
+}
+
+static void on_body_writable(uv_poll_t *p, int status, int events)
+{
+    (void)events;
+    http_body *b = p->data;
+    uv_poll_stop(p);
+    b->waiting = false;
+    if (!b->conn) return;
+    if (status < 0) {
+        conn_close(b->conn);
+        return;
+    }
+    conn_pump(b->conn);
+}
+
+/* The socket's buffer is full: wait for room (a poll on the dup of the
+ * socket: libuv watches the stream itself only while it has writes). */
+static void body_wait_writable(http_conn *c, http_body *b)
+{
+    if (!b->poll) {
+        b->poll = malloc(sizeof *b->poll);
+        if (!b->poll || uv_poll_init(b->loop, b->poll, b->sock_fd) != 0) {
+            free(b->poll);
+            b->poll = NULL;
+            conn_close(c);
+            return;
+        }
+        b->poll->data = b;
+    }
+    b->waiting = true;
+    if (uv_poll_start(b->poll, UV_WRITABLE, on_body_writable) != 0) {
+        b->waiting = false;
+        conn_close(c);
+    }
+}
+
+/* Thread pool: one sendfile(2) on the non-blocking socket. */
+static void sendfile_work(uv_work_t *w)
+{
+    http_body *b = w->data;
+    off_t off = (off_t)b->src.offset;
+    ssize_t n = sendfile(b->sock_fd, b->src.fd, &off, b->send_len);
+    b->sent = n >= 0 ? n : -(ssize_t)errno;
+}
+
+static void sendfile_done(uv_work_t *w, int status)
+{
+    http_body *b = w->data;
+    b->busy = false;
+    http_conn *c = b->conn;
+    if (!c) {
+        body_free(b);
+        return;
+    }
+    if (status < 0 || (b->sent < 0 && b->sent != -EAGAIN && b->sent != -EINTR) ||
+        (b->sent == 0 && b->send_len > 0)) {
+        log_debug("http: sending a file to %s failed: %s", c->remote_addr,
+                  b->sent < 0 ? strerror((int)-b->sent) : "the file is shorter than announced");
+        conn_close(c);
+        return;
+    }
+    size_t n = b->sent > 0 ? (size_t)b->sent : 0;
+    b->src.offset += n;
+    c->write_bytes_total += n;
+    body_sent(c, b, n);
+    if (b->remaining > 0 && n < b->send_len)
+        body_wait_writable(c, b);
+    else
+        conn_pump(c);
+}
+
+/* Moves the body on: another sendfile, another pull, or its end. */
+static void body_continue(http_conn *c)
+{
+    http_body *b = c->body;
+    if (!b || c->closing || b->busy || b->waiting) return;
+    if (b->remaining == 0) {
+        body_finish(c);
+        return;
+    }
+    if (b->src.fd >= 0) {
+        /* After the head: the stream's own writes come first. */
+        if (c->writes_in_flight > 1) return;
+        if (b->sock_fd < 0) {
+            uv_os_fd_t fd;
+            if (uv_fileno((const uv_handle_t *)c->tcp, &fd) != 0 || (b->sock_fd = dup(fd)) < 0) {
+                conn_close(c);
+                return;
+            }
+        }
+        b->send_len =
+            b->remaining < LIMIT_FILE_SEND_BYTES ? (size_t)b->remaining : LIMIT_FILE_SEND_BYTES;
+        b->work.data = b;
+        b->busy = true;
+        if (uv_queue_work(b->loop, &b->work, sendfile_work, sendfile_done) != 0) {
+            b->busy = false;
+            conn_close(c);
+        }
+        return;
+    }
+    /* A pulled body: one piece being written while the next is fetched. */
+    if (c->writes_in_flight > 2) return;
+    b->busy = true;
+    size_t max =
+        b->remaining < LIMIT_FILE_SEND_BYTES ? (size_t)b->remaining : LIMIT_FILE_SEND_BYTES;
+    b->src.pull(b->src.data, b, max);
+}
+
+void http_body_piece(http_body *b, const char *bytes, size_t len)
+{
+    ASSERT(b->busy);
+    b->busy = false;
+    http_conn *c = b->conn;
+    if (!c) {
+        body_free(b);
+        return;
+    }
+    if (len == 0 || len > b->remaining) {
+        log_warn("http: the body for %s could not be produced: closing", c->remote_addr);
+        conn_close(c);
+        return;
+    }
+    http_out *out = malloc(sizeof *out + len);
+    if (!out) {
+        conn_close(c);
+        return;
+    }
+    memcpy(out->data, bytes, len);
+    out->head_len = len;
+    out->body_len = 0;
+    body_sent(c, b, len); /* now counted by the write instead */
+    if (conn_write(c, (uv_stream_t *)c->tcp, out, NULL) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_pump(c);
+}
+
+static void source_release(const http_body_source *src)
+{
+    if (src->fd >= 0) close(src->fd);
+    if (src->release) src->release(src->data);
+}
+
+void http_respond_body(http_request *req, int status, const http_header *headers, int n_headers,
+                       uint64_t length, const http_body_source *src)
+{
+    http_msg *m = (http_msg *)req;
+    http_conn *c = req->conn;
+    ASSERT(m->state == HTTP_MSG_DISPATCHED && src && (src->fd >= 0 || src->pull));
+    if (m->orphan) {
+        source_release(src);
+        http_msg_free(m);
+        return;
+    }
+    ASSERT(!c->closing && !c->lingering);
+    bool send = !m->is_head && length > 0;
+    http_body *b = send ? body_new(src, length) : NULL;
+    if (m->req.streamed && c->parsing == m) stream_detach(c, m);
+    m->stream_over = true;
+    /* headers may point into the source's data: released only after this */
+    int rc = send && !b ? ERR_NOMEM
+                        : msg_set_response_of(m, status, headers, n_headers, NULL, 0, length);
+    if (!b) source_release(src);
+    if (rc != ERR_OK) {
+        http_body_discard(b);
+        log_error("http: out of memory answering %s", c->remote_addr);
+        conn_close(c); /* makes m an orphan */
+        http_msg_free(m);
+        return;
+    }
+    m->body_src = b;
+    conn_pump(c);
 }

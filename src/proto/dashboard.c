@@ -135,10 +135,21 @@ static void handle_static(dash_req *d, const char *rest)
 /* --- admin key ------------------------------------------------------------------------ */
 
 /* True when the request carries `Authorization: Convex <admin key>`;
- * otherwise answers 401 BadAdminKey and returns false. */
+ * otherwise answers 401 BadAdminKey (403 FORBIDDEN for the worker key) and
+ * returns false. */
 static bool dash_authorized(dash_req *d)
 {
     const char *expected = d->srv->cfg.admin_key;
+    const char *auth_header = http_request_header(d->http, "authorization");
+    while (auth_header && *auth_header == ' ')
+        auth_header++;
+    if (auth_header && strncasecmp(auth_header, "convex ", 7) == 0 &&
+        server_is_worker_key(d->srv, auth_header + 7)) {
+        dash_respond_error(d, 403, "FORBIDDEN",
+                           "The worker key cannot use the dashboard: it may only claim, "
+                           "heartbeat, complete and fail runs and upload files");
+        return false;
+    }
     if (!expected || !*expected) {
         dash_respond_error(d, 401, "BadAdminKey",
                            "This deployment has no admin key: start dojo serve with "

@@ -20,9 +20,12 @@
 #include "base/limits.h"
 #include "base/log.h"
 #include "base/memory.h"
+#include "base/rcbuf.h"
+#include "base/sbuf.h"
 #include "engine/subs.h"
 #include "proto/dashboard.h"
 #include "proto/server.h"
+#include "proto/storage_http.h"
 #include "proto/sync.h"
 #include "proto/wire.h"
 
@@ -41,9 +44,11 @@ typedef struct api_req {
     char args_error[ERR_MSG_BYTES_MAX]; /* args that did not decode: told after auth */
     json_t *identity;
     bool admin;
+    bool worker;            /* the worker key: worker functions only (api.md §10) */
     json_t *batch;          /* /api/query_batch: its entries, as sent */
     wire_format *batch_fmt; /* each entry's output format */
     bool at_ts;             /* /api/query_at_ts: answer as of ts */
+    bool at_ts_waited;      /* it waited for the commits up to its answer to be processed */
     uint64_t ts;
 } api_req;
 
@@ -157,43 +162,144 @@ static void log_call(api_req *r, const call *c)
     if (c->rc && err_is_application(c->rc)) log_debug("  %s", c->err.msg);
 }
 
-/* The UdfResponse body of a call that succeeded or failed with an
- * application error. */
-static json_t *udf_response(const call *c, wire_format fmt)
+/* The UdfResponse body of an outcome: a result (rc 0) or an application
+ * error. */
+static json_t *outcome_response(int rc, const json_t *result, const err_t *err,
+                                const json_t *log_lines, wire_format fmt)
 {
     json_t *body;
-    if (c->rc == 0) {
-        body = json_pack("{s:s, s:o}", "status", "success", "value", wire_encode(c->result, fmt));
+    if (rc == 0) {
+        body = json_pack("{s:s, s:o}", "status", "success", "value", wire_encode(result, fmt));
     } else {
-        ASSERT(err_is_application(c->rc));
-        body = json_pack("{s:s, s:s}", "status", "error", "errorMessage", c->err.msg);
-        if (c->err.data) json_object_set_new(body, "errorData", wire_encode(c->err.data, fmt));
+        ASSERT(err_is_application(rc));
+        body = json_pack("{s:s, s:s}", "status", "error", "errorMessage", err->msg);
+        if (err->data) json_object_set_new(body, "errorData", wire_encode(err->data, fmt));
     }
-    if (c->log_lines && json_array_size(c->log_lines))
-        json_object_set(body, "logLines", c->log_lines);
+    if (log_lines && json_array_size(log_lines))
+        json_object_set(body, "logLines", (json_t *)log_lines);
+    return body;
+}
+
+static json_t *udf_response(const call *c, wire_format fmt)
+{
+    json_t *body = outcome_response(c->rc, c->result, &c->err, c->log_lines, fmt);
     return body;
 }
 
 static bool answer_valid_at_ts(const api_req *r, const call *c);
 
+/* The query cache: the subscription manager's table (engine/subs.h). */
+static subs *cache_of(const api_req *r)
+{
+    return r->srv->sync ? sync_hub_subs(r->srv->sync) : NULL;
+}
+
+/* /api/query_at_ts whose answer's snapshot the loop has not processed up
+ * to yet (the history cannot tell what changed in between): it waits for
+ * the commits to be processed, polled, at most LIMIT_QUERY_AT_TS_WAIT_MS. */
+typedef struct at_ts_wait {
+    uv_timer_t timer;
+    call *c;
+    uint64_t deadline_ms;
+} at_ts_wait;
+
+static void on_call_done(call *c);
+
+static void at_ts_wait_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_at_ts_tick(uv_timer_t *t)
+{
+    at_ts_wait *w = t->data;
+    call *c = w->c;
+    api_req *r = c->data;
+    const subs *sm = cache_of(r);
+    uint64_t hi = c->ts > r->ts ? c->ts : r->ts;
+    if (sm && subs_processed_ts(sm) < hi && clock_mono_ms() < w->deadline_ms) return;
+    uv_timer_stop(t);
+    t->data = w;
+    uv_close((uv_handle_t *)t, at_ts_wait_closed);
+    c->data = r;
+    r->at_ts_waited = true;
+    on_call_done(c);
+}
+
+/* True when the call waits (on_call_done runs again later). */
+static bool wait_for_processed(api_req *r, call *c)
+{
+    const subs *sm = cache_of(r);
+    uint64_t hi = c->ts > r->ts ? c->ts : r->ts;
+    if (r->at_ts_waited || !sm || subs_processed_ts(sm) >= hi) return false;
+    at_ts_wait *w = calloc(1, sizeof *w);
+    if (!w) return false;
+    w->c = c;
+    w->deadline_ms = clock_mono_ms() + LIMIT_QUERY_AT_TS_WAIT_MS;
+    uv_timer_init(r->srv->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, on_at_ts_tick, 2, 2);
+    return true;
+}
+
 static void on_call_done(call *c)
 {
     api_req *r = c->data;
+    if (r->at_ts && c->rc == 0 && wait_for_processed(r, c)) return;
     metrics_record_call(&r->srv->metrics, c->fn->path, c->rc);
     log_call(r, c);
-    if (r->at_ts && c->rc == 0 && !answer_valid_at_ts(r, c))
+    subs *cache = c->fn->kind == FN_QUERY ? cache_of(r) : NULL;
+    if (r->at_ts && c->rc == 0 && !answer_valid_at_ts(r, c)) {
         respond_error(r, 400, "QueryTimestampUnavailable",
                       "The data this query reads changed after that timestamp, or the timestamp "
                       "is newer than the server's: dojo keeps no older versions; ask "
                       "/api/query_ts for a new timestamp");
-    else if (c->rc == 0 || err_is_application(c->rc))
-        respond_json(r, 200, udf_response(c, r->fmt));
-    else
+    } else if (c->rc == 0 || err_is_application(c->rc)) {
+        json_t *body = udf_response(c, r->fmt);
+        if (cache) subs_cache_store(cache, c); /* takes its outcome: answered from now on */
+        respond_json(r, 200, body);
+    } else {
         respond_internal(r, &c->err);
+    }
     call_free(c);
 }
 
 static void dispatch_batch(api_req *r);
+
+/* The UdfResponse text of a cached outcome in format fmt, encoded once per
+ * result and kept with it; NULL when out of memory. */
+static rcbuf *cached_body(subs *sm, sub_query *q, wire_format fmt)
+{
+    int f = fmt == WIRE_ENCODED ? 1 : 0;
+    if (!q->http_body[f] || q->http_body_version[f] != q->version) {
+        json_t *body = outcome_response(q->rc, q->value, &q->err, q->log_lines, fmt);
+        char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+        json_decref(body);
+        rcbuf *b = text ? rcbuf_new(text, strlen(text)) : NULL;
+        free(text);
+        if (!b) return NULL;
+        subs_cache_set_body(sm, q, f, b);
+    }
+    return q->http_body[f];
+}
+
+/* A query the cache can answer (engine/subs.h): sent from the bytes made
+ * for its result, without a reader thread or the store. */
+static bool answer_from_cache(api_req *r, const fn_def *fn)
+{
+    subs *sm = cache_of(r);
+    if (!sm || fn->kind != FN_QUERY || r->at_ts) return false;
+    sub_query *q = subs_cache_lookup(sm, fn, r->args, r->identity, r->admin, r->worker,
+                                     engine_answered_ts(r->srv->en));
+    rcbuf *body = q ? cached_body(sm, q, r->fmt) : NULL;
+    if (!body) return false;
+    metrics_record_call(&r->srv->metrics, fn->path, q->rc);
+    log_info("query %s by %s: %s from the cache [%s]", fn->path,
+             server_identity_label(r->identity, r->admin), q->rc ? err_name(q->rc) : "ok",
+             r->request_id);
+    respond(r, 200, "application/json", body->bytes, body->len);
+    return true;
+}
 
 static void dispatch(api_req *r)
 {
@@ -210,7 +316,7 @@ static void dispatch(api_req *r)
         err_clear(&e);
         return;
     }
-    if (!fn || (fn->visibility == FN_SYSTEM && !r->admin)) {
+    if (!fn || (fn->visibility == FN_SYSTEM && !r->admin && !r->worker)) {
         err_app(&e, ERR_INVALID_ARGUMENT, NULL, "Could not find public function for '%s'.",
                 r->path);
         respond_function_error(r, &e, NULL);
@@ -225,12 +331,14 @@ static void dispatch(api_req *r)
         err_clear(&e);
         return;
     }
+    if (answer_from_cache(r, fn)) return;
     call *c = call_new();
     c->fn = fn;
     c->args = r->args;
     c->identity = r->identity;
     c->admin = r->admin;
-    c->record_reads = r->at_ts;
+    c->worker = r->worker;
+    c->record_reads = r->at_ts || fn->kind == FN_QUERY; /* for the cache */
     r->args = r->identity = NULL;
     c->done = on_call_done;
     c->data = r;
@@ -262,10 +370,23 @@ static void on_token_verified(void *data, int rc, json_t *identity, int64_t exp_
     dispatch(r);
 }
 
-/* "Convex <admin key>[:<base64 identity JSON>]" */
+/* "Convex <admin key>[:<base64 identity JSON>]", or "Convex <worker key>" */
 static int admin_authorize(api_req *r, const char *credentials)
 {
     const char *expected = r->srv->cfg.admin_key;
+    char given[LIMIT_ADMIN_KEY_BYTES_MAX + 1];
+    size_t given_len = strcspn(credentials, ":");
+    if (given_len > LIMIT_ADMIN_KEY_BYTES_MAX) given_len = LIMIT_ADMIN_KEY_BYTES_MAX;
+    memcpy(given, credentials, given_len);
+    given[given_len] = '\0';
+    if (server_is_worker_key(r->srv, given)) {
+        if (credentials[given_len] == ':') {
+            respond_error(r, 403, "FORBIDDEN", "The worker key cannot act as a user");
+            return -1;
+        }
+        r->worker = true;
+        return 0;
+    }
     if (!expected || !*expected) {
         respond_error(r, 401, "BadAdminKey",
                       "This deployment has no admin key: start dojo serve with DOJO_ADMIN_KEY "
@@ -492,7 +613,10 @@ static void handle_run(api_req *r, const char *rest)
 static void handle_query_ts(api_req *r)
 {
     char ts[13];
-    b64_u64le_encode(engine_last_ts(r->srv->en), ts);
+    /* The newest state processed, or that anybody was answered with. */
+    uint64_t newest = engine_last_ts(r->srv->en);
+    if (engine_answered_ts(r->srv->en) > newest) newest = engine_answered_ts(r->srv->en);
+    b64_u64le_encode(newest, ts);
     respond_json(r, 200, json_pack("{s:s}", "ts", ts));
 }
 
@@ -557,6 +681,7 @@ static call *batch_entry(api_req *r, size_t index, const json_t *entry, wire_for
     call *c = call_new();
     c->identity = r->identity ? json_incref(r->identity) : NULL;
     c->admin = r->admin;
+    c->worker = r->worker;
     *fmt = WIRE_ENCODED;
     char canonical[LIMIT_FUNCTION_PATH_BYTES_MAX], name[JR_NAME_BYTES_MAX];
     err_t e;
@@ -566,7 +691,7 @@ static call *batch_entry(api_req *r, size_t index, const json_t *entry, wire_for
         read_path(entry, name, canonical, sizeof canonical, &e)) {
         err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
     } else if (!(c->fn = registry_find(r->srv->cfg.registry, canonical)) ||
-               (c->fn->visibility == FN_SYSTEM && !r->admin)) {
+               (c->fn->visibility == FN_SYSTEM && !r->admin && !r->worker)) {
         err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "Could not find public function for '%s'.",
                 canonical);
     } else if (c->fn->kind != FN_QUERY) {
@@ -575,8 +700,8 @@ static call *batch_entry(api_req *r, size_t index, const json_t *entry, wire_for
                 kind_title((int)c->fn->kind));
     } else if (!(c->args = wire_args(jr_field(entry, "args"), &e))) {
         err_app(&c->err, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
-    } else {
-        engine_check(r->srv->en, c);
+    } else if (engine_check(r->srv->en, c) == 0) {
+        c->record_reads = true; /* for the query cache */
     }
     err_clear(&e);
     if (c->err.code) c->rc = c->err.code;
@@ -602,6 +727,7 @@ static void on_batch_done(call *b)
         }
         if (c->rc == 0 || err_is_application(c->rc)) {
             json_array_append_new(results, udf_response(c, r->batch_fmt[i]));
+            if (c->fn && cache_of(r)) subs_cache_store(cache_of(r), c);
         } else {
             log_error("request %s, query %d failed: %s", r->request_id, i, c->err.msg);
             json_array_append_new(results, json_pack("{s:s, s:s}", "status", "error",
@@ -610,6 +736,53 @@ static void on_batch_done(call *b)
     }
     call_free(b);
     respond_json(r, 200, json_pack("{s:o}", "results", results));
+}
+
+/* A batch whose every query the cache can answer: one consistent state
+ * (each answer valid at the processed timestamp), sent as the cached texts
+ * joined, without a reader thread. Any miss, or any refused entry, and the
+ * batch runs as usual. */
+static bool answer_batch_from_cache(api_req *r, call *b)
+{
+    subs *sm = cache_of(r);
+    if (!sm || b->n_batch == 0) return false;
+    rcbuf *bodies[LIMIT_QUERY_BATCH_MAX];
+    int rcs[LIMIT_QUERY_BATCH_MAX], held = 0;
+    uint64_t answered_ts = engine_answered_ts(r->srv->en);
+    ASSERT(b->n_batch <= LIMIT_QUERY_BATCH_MAX);
+    for (int i = 0; i < b->n_batch; i++, held++) {
+        call *c = b->batch[i];
+        sub_query *q = c->rc ? NULL
+                             : subs_cache_lookup(sm, c->fn, c->args, c->identity, c->admin,
+                                                 c->worker, answered_ts);
+        bodies[i] = q ? cached_body(sm, q, r->batch_fmt[i]) : NULL;
+        if (!bodies[i]) {
+            while (held-- > 0)
+                rcbuf_unref(bodies[held]);
+            return false;
+        }
+        rcbuf_ref(bodies[i]); /* a later lookup may replace q's text */
+        rcs[i] = q->rc;
+    }
+    sbuf text;
+    sbuf_init(&text, 256);
+    sbuf_puts(&text, "{\"results\":[");
+    for (int i = 0; i < b->n_batch; i++) {
+        if (i) sbuf_puts(&text, ",");
+        sbuf_append(&text, bodies[i]->bytes, bodies[i]->len);
+        metrics_record_call(&r->srv->metrics, b->batch[i]->fn->path, rcs[i]);
+        rcbuf_unref(bodies[i]);
+    }
+    sbuf_puts(&text, "]}");
+    log_info("query batch of %d by %s: from the cache [%s]", b->n_batch,
+             server_identity_label(r->identity, r->admin), r->request_id);
+    call_free(b);
+    if (sbuf_failed(&text))
+        respond_error(r, 500, "InternalServerError", "out of memory");
+    else
+        respond(r, 200, "application/json", text.data, text.len);
+    sbuf_free(&text);
+    return true;
 }
 
 static void dispatch_batch(api_req *r)
@@ -631,6 +804,7 @@ static void dispatch_batch(api_req *r)
     b->done = on_batch_done;
     b->data = r;
     b->submitted_us = clock_mono_us();
+    if (answer_batch_from_cache(r, b)) return;
     if (!any) { /* nothing to run: every answer is a refusal */
         on_batch_done(b);
         return;
@@ -838,6 +1012,7 @@ void api_handle_request(void *data, http_request *req)
 {
     server *s = data;
     if (s->cfg.extra_route && s->cfg.extra_route(s->cfg.extra_route_data, req)) return;
+    if (storage_http_handle(s, req)) return; /* /api/storage/…: proto/storage_http.c */
     api_req *r = calloc(1, sizeof *r);
     if (!r) {
         http_respond_error(req, 500, "InternalServerError", "out of memory");

@@ -139,6 +139,23 @@ char *metrics_render(const metrics *m, const metrics_gauges *g)
                 "# TYPE dojo_heap_free_bytes gauge\ndojo_heap_free_bytes %zu\n",
                 g->open_connections, g->ws_sessions, g->subscriptions, g->last_ts,
                 m->started_at_ms / 1000, g->rss_bytes, g->heap_free_bytes);
+    sbuf_printf(
+        &b,
+        "# HELP dojo_query_cache_hits_total Queries answered from the cache.\n"
+        "# TYPE dojo_query_cache_hits_total counter\ndojo_query_cache_hits_total %" PRIu64 "\n"
+        "# HELP dojo_query_cache_misses_total Queries the cache could not answer.\n"
+        "# TYPE dojo_query_cache_misses_total counter\ndojo_query_cache_misses_total %" PRIu64 "\n"
+        "# HELP dojo_query_cache_evictions_total Results evicted for the byte bound.\n"
+        "# TYPE dojo_query_cache_evictions_total counter\n"
+        "dojo_query_cache_evictions_total %" PRIu64 "\n"
+        "# HELP dojo_query_cache_invalidations_total Results dropped by a commit that "
+        "wrote into what they read.\n"
+        "# TYPE dojo_query_cache_invalidations_total counter\n"
+        "dojo_query_cache_invalidations_total %" PRIu64 "\n"
+        "# HELP dojo_query_cache_entries Results the cache holds.\n"
+        "# TYPE dojo_query_cache_entries gauge\ndojo_query_cache_entries %zu\n",
+        g->cache_hits, g->cache_misses, g->cache_evictions, g->cache_invalidations,
+        g->cache_entries);
     sbuf_puts(&b, "# HELP dojo_bounded_bytes Bytes held by a structure that grows with input.\n"
                   "# TYPE dojo_bounded_bytes gauge\n");
     for (int i = 0; i < g->n_bounded; i++)

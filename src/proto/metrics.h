@@ -68,6 +68,9 @@ typedef struct metrics_gauges {
     int open_connections, ws_sessions, subscriptions;
     uint64_t last_ts;
     size_t rss_bytes, heap_free_bytes;
+    /* The query cache (engine/subs.h). */
+    uint64_t cache_hits, cache_misses, cache_evictions, cache_invalidations;
+    size_t cache_entries;
     metrics_bounded bounded[METRICS_BOUNDED_MAX];
     int n_bounded;
 } metrics_gauges;

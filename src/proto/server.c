@@ -7,12 +7,15 @@
  */
 #include "proto/server.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/limits.h"
 #include "base/log.h"
 #include "base/memory.h"
 #include "engine/system_tables.h"
+#include "proto/storage_http.h"
 #include "proto/sync.h"
 
 #define SERVER_TRIM_INTERVAL_MS 1000
@@ -29,6 +32,30 @@ static void on_commit(void *data, uint64_t ts, const write_set *writes)
     server *s = data;
     (void)ts;
     if (write_set_touches_table(writes, SYSTEM_TABLE_ENV)) configure_auth(s);
+}
+
+/* File URLs start with the configured public URL, else with the address
+ * this server listens on (a wildcard address is not one a client can use:
+ * loopback stands in, and the log says to configure it). */
+static void set_public_url(server *s)
+{
+    if (s->cfg.public_url && *s->cfg.public_url) {
+        engine_set_public_url(s->en, s->cfg.public_url);
+        return;
+    }
+    const char *host = s->cfg.host ? s->cfg.host : "127.0.0.1";
+    bool wildcard = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
+    if (wildcard) {
+        host = "127.0.0.1";
+        log_warn("file URLs start with http://127.0.0.1:%d: set --public-url (or "
+                 "DOJO_PUBLIC_URL) to the URL clients reach this server at",
+                 http_server_port(s->http));
+    }
+    char url[ENGINE_PUBLIC_URL_BYTES_MAX];
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(url, sizeof url, "http://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
+             http_server_port(s->http));
+    engine_set_public_url(s->en, url);
 }
 
 /* Freed heap goes back to the system once a second (base/memory.h). */
@@ -55,6 +82,13 @@ int server_start(uv_loop_t *loop, const server_config *cfg, server **out, err_t 
         free(s);
         return rc;
     }
+    rc = storage_http_open(s, &s->storage, e);
+    if (rc) {
+        engine_close(s->en);
+        storage_http_free(s->storage);
+        free(s);
+        return rc;
+    }
     s->auth = auth_new(loop);
     configure_auth(s);
     engine_on_commit(s->en, on_commit, s);
@@ -63,20 +97,31 @@ int server_start(uv_loop_t *loop, const server_config *cfg, server **out, err_t 
     s->sync = sync_hub_new(s);
     http_server_config hc = {.host = cfg->host ? cfg->host : "127.0.0.1",
                              .port = cfg->port,
-                             .body_bytes_max = cfg->body_bytes_max};
+                             .body_bytes_max = cfg->body_bytes_max,
+                             .stream_route = storage_http_streams};
     rc = http_server_start(loop, &hc, api_handle_request, s, &s->http, e);
     if (rc) {
         sync_hub_close(s->sync, NULL, NULL);
+        storage_http_close(s->storage);
         engine_close(s->en);
+        storage_http_free(s->storage);
         sync_hub_free(s->sync);
         auth_free(s->auth);
         free(s);
         return rc;
     }
+    set_public_url(s);
     uv_timer_init(loop, &s->trim_timer);
     uv_timer_start(&s->trim_timer, on_trim_timer, SERVER_TRIM_INTERVAL_MS, SERVER_TRIM_INTERVAL_MS);
     *out = s;
     return 0;
+}
+
+bool server_is_worker_key(const server *s, const char *given)
+{
+    const char *key = engine_env(s->en, "WORKER_KEY");
+    if (!key || strlen(key) < LIMIT_WORKER_KEY_CHARS_MIN) return false;
+    return admin_key_matches(given, key);
 }
 
 typedef struct stop_state {
@@ -89,7 +134,9 @@ static void on_sync_closed(void *data)
 {
     stop_state *st = data;
     server *s = st->s;
+    storage_http_close(s->storage); /* before the store it reads closes */
     engine_close(s->en);
+    storage_http_free(s->storage);
     sync_hub_free(s->sync);
     auth_free(s->auth);
     void (*done)(void *) = st->done;

@@ -24,9 +24,16 @@ typedef struct server_config {
     const char *host;      /* default "127.0.0.1" */
     int port;              /* default 3210; 0 = any */
     const char *admin_key; /* NULL: admin functions are refused */
+    /* Where clients reach this deployment, for file URLs (api.md §9); NULL:
+     * http://HOST:PORT of the listening socket (127.0.0.1 for 0.0.0.0). */
+    const char *public_url;
     size_t body_bytes_max; /* 0 = LIMIT_HTTP_BODY_BYTES_MAX */
     int reader_threads;    /* 0 = 2 */
-    bool dev_logs;         /* one readable line per call (dojo dev) */
+    /* Bytes of results the query cache keeps (engine/subs.h); unset:
+     * LIMIT_QUERY_CACHE_BYTES_DEFAULT, 0 when set: no cache. */
+    size_t query_cache_bytes;
+    bool query_cache_set;
+    bool dev_logs; /* one readable line per call (dojo dev) */
     const schema *schema;
     const registry *registry;
     /* Periodic system functions: path and interval. */
@@ -42,6 +49,7 @@ typedef struct server_config {
 } server_config;
 
 typedef struct sync_hub sync_hub;
+typedef struct storage_http storage_http;
 
 typedef struct server {
     uv_loop_t *loop;
@@ -50,6 +58,7 @@ typedef struct server {
     auth *auth;
     http_server *http;
     sync_hub *sync;
+    storage_http *storage; /* stored files: uploads, downloads, the file store */
     metrics metrics;
     char store_report[512];
     bool stopping;
@@ -65,6 +74,11 @@ void server_stop(server *s, void (*done)(void *data), void *data);
 
 /* The HTTP request handler (http_api.c). */
 void api_handle_request(void *data, http_request *req);
+
+/* True when given is this deployment's worker key: the deployment variable
+ * WORKER_KEY (api.md §10), when set to at least LIMIT_WORKER_KEY_CHARS_MIN
+ * characters; compared in constant time. */
+bool server_is_worker_key(const server *s, const char *given);
 
 /* The identity text for logs: tokenIdentifier, "admin" or "anonymous". */
 const char *server_identity_label(const json_t *identity, bool admin);

@@ -62,6 +62,8 @@ sync_hub *sync_hub_new(server *srv)
     hub->srv = srv;
     hub->subs = subs_new(srv->en);
     subs_on_advance(hub->subs, on_advance, hub);
+    subs_cache_configure(hub->subs, srv->cfg.query_cache_set ? srv->cfg.query_cache_bytes
+                                                             : LIMIT_QUERY_CACHE_BYTES_DEFAULT);
     engine_on_commit(srv->en, hub_commit, hub);
     uv_timer_init(srv->loop, &hub->tick);
     hub->tick.data = hub;
@@ -166,9 +168,17 @@ void sync_hub_gauges(const sync_hub *hub, metrics_gauges *g)
                         SYNC_QUERY_SETS_TOTAL_BYTES_MAX);
     metrics_bounded_add(g, "ws_unread", ws_unread_total_bytes(),
                         LIMIT_WS_SEND_BUFFER_TOTAL_BYTES_MAX);
-    if (hub->subs)
-        metrics_bounded_add(g, "commit_history", subs_history_bytes(hub->subs),
-                            LIMIT_COMMIT_HISTORY_BYTES_MAX);
+    if (!hub->subs) return;
+    metrics_bounded_add(g, "commit_history", subs_history_bytes(hub->subs),
+                        LIMIT_COMMIT_HISTORY_BYTES_MAX);
+    subs_cache_stats cs;
+    subs_cache_stats_get(hub->subs, &cs);
+    metrics_bounded_add(g, "query_cache", cs.bytes, cs.bytes_max);
+    g->cache_hits = cs.hits;
+    g->cache_misses = cs.misses;
+    g->cache_evictions = cs.evictions;
+    g->cache_invalidations = cs.invalidations;
+    g->cache_entries = cs.entries;
 }
 
 int sync_session_count(const sync_hub *hub)

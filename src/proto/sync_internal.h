@@ -62,6 +62,7 @@ typedef struct sess_mutation {
     err_t err;
     json_t *identity;
     bool admin;
+    bool worker;
     struct sess_mutation *next;
 } sess_mutation;
 
@@ -84,6 +85,7 @@ typedef struct session {
 
     json_t *identity; /* NULL = anonymous */
     bool admin;
+    bool worker; /* authenticated with the worker key (api.md §10) */
     int64_t identity_exp_s;
 
     sess_query *queries;

@@ -167,7 +167,7 @@ static const fn_def *lookup_function(session *s, const char *path, fn_kind kind,
         return NULL;
     }
     const fn_def *fn = registry_find(s->hub->srv->cfg.registry, canonical);
-    if (!fn || (fn->visibility == FN_SYSTEM && !s->admin)) {
+    if (!fn || (fn->visibility == FN_SYSTEM && !s->admin && !s->worker)) {
         err_app(e, ERR_INVALID_ARGUMENT, NULL, "Could not find public function for '%s'.",
                 canonical);
         return NULL;
@@ -197,8 +197,10 @@ static void subscribe_entry(session *s, sess_query *sq)
      * leave a gap before the next page (protocol §5.3). */
     const char *journal = old && old->journal ? old->journal : sq->journal;
     if (fn) {
-        sq->q = subs_subscribe(s->hub->subs, fn, sq->args, s->identity, s->admin, journal,
-                               session_on_query_result, s);
+        sq->q = s->worker ? subs_subscribe_worker(s->hub->subs, fn, sq->args, journal,
+                                                  session_on_query_result, s)
+                          : subs_subscribe(s->hub->subs, fn, sq->args, s->identity, s->admin,
+                                           journal, session_on_query_result, s);
         if (!sq->q) err_set(&sq->static_err, ERR_NOMEM, "out of memory subscribing");
     }
     if (old) subs_unsubscribe(s->hub->subs, old, s);
@@ -406,15 +408,21 @@ static void on_modify_query_set(session *s, const json_t *msg)
 
 /* --- identity ----------------------------------------------------------------------- */
 
-static void set_identity(session *s, json_t *identity, bool admin, int64_t exp_s)
+static void set_identity_as(session *s, json_t *identity, bool admin, bool worker, int64_t exp_s)
 {
     json_decref(s->identity);
     s->identity = identity;
     s->admin = admin;
+    s->worker = worker;
     s->identity_exp_s = exp_s;
     s->v.identity_received++;
     for (int i = 0; i < s->n_queries; i++)
         subscribe_entry(s, &s->queries[i]);
+}
+
+static void set_identity(session *s, json_t *identity, bool admin, int64_t exp_s)
+{
+    set_identity_as(s, identity, admin, false, exp_s);
 }
 
 static void process_inbox(session *s);
@@ -463,6 +471,9 @@ static void on_authenticate(session *s, const json_t *msg)
     }
     if (strcmp(type, "None") == 0) {
         set_identity(s, NULL, false, 0);
+        session_flush(s);
+    } else if (strcmp(type, "Admin") == 0 && value && server_is_worker_key(s->hub->srv, value)) {
+        set_identity_as(s, NULL, false, true, 0); /* the worker key (api.md §10) */
         session_flush(s);
     } else if (strcmp(type, "Admin") == 0) {
         const char *key = s->hub->srv->cfg.admin_key;
@@ -559,6 +570,7 @@ static void dispatch_mutation(session *s)
         c->args = m->args;
         c->identity = m->identity;
         c->admin = m->admin;
+        c->worker = m->worker;
         m->args = m->identity = NULL;
         c->session_id = strdup(s->session_id);
         c->request_id = m->request_id;
@@ -638,6 +650,7 @@ static void on_mutation(session *s, const json_t *msg, size_t wire_bytes)
     }
     m->identity = s->identity ? json_incref(s->identity) : NULL;
     m->admin = s->admin;
+    m->worker = s->worker;
     if (s->mut_tail)
         s->mut_tail->next = m;
     else

@@ -4,6 +4,8 @@
  */
 #include "proto/sync_version.h"
 
+#include "base/invariant.h"
+
 sync_decision sync_versions_next(sync_versions *v, uint64_t processed_ts, bool all_fresh,
                                  bool results_pending, state_version *start, state_version *end)
 {
@@ -15,6 +17,10 @@ sync_decision sync_versions_next(sync_versions *v, uint64_t processed_ts, bool a
     end->query_set = v->qs_received;
     end->identity = v->identity_received;
     end->ts = processed_ts > v->sent.ts ? processed_ts : v->sent.ts;
+    /* The rules the client checks: a Transition starts where the last one
+     * ended, never goes back in time, and covers every answered mutation. */
+    ASSERT(end->ts >= start->ts && end->ts >= v->need_ts);
+    ASSERT(end->query_set >= start->query_set && end->identity >= start->identity);
     v->sent = *end;
     v->owe_transition = false;
     return SYNC_SEND;

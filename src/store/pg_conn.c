@@ -703,7 +703,7 @@ int store_pg_scan_plan(store_conn *sc, const store_range *r, bool generic, char 
     if (!q) return err_set(e, ERR_NOMEM, "explain scan: out of memory");
     sqlbuf b;
     sqlbuf_init(&b, out, out_bytes);
-    int rc = sql_scan_build(&pg_driver, r, q, e);
+    int rc = sql_scan_build(&pg_driver, r, false, q, e);
     if (rc == 0) rc = explain_scan(pg_conn_of(sc), q, generic, &b, e);
     sql_scan_free(q);
     free(q);

@@ -45,6 +45,7 @@ typedef struct schema_table {
     const char *const
         *nonnegative_fields; /* the store refuses a negative value (NULL-terminated) */
     bool system;             /* hidden from codegen and users */
+    bool random_ids;         /* ids of 136 random bits (ids.h): a capability, like a file's */
 } schema_table;
 
 typedef struct schema {

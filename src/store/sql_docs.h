@@ -60,6 +60,8 @@ int sql_update(const sql_driver *d, store_conn *c, const schema_table *t, const 
 int sql_delete(const sql_driver *d, store_conn *c, const schema_table *t, const char *id, err_t *e);
 int sql_count(const sql_driver *d, store_conn *c, const schema_table *t, int64_t *n_out, err_t *e);
 int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **rows_out, err_t *e);
+int sql_count_range(const sql_driver *d, store_conn *c, const store_range *r, int64_t *n_out,
+                    err_t *e);
 int sql_meta_get(const sql_driver *d, store_conn *c, const char *key, char **value_out, err_t *e);
 int sql_meta_set(const sql_driver *d, store_conn *c, const char *key, const char *value, err_t *e);
 int sql_ping(const sql_driver *d, store_conn *c, err_t *e);
@@ -76,7 +78,10 @@ typedef struct sql_scan_stmt {
     int n_conditions;
     bool empty; /* the bounds admit no key: nothing to run */
 } sql_scan_stmt;
-int sql_scan_build(const sql_driver *d, const store_range *r, sql_scan_stmt *q, err_t *e);
+/* count: the statement counts the range's rows (up to its LIMIT) instead of
+ * reading them. */
+int sql_scan_build(const sql_driver *d, const store_range *r, bool count, sql_scan_stmt *q,
+                   err_t *e);
 void sql_scan_free(sql_scan_stmt *q);
 
 #endif

@@ -112,7 +112,8 @@ void sql_scan_free(sql_scan_stmt *q)
     q->n_params = 0;
 }
 
-int sql_scan_build(const sql_driver *d, const store_range *r, sql_scan_stmt *q, err_t *e)
+int sql_scan_build(const sql_driver *d, const store_range *r, bool count, sql_scan_stmt *q,
+                   err_t *e)
 {
     memset(q->keys, 0, sizeof q->keys);
     q->n_params = q->n_conditions = 0;
@@ -132,7 +133,9 @@ int sql_scan_build(const sql_driver *d, const store_range *r, sql_scan_stmt *q, 
     q->empty = q->empty || (r->lo && n_lo == eq && !lo_incl) || (r->hi && n_hi == eq && !hi_incl);
     char index_name[STORE_SQL_NAME_BYTES_MAX];
     ddl_index_name(r->table, r->index, index_name);
-    sqlbuf_add(&q->b, "SELECT " SQL_ROW_COLUMNS " FROM \"%s\"", r->table->name);
+    sqlbuf_add(&q->b, "%s FROM \"%s\"",
+               count ? "SELECT count(*) FROM (SELECT 1" : "SELECT " SQL_ROW_COLUMNS,
+               r->table->name);
     d->use_index(&q->b, index_name);
     for (int i = 0; i < eq && rc == 0; i++) {
         condition_start(q);
@@ -159,6 +162,7 @@ int sql_scan_build(const sql_driver *d, const store_range *r, sql_scan_stmt *q, 
         sqlbuf_add(&q->b, " LIMIT ");
         q->params[q->n_params] = sqlv_int64(r->limit);
         d->param(&q->b, ++q->n_params);
+        if (count) sqlbuf_add(&q->b, ") AS range_rows");
     }
     if (rc == 0 && q->b.overflow)
         rc = err_set(e, ERR_INTERNAL, "scan %s.%s: statement longer than %d bytes", r->table->name,
@@ -268,7 +272,7 @@ int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **
         json_decref(rows);
         return err_set(e, ERR_NOMEM, "scan %s: out of memory", r->table->name);
     }
-    int rc = sql_scan_build(d, r, q, e);
+    int rc = sql_scan_build(d, r, false, q, e);
     size_t key_len = 0;
     uint8_t *key = rc == 0 && !q->empty && c->cache ? cache_key(q, &key_len) : NULL;
     char what[STORE_SQL_NAME_BYTES_MAX];
@@ -305,4 +309,32 @@ int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **
     }
     *rows_out = rows;
     return 0;
+}
+
+int sql_count_range(const sql_driver *d, store_conn *c, const store_range *r, int64_t *n_out,
+                    err_t *e)
+{
+    sql_scan_stmt *q = malloc(sizeof *q);
+    if (!q) return err_set(e, ERR_NOMEM, "count %s: out of memory", r->table->name);
+    int rc = sql_scan_build(d, r, true, q, e);
+    if (rc == 0 && !q->empty) {
+        char what[STORE_SQL_NAME_BYTES_MAX];
+        snprintf(what, sizeof what, "count %s.%s", r->table->name, r->index->name);
+        sql_stmt s = {.sql = q->text, .params = q->params, .n_params = q->n_params, .what = what};
+        sql_result res;
+        rc = d->run(c, &s, &res, e);
+        if (rc == 0) {
+            rc = d->next(&res, what, e);
+            if (rc == 1) {
+                *n_out = d->col_int64(&res, 0);
+                rc = 0;
+            } else if (rc == 0) {
+                rc = err_set(e, ERR_STORAGE, "%s: no row", what);
+            }
+            d->done(&res);
+        }
+    }
+    sql_scan_free(q);
+    free(q);
+    return rc;
 }

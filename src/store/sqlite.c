@@ -553,7 +553,7 @@ int store_sqlite_scan_plan(store_conn *sc, const store_range *r, char *out, size
     sqlite_conn *c = sqlite_conn_of(sc);
     sql_scan_stmt *q = malloc(sizeof *q);
     if (!q) return err_set(e, ERR_NOMEM, "explain scan: out of memory");
-    int rc = sql_scan_build(&sqlite_driver, r, q, e);
+    int rc = sql_scan_build(&sqlite_driver, r, false, q, e);
     char sql[SQL_TEXT_BYTES_MAX + 32];
     snprintf(sql, sizeof sql, "EXPLAIN QUERY PLAN %s", q->text);
     sqlite3_stmt *st = NULL;

@@ -258,6 +258,14 @@ int store_count(store_conn *c, const schema_table *t, int64_t *n_out, err_t *e)
     return sql_count(c->st->sql, c, t, n_out, e);
 }
 
+int store_count_range(store_conn *c, const store_range *r, int64_t *n_out, err_t *e)
+{
+    ASSERT(r && r->table && r->index && n_out);
+    ASSERT(r->limit >= 1);
+    *n_out = 0;
+    return sql_count_range(c->st->sql, c, r, n_out, e);
+}
+
 int store_meta_get(store_conn *c, const char *key, char **value_out, err_t *e)
 {
     ASSERT(key && value_out);

@@ -131,6 +131,9 @@ int store_update(store_conn *c, const schema_table *t, const json_t *old_doc, co
 int store_delete(store_conn *c, const schema_table *t, const char *id, err_t *e);
 /* Number of documents in a table. */
 int store_count(store_conn *c, const schema_table *t, int64_t *n_out, err_t *e);
+/* Number of documents inside r, at most r->limit (counted on the index; no
+ * document is loaded). */
+int store_count_range(store_conn *c, const store_range *r, int64_t *n_out, err_t *e);
 
 /* Small key/value metadata inside the same transactions ("ts", …). *value_out
  * is a malloc'd string or NULL when the key is absent. */

@@ -13,9 +13,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
-import { checkAfterEach, startDojo } from '../e2e/lib/dojo.mjs';
+import { checkAfterEach, DojoProcess, startDojo, waitFor } from '../e2e/lib/dojo.mjs';
 
 const CHROMIUM = process.env.DOJO_CHROMIUM || '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -310,4 +312,50 @@ test('Logs: recent lines, new ones within seconds, and no polling once the tab i
   const before = polls();
   await page.waitForTimeout(4500);
   assert.equal(polls(), before, 'the Logs tab stops polling when it is closed');
+});
+
+test("Runs and Files: a completed run's picture is shown inline, and in the Files view", async () => {
+  const tid = uniqueTid('painter');
+  const user = await callAs(tid, 'users:getOrCreate');
+  await dojo.adminCall('admin:grantCredits', { userId: user._id, amount: 3 });
+  const runId = await callAs(tid, 'runs:create', { input: { model: 'flux', prompt: 'a dojo at dawn' } });
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const worker = new DojoProcess(
+    ['worker', '--url', dojo.url, '--exec', path.resolve(here, '../../examples/worker/render-png.sh')],
+    { env: { DOJO_ADMIN_KEY: dojo.adminKey } },
+  );
+  let run;
+  try {
+    await waitFor(
+      async () => {
+        run = await callAs(tid, 'runs:get', { id: runId });
+        return run.status === 'completed';
+      },
+      { timeoutMs: 30_000, what: 'the worker to complete the run' },
+    );
+  } finally {
+    await worker.stop();
+  }
+  const src = `${dojo.url}/api/storage/${run.outputStorageId}`;
+
+  const page = await openSignedIn();
+  await page.locator('#table-list [data-table="runs"]').click();
+  const row = page.locator(`#docs tr.doc[data-id="${runId}"]`);
+  const img = row.locator('td.output[data-field="outputStorageId"] img');
+  await img.waitFor({ state: 'visible' });
+  assert.equal(await img.getAttribute('src'), src);
+  // The picture itself was loaded and decoded: 512×512 pixels.
+  await page.waitForFunction((el) => el.complete && el.naturalWidth > 0, await img.elementHandle());
+  assert.deepEqual(await img.evaluate((el) => [el.naturalWidth, el.naturalHeight]), [512, 512]);
+  await page.screenshot({ path: path.join(dojo.dir, 'runs-with-output.png') });
+
+  await openTab(page, 'files');
+  const file = page.locator(`#files .file[data-id="${run.outputStorageId}"]`);
+  await file.waitFor({ state: 'visible' });
+  const thumb = file.locator('.thumb img');
+  await page.waitForFunction((el) => el.complete && el.naturalWidth > 0, await thumb.elementHandle());
+  assert.equal(await thumb.evaluate((el) => el.naturalWidth), 512);
+  assert.match(await file.textContent(), /image\/png/);
+  assert.match(await file.textContent(), new RegExp(runId));
+  await page.screenshot({ path: path.join(dojo.dir, 'files.png') });
 });

@@ -96,8 +96,8 @@ test('Tables: a run created through the API appears in the open grid and changes
   // One column per declared field, then _creationTime, then the whole document.
   const headers = await page.locator('#docs table.docgrid thead th').evaluateAll((ths) => ths.map((t) => t.firstChild.textContent));
   assert.deepEqual(headers, [
-    '_id', 'userId', 'workflowId', 'status', 'input', 'output', 'error', 'cost', 'workerId',
-    'leaseExpiresAt', 'attempts', 'startedAt', 'finishedAt', '_creationTime', 'document',
+    '_id', 'userId', 'workflowId', 'status', 'input', 'output', 'outputStorageId', 'error', 'cost',
+    'workerId', 'leaseExpiresAt', 'attempts', 'startedAt', 'finishedAt', '_creationTime', 'document',
   ]);
   assert.equal(await cell(page, runId, 'workflowId').textContent(), '—', 'an absent optional field');
   assert.equal(await page.locator('#docs tr.doc').first().getAttribute('data-id'), runId, 'newest first');

@@ -77,7 +77,9 @@ test('a database of storage format 1 is upgraded in place at start and keeps eve
   await cli(['export', exported, '--db', dbUrl]);
   const before = exportLines(path.join(FIXTURES, onPostgres ? 'export-postgres.jsonl' : 'export-sqlite.jsonl'));
   const now = exportLines(exported);
-  assert.deepEqual(now.header, before.header);
+  // Tables the schema gained since are there, empty; the others hold what
+  // they held.
+  for (const [table, n] of Object.entries(now.header.tables)) assert.equal(n, before.header.tables[table] ?? 0, table);
   assert.deepEqual(now.docs, before.docs, 'the documents, byte for byte');
   await cli(['verify', '--db', dbUrl]);
   if (!onPostgres) {
@@ -88,7 +90,7 @@ test('a database of storage format 1 is upgraded in place at start and keeps eve
   // Writes go on; a second start has nothing to upgrade.
   const again = await startDojo({ dbUrl, dir: freshDir('dojo-upgrade-again-') });
   servers.push(again);
-  assert.match(again.stderr, /schema up to date \(version 1\)/);
+  assert.match(again.stderr, /schema up to date \(version \d+\)/);
   assert.doesNotMatch(again.stderr, /upgraded storage format/);
   const alice = JSON.parse(before.docs.find((l) => l.includes('"name":"User alice"'))).doc;
   await again.adminCall('admin:grantCredits', { userId: alice._id, amount: 7, note: 'after the upgrade' });

@@ -221,7 +221,7 @@ static void the_report_counts_what_was_written(void **state)
     write_app_bindings(f, report);
     char expected[1400];
     snprintf(expected, sizeof expected,
-             "%s: wrote dataModel.d.ts, api.d.ts, api.js, README.md; 4 tables, 12 public and 6 "
+             "%s: wrote dataModel.d.ts, api.d.ts, api.js, README.md; 4 tables, 16 public and 7 "
              "internal functions",
              f->out);
     assert_string_equal(report, expected);

@@ -219,7 +219,7 @@ static void test_header_round_trips_counts(void **state)
     int64_t counts[EXPORT_TABLES_MAX] = {0};
     for (int i = 0; i < S->n_tables; i++)
         counts[i] = 10 + i;
-    json_t *h = export_header_build(S, counts, 1795615200000.5);
+    json_t *h = export_header_build(S, counts, 0, 1795615200000.5);
     char *text = json_dumps(h, EXPORT_DUMP_FLAGS);
     export_header back;
     err_t e;

@@ -20,7 +20,8 @@
   const KEY_STORAGE = 'dojo.dashboard.adminKey';
   const LOG_POLL_MS = 2000;
   const LOG_LINES_SHOWN_MAX = 2000;
-  const TABS = ['tables', 'overview', 'functions', 'env', 'credits', 'logs'];
+  const TABS = ['tables', 'files', 'overview', 'functions', 'env', 'credits', 'logs'];
+  const FILES_PAGE_ITEMS = 24;
   const METRICS_POLL_MS = 5000;
   const METRICS_SAMPLES_MAX = 120; // 10 minutes at 5 s
   const OVERVIEW_MINUTES = 60;
@@ -34,6 +35,8 @@
     SIGNUP_CREDITS: 'Credits a new user starts with. Default: 0.',
     PRICING: 'JSON: {"default": 1, "models": {"<model>": <credits>}}. Default: {"default":1}.',
     MAX_ATTEMPTS: 'Claims of one run before a lost lease fails it. Default: 3.',
+    FILE_MAX_BYTES: 'The largest file an upload may store, in bytes. Default: 104857600 (100 MiB).',
+    WORKER_KEY: 'The key `dojo worker` uses (32+ characters): it may only run the worker functions and upload.',
   };
 
   const $ = (id) => document.getElementById(id);
@@ -57,6 +60,7 @@
       shown: new Map(), // _id → JSON text of the row shown, to flash changes
       expanded: new Set(), // "<_id> <field>" of nested values opened
     },
+    files: { cursors: [null], index: 0, next: null, isDone: true },
     sync: null, // the SyncClient while signed in
     tablesUnsubscribe: null,
     overview: { unsubscribe: [], timer: null, windowTimer: null, samples: [], generation: 0 },
@@ -255,6 +259,7 @@
 
   const tabLoaders = {
     tables: () => loadTables(),
+    files: () => loadFiles(),
     overview: () => startOverview(),
     functions: () => {},
     env: () => loadEnv(),
@@ -499,6 +504,12 @@
   }
 
   function valueCell(doc, field) {
+    if (state.browse.table === 'runs' && field === 'outputStorageId' && doc.outputStorageId) {
+      return el('td', { class: 'output', dataset: { field }, title: doc.outputStorageId }, runOutput(doc));
+    }
+    if (state.browse.table === 'runs' && field === 'output' && doc.output && !doc.outputStorageId) {
+      return el('td', { class: 'output', dataset: { field } }, runOutput(doc));
+    }
     if (!(field in doc)) return el('td', { class: 'absent', dataset: { field }, text: '—' });
     const value = doc[field];
     if (value !== null && typeof value === 'object') return nestedCell(doc, field, value);
@@ -541,6 +552,90 @@
         el('tbody', {}, rows),
       ),
     );
+  }
+
+  // --- stored files: previews ----------------------------------------------------------------
+
+  /** The URL of a stored file, on this deployment. */
+  const fileUrl = (storageId) => `${location.origin}/api/storage/${encodeURIComponent(storageId)}`;
+
+  /** An <img> or <video> of a file of this origin, or a link when it is
+   *  neither (or lives elsewhere: the page loads nothing from other origins). */
+  function preview(url, contentType, label) {
+    const sameOrigin = url.startsWith(`${location.origin}/`);
+    if (sameOrigin && /^image\//.test(contentType)) {
+      return el('a', { href: url, target: '_blank', rel: 'noopener' }, el('img', { src: url, alt: label, loading: 'lazy' }));
+    }
+    if (sameOrigin && /^video\//.test(contentType)) {
+      return el('video', { src: url, controls: true, preload: 'metadata', title: label });
+    }
+    return el('a', { href: url, target: '_blank', rel: 'noopener noreferrer', text: label });
+  }
+
+  /** A run's output, shown inline: its stored file (a picture, or a video
+   *  when it does not decode as one), or the URL it names. */
+  function runOutput(run) {
+    if (run.outputStorageId) {
+      const url = fileUrl(run.outputStorageId);
+      const img = el('img', { src: url, alt: `output of run ${run._id}`, loading: 'lazy' });
+      img.addEventListener(
+        'error',
+        () => img.replaceWith(el('video', { src: url, controls: true, preload: 'metadata' })),
+        { once: true },
+      );
+      return el('a', { href: url, target: '_blank', rel: 'noopener' }, img);
+    }
+    const type = /\.(mp4|webm|mov)(\?|$)/i.test(run.output) ? 'video/mp4' : 'image/*';
+    return preview(run.output, type, run.output);
+  }
+
+  // --- Files --------------------------------------------------------------------------------
+
+  function formatBytes(n) {
+    if (n < 1024) return `${n} B`;
+    if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+    return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  }
+
+  async function loadFiles() {
+    const f = state.files;
+    const result = await call('_system:storageList', {
+      paginationOpts: { numItems: FILES_PAGE_ITEMS, cursor: f.cursors[f.index] },
+    });
+    f.isDone = result.isDone;
+    f.next = result.continueCursor;
+    const grid = clear($('files'));
+    if (!result.page.length) grid.append(el('p', { class: 'muted empty', text: 'No files stored yet.' }));
+    for (const file of result.page) {
+      const type = file.contentType || 'application/octet-stream';
+      grid.append(
+        el(
+          'article',
+          { class: 'file', dataset: { id: file._id } },
+          el('div', { class: 'thumb' }, preview(fileUrl(file._id), type, file._id)),
+          el(
+            'dl',
+            {},
+            el('dt', { text: 'id' }),
+            el('dd', {}, el('code', { text: file._id })),
+            el('dt', { text: 'type' }),
+            el('dd', { text: `${type} · ${formatBytes(file.size)}` }),
+            el('dt', { text: 'from' }),
+            el('dd', { text: file.owner || 'a worker or the admin' }),
+            el('dt', { text: 'output of' }),
+            el('dd', { text: file.outputOf || '—' }),
+            el('dt', { text: 'stored' }),
+            el('dd', { text: formatTime(file._creationTime) }),
+            el('dt', { text: 'sha256' }),
+            el('dd', {}, el('code', { class: 'hash', text: file.sha256 })),
+          ),
+        ),
+      );
+    }
+    $('files-info').textContent = `Newest first · page ${f.index + 1}`;
+    $('files-prev').disabled = f.index === 0;
+    $('files-next').disabled = result.isDone;
+    $('files-page').textContent = `Page ${f.index + 1}`;
   }
 
   // --- Overview --------------------------------------------------------------------------------
@@ -1097,6 +1192,25 @@
       button.addEventListener('click', () => selectTab(button.dataset.tab));
     }
     $('tables-refresh').addEventListener('click', guarded(loadTables));
+    $('files-refresh').addEventListener('click', guarded(loadFiles));
+    $('files-next').addEventListener(
+      'click',
+      guarded(async () => {
+        const f = state.files;
+        if (f.isDone) return;
+        f.cursors[f.index + 1] = f.next;
+        f.index += 1;
+        await loadFiles();
+      }),
+    );
+    $('files-prev').addEventListener(
+      'click',
+      guarded(async () => {
+        if (state.files.index === 0) return;
+        state.files.index -= 1;
+        await loadFiles();
+      }),
+    );
     $('id-filter').addEventListener(
       'submit',
       guarded(async (event) => {

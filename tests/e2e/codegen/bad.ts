@@ -22,6 +22,7 @@ export async function misuses(workflowId: Id<"workflows">, runId: Id<"runs">) {
   const user: Doc<"users"> = await client.query(api.users.me, {}); // BAD: may be null
   const credits: string = (await client.mutation(api.users.getOrCreate, {})).credits; // BAD: a number
   const id: Id<"runs"> = await client.mutation(api.workflows.create, { title: "x" }); // BAD: a workflows id
+  await client.query(api.files.getUrl, { storageId: runId }); // BAD: a runs id where a file's is expected
   return { user, credits, id };
 }
 

@@ -100,6 +100,24 @@ export function useDashboard(workflowId: Id<"workflows">) {
   };
 }
 
+// Files (api.md §9): the upload flow, and a run's stored output.
+export async function files(runId: Id<"runs">, file: Blob): Promise<string | null> {
+  const uploadUrl: string = await client.mutation(api.files.generateUploadUrl, {});
+  const res = await fetch(uploadUrl, { method: "POST", headers: { "Content-Type": file.type }, body: file });
+  const { storageId } = (await res.json()) as { storageId: Id<"_storage"> };
+  const url: string | null = await client.query(api.files.getUrl, { storageId });
+  const meta = await client.query(api.files.getMetadata, { storageId });
+  const size: number | undefined = meta?.size;
+  const sha: string | undefined = meta?.sha256;
+  const removed: null = await client.mutation(api.files.remove, { storageId });
+  const run = await client.query(api.runs.get, { id: runId });
+  const stored: Id<"_storage"> | undefined = run?.outputStorageId;
+  void size, sha, removed, stored;
+  return url;
+}
+assertType<Equal<FunctionArgs<typeof internal.runs.complete>, { id: Id<"runs">; workerId: string; output?: string; storageId?: Id<"_storage"> }>>();
+assertType<Equal<FunctionReturnType<typeof internal.runs.queue>, { queued: number; processing: number; oldestQueuedAt: number | null }>>();
+
 // Internal functions are typed too, and kept apart from the public ones.
 assertType<Equal<FunctionArgs<typeof internal.runs.claim>, { workerId: string; leaseSeconds?: number }>>();
 assertType<Equal<FunctionReturnType<typeof internal.runs.claim>, Doc<"runs"> | null>>();
