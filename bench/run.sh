@@ -7,13 +7,22 @@
 #
 #   query      a. HTTP query throughput and latency (wrk, users:me, valid token)
 #   mutation   b. HTTP mutation throughput against durable commits (group commit)
+#   write      w. runs:create against nginx answering the same requests, in
+#                 the same run (a ratio, repeated); bytes per runs:create; the
+#                 in-process ceiling (bench/writes.sh)
+#   memory     m. RSS idle, under 60 s of runs:create, and 10 s after
+#   scale      s. runs:create on a million runs against an empty database
+#   pgwrite    p. runs:create on a durable PostgreSQL against pgbench running
+#                 the same transaction on the same cluster; two nodes against
+#                 one (bench/writes.sh)
 #   sync       c. WebSocket mutation round trip with the real ConvexClient
 #   fanout     d. one write pushed to 1,000 and 5,000 sessions on one query
 #   precision  e. one user's write among 1,000 users' sessions: who is pushed
 #   callgrind  f. instructions per HTTP query; query re-executions per write
 #
-# Usage: bash bench/run.sh [query|mutation|sync|fanout|precision|callgrind ...]
-#        (no names: all of them, about 2 minutes on 2 cores; 2.5 with PostgreSQL)
+# Usage: bash bench/run.sh [query|mutation|write|memory|scale|pgwrite|sync|fanout|precision|callgrind ...]
+#        (no names: all of them, about 20 minutes on 2 cores, most of it
+#        prefilling the million runs of `scale`)
 # Each figure is printed as one line with its units and the command that
 # reruns it; all lines also go to bench/results/latest.txt. With
 # DOJO_BENCH_PG_URL=postgres://... (an empty database it may fill), or
@@ -30,7 +39,7 @@ set -euo pipefail
 
 # The knobs this run was given, repeated in every rerun command.
 KNOBS=""
-for v in WRK_ARGS BENCH_SERVE_ARGS FANOUT_SIZES PRECISION_SESSIONS RTT_CALLS CG_SESSIONS CG_SMALL CG_LARGE; do
+for v in WRK_ARGS BENCH_SERVE_ARGS FANOUT_SIZES PRECISION_SESSIONS RTT_CALLS CG_SESSIONS CG_SMALL CG_LARGE BENCH_REPS WRITE_SECONDS SCALE_RUNS PGBENCH_CLIENTS MEM_SECONDS; do
   if [ -n "${!v:-}" ]; then KNOBS="$KNOBS$v='${!v}' "; fi
 done
 
@@ -42,8 +51,10 @@ ROOT=$(dirname "$BENCH_DIR")
 . "$BENCH_DIR/http.sh"
 # shellcheck source=callgrind.sh
 . "$BENCH_DIR/callgrind.sh"
+# shellcheck source=writes.sh
+. "$BENCH_DIR/writes.sh"
 
-ALL=(query mutation memory sync fanout precision callgrind)
+ALL=(query mutation write memory scale pgwrite sync fanout precision callgrind)
 SELECTED=("$@")
 [ ${#SELECTED[@]} -gt 0 ] || SELECTED=("${ALL[@]}")
 for s in "${SELECTED[@]}"; do
@@ -73,6 +84,8 @@ need_pkg strace strace
 need_pkg curl curl
 need_pkg node nodejs
 selected callgrind && need_pkg valgrind valgrind
+selected write && need_pkg nginx nginx
+selected pgwrite && need_pkg pgbench postgresql
 
 # npm ci only when the lock file changed since the last install.
 lock_sum=$(sha256sum "$BENCH_DIR/package-lock.json" | cut -d' ' -f1)
@@ -101,6 +114,7 @@ on_exit() {
   local rc=$?
   bench_cleanup
   if [ -n "${PG_DIR:-}" ]; then "$ROOT/scripts/pg.sh" stop "$PG_DIR" >/dev/null 2>&1 || true; fi
+  if [ -n "${PGW_DIR:-}" ]; then "$ROOT/scripts/pg.sh" stop "$PGW_DIR" >/dev/null 2>&1 || true; fi
   if [ "${BENCH_KEEP:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
     echo "bench: logs and data kept in $WORK" >&2
   else
@@ -117,6 +131,8 @@ for _ in $(seq 60); do
   sleep 1
 done
 [ -x "$DOJO_BIN" ] || die "no build/dojo to copy"
+STOREBENCH_BIN="$WORK/dojo-storebench"
+cp "$ROOT/build/dojo-storebench" "$STOREBENCH_BIN" 2>/dev/null || die "no build/dojo-storebench to copy"
 
 # Thousands of sockets: raise the open-file limit (inherited by dojo and node).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -141,11 +157,19 @@ note "issuer $ISSUER_URL"
 
 # --- SQLite --------------------------------------------------------------------------
 
+if selected write; then
+  bench_write_ratio "w. runs:create, SQLite vs nginx" "$(rerun_of write)"
+fi
+
 if selected memory; then
   BENCH_STRACE=0 start_dojo sqlite-mem "sqlite:$WORK/sqlite-mem/dojo.db"
   note "dojo serve $SRV_URL (SQLite) for the memory figures"
   bench_memory "m. memory, SQLite" "$(rerun_of memory)"
   stop_dojo
+fi
+
+if selected scale; then
+  bench_scale "s. runs:create, 1M runs vs empty" "$(rerun_of scale)"
 fi
 
 if selected query || selected mutation || selected sync; then
@@ -188,7 +212,7 @@ fi
 
 # --- PostgreSQL (optional) --------------------------------------------------------------
 
-if [ -n "${DOJO_BENCH_PG_URL:-}" ] && { selected query || selected mutation; }; then
+if [ -n "${DOJO_BENCH_PG_URL:-}" ] && { selected query || selected mutation || selected memory; }; then
   pg_url="$DOJO_BENCH_PG_URL"
   if [ "$pg_url" = auto ]; then
     note "starting a throwaway PostgreSQL cluster (scripts/pg.sh: fsync off — no durability figures)"
@@ -202,7 +226,19 @@ if [ -n "${DOJO_BENCH_PG_URL:-}" ] && { selected query || selected mutation; }; 
   selected query && bench_query "a. HTTP query users:me (PostgreSQL)" "$(rerun_of query pg)"
   selected mutation && bench_mutations "b. PG HTTP mutation" "$(rerun_of mutation pg)"
   stop_dojo
+  if selected memory; then
+    schema="mem_$RANDOM"
+    psql "$pg_url" -qc "CREATE SCHEMA $schema" >/dev/null
+    sep="?"; [[ "$pg_url" == *\?* ]] && sep="&"
+    BENCH_STRACE=0 start_dojo pg-mem "$pg_url${sep}options=-csearch_path%3D$schema"
+    bench_memory "m. memory, PostgreSQL" "$(rerun_of memory pg)"
+    stop_dojo
+  fi
   SRV_PG_URL=""
+fi
+
+if selected pgwrite; then
+  bench_pg_ratio "p. runs:create, PostgreSQL vs pgbench" "$(rerun_of pgwrite)"
 fi
 
 # --- callgrind ---------------------------------------------------------------------------

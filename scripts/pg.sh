@@ -11,7 +11,9 @@
 #                                    that `eval "$(scripts/pg.sh start)"` works.
 #   scripts/pg.sh stop DIR           stop that cluster and remove DIR.
 #
-# Trust authentication, fsync off: for tests only, never for data. As root the
+# Trust authentication, fsync off: for tests only, never for data (with
+# PG_DURABLE=1 the cluster syncs as a production one does: fsync,
+# synchronous_commit and full_page_writes on — the benchmarks). As root the
 # server runs as the unprivileged `postgres` user (initdb refuses root). The
 # port is probed rather than fixed, so a system cluster on 5432 (or another
 # test run) does not collide. Binaries: $PG_BIN, else the newest
@@ -73,10 +75,11 @@ start() {
   for attempt in $(seq 1 20); do
     local candidate=$((20000 + RANDOM % 30000))
     port_busy "$candidate" && continue
+    local sync_opts="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    [ "${PG_DURABLE:-0}" = 1 ] && sync_opts="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
     if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
       -o "-c listen_addresses=127.0.0.1 -p $candidate -c unix_socket_directories=$dir \
-          -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-          -c max_connections=300 -c shared_buffers=64MB" >/dev/null 2>&1; then
+          $sync_opts -c max_connections=300 -c shared_buffers=64MB" >/dev/null 2>&1; then
       port=$candidate
       break
     fi
