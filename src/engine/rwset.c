@@ -38,7 +38,7 @@ void read_set_add(read_set *rs, const schema_table *t, const schema_index *ix, j
         return;
     }
     if (rs->n_ranges == rs->cap_ranges) {
-        int cap = rs->cap_ranges ? rs->cap_ranges * 2 : 8;
+        int cap = rs->cap_ranges ? rs->cap_ranges * 2 : 2; /* most queries read one or two */
         read_range *grown = realloc(rs->ranges, (size_t)cap * sizeof *grown);
         if (!grown) {
             rs->whole_database = true;

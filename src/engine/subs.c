@@ -42,8 +42,9 @@ struct subs {
     uint64_t runs_started;
     int n_retry; /* instances with retry set */
     uint64_t retry_walked_ms;
-    uint64_t warned_ms;  /* last warning about passing failures */
-    int warn_suppressed; /* failures since, not logged */
+    uint64_t warned_ms;                   /* last warning about passing failures */
+    int warn_suppressed;                  /* failures since, not logged */
+    char *(*encode)(const json_t *value); /* results are kept as this text */
     void (*advance_cb)(void *data);
     void *advance_data;
     /* Ring of the most recent commits, at most LIMIT_COMMIT_HISTORY_COMMITS_MAX
@@ -261,20 +262,47 @@ static bool missed_commit(const subs *s, uint64_t since, const read_set *reads)
     return !subs_unchanged_between(s, since, s->processed_ts, reads);
 }
 
-static bool same_result(const sub_query *q, const call *c)
+/* Whether c's outcome is q's: compared as encoded text when the manager
+ * encodes results (text), else as values. */
+static bool same_result(const sub_query *q, const call *c, const rcbuf *text)
 {
     if (!q->has_result || q->rc != c->rc) return false;
     if (c->rc) return strcmp(q->err.msg, c->err.msg) == 0;
-    return json_equal(q->value, c->result) && json_equal(q->log_lines, c->log_lines);
+    bool same_value = text && q->wire_value
+                          ? text->len == q->wire_value->len &&
+                                memcmp(text->bytes, q->wire_value->bytes, text->len) == 0
+                          : q->value && json_equal(q->value, c->result);
+    return same_value && json_equal(q->log_lines, c->log_lines);
+}
+
+/* c's result encoded by the manager's encoder (NULL when there is none, or
+ * out of memory: the value is kept instead). */
+static rcbuf *encode_result(const subs *s, const call *c)
+{
+    if (c->rc || !s->encode) return NULL;
+    char *text = s->encode(c->result);
+    rcbuf *b = text ? rcbuf_new(text, strlen(text)) : NULL;
+    free(text);
+    return b;
 }
 
 static void store_result(subs *s, sub_query *q, call *c)
 {
-    bool changed = !same_result(q, c);
+    rcbuf *text = encode_result(s, c);
+    bool changed = !same_result(q, c, text);
     q->has_result = true;
     q->rc = c->rc;
     json_decref(q->value);
-    q->value = c->rc ? NULL : json_incref(c->result);
+    q->value = NULL;
+    rcbuf_unref(q->wire_value);
+    q->wire_value = NULL;
+    if (text) {
+        /* Kept encoded only: the text is what is pushed and compared, and a
+         * fraction of the value's tree in memory. */
+        q->wire_value = text;
+    } else if (c->rc == 0) {
+        q->value = json_incref(c->result);
+    }
     err_clear(&q->err);
     if (c->rc) err_move(&q->err, &c->err);
     json_decref(q->log_lines);
@@ -286,6 +314,7 @@ static void store_result(subs *s, sub_query *q, call *c)
     read_mask(&q->reads, q->table_mask);
     if (!q->journal && c->journal_out) q->journal = strdup(c->journal_out);
     if (changed) q->version++;
+    q->wire_value_version = q->version;
 }
 
 static void on_run_done(call *c)
@@ -453,6 +482,11 @@ static void lru_link(subs *s, sub_query *q)
     }
 }
 
+void subs_set_encoder(subs *s, char *(*encode)(const json_t *value))
+{
+    s->encode = encode;
+}
+
 void subs_cache_configure(subs *s, size_t bytes_max)
 {
     s->cache_bytes_max = bytes_max;
@@ -614,7 +648,9 @@ static sub_query *subscribe(subs *s, const fn_def *fn, const json_t *args, const
         q->key = key;
         q->fn = fn;
         q->args = json_deep_copy(args);
-        q->identity = identity ? json_deep_copy(identity) : NULL;
+        /* Identities are never changed once made: shared, not copied (a
+         * run gets its own copy when it crosses to a reader thread). */
+        q->identity = identity ? json_incref((json_t *)identity) : NULL;
         q->admin = admin;
         q->worker = worker;
         q->journal = journal ? strdup(journal) : NULL;

@@ -60,15 +60,15 @@ struct sub_query {
     /* The latest result (valid when has_result). */
     bool has_result;
     int rc;        /* 0, or the function's error code */
-    json_t *value; /* result or NULL */
+    json_t *value; /* result, or NULL (always NULL when the manager encodes results) */
     err_t err;
     json_t *log_lines;
     uint64_t result_ts; /* snapshot the result was computed at */
     uint64_t version;   /* increases whenever the result changes */
     read_set reads;
-    /* The result as the sync layer sends it, serialized once per version and
-     * shared by every session pushing it (made by the sync layer; the
-     * instance holds one reference, dropped when it is freed). */
+    /* The result as the sync layer sends it, encoded once per version by the
+     * manager's encoder (subs_set_encoder) and shared by every session
+     * pushing it; the instance holds one reference. */
     struct rcbuf *wire_value;
     uint64_t wire_value_version;
 
@@ -134,6 +134,10 @@ bool subs_unchanged_between(const subs *s, uint64_t from, uint64_t to, const rea
 
 /* --- the query cache --------------------------------------------------------------- */
 
+/* Keeps every result encoded by encode (a malloc'd text; the sync layer's
+ * wire encoding) instead of as a value: compared as text, pushed from it,
+ * a fraction of the value's memory. Without one, values are kept. */
+void subs_set_encoder(subs *s, char *(*encode)(const json_t *value));
 /* Caches at most bytes_max bytes of results without listeners (0: none). */
 void subs_cache_configure(subs *s, size_t bytes_max);
 /* The instance whose result answers (fn, args, identity, admin) now, or

@@ -1,8 +1,11 @@
 /*
- * ws.c — WebSocket connections over libuv with wslay's event API (see ws.h).
- * Incoming bytes are appended to an input buffer and fed to wslay_event_recv
- * through recv_cb; wslay's frames leave through send_cb as libuv writes whose
- * bytes are counted until written (the send buffer bound).
+ * ws.c — WebSocket connections over libuv (see ws.h). What the socket reads
+ * goes through the frame decoder (net/ws_frame.c) as it arrives; text
+ * messages go to the owner, pings are answered, a close is answered and
+ * ends the connection. What dojo sends is framed here — text messages from
+ * copied and shared parts, pings, pongs, closes — as libuv writes whose
+ * bytes are counted until written (the unread bounds). A connection holds
+ * no buffer between messages.
  * Thread: the event-loop thread only.
  */
 #include "net/ws.h"
@@ -11,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <wslay/wslay.h>
 
 #include "base/b64.h"
 #include "base/clock.h"
@@ -34,14 +36,12 @@ static size_t ws_total_private_bytes, ws_total_shared_bytes;
 struct ws_conn {
     uv_tcp_t *tcp;
     uv_timer_t close_timer;
-    wslay_event_context_ptr ctx;
     ws_callbacks cb;
     void *data;
-    ws_frame_scan scan; /* frame headers checked as they arrive */
-    char *in;           /* received, not yet consumed by wslay */
-    size_t in_len, in_off, in_cap;
+    ws_reader reader;           /* the client's frames, decoded as they arrive */
     size_t pending_write_bytes; /* queued and not yet written, shared buffers included */
-    bool close_queued;          /* ws_close was called: no more messages */
+    bool close_queued;          /* our close frame is queued: nothing more is sent or read */
+    bool close_received;        /* the client's close frame came (and was answered) */
     bool paused;                /* reading stopped by ws_pause_reading */
     uint64_t last_receive_ms;
     bool closing;  /* socket close started */
@@ -73,8 +73,7 @@ bool ws_is_upgrade(const http_request *req)
 static void maybe_free(ws_conn *c)
 {
     if (c->handles_open > 0) return;
-    if (c->ctx) wslay_event_context_free(c->ctx);
-    free(c->in);
+    ws_reader_free(&c->reader);
     free(c);
 }
 
@@ -101,7 +100,11 @@ static void shut(ws_conn *c, int code)
     }
 }
 
-static void on_close_timeout(uv_timer_t *t);
+static void on_close_timeout(uv_timer_t *t)
+{
+    ws_conn *c = t->data;
+    shut(c, c->close_code ? c->close_code : 1000);
+}
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
@@ -153,72 +156,99 @@ static void on_written(uv_write_t *req, int status)
         return;
     }
     if (c->closing || c->pending_write_bytes > 0) return;
-    /* Everything out and wslay is done with the connection: close it. */
-    if (!wslay_event_want_read(c->ctx) && !wslay_event_want_write(c->ctx)) {
+    /* Everything out, our close frame included: close the connection. */
+    if (c->close_queued) {
         finish(c);
         return;
     }
     /* Everything out: the owner may send what it held back. */
-    if (!c->draining && !c->close_queued && c->cb.on_drain) c->cb.on_drain(c->data);
+    if (!c->draining && c->cb.on_drain) c->cb.on_drain(c->data);
 }
 
-static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-                       void *user)
+/* Queues len bytes of our own (a control frame) as one write. */
+static int write_private(ws_conn *c, const uint8_t *bytes, size_t len)
 {
-    (void)flags;
-    ws_conn *c = user;
-    if (c->closing) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
     ws_write *w = malloc(sizeof *w + len);
     if (!w) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
+        shut(c, 1011);
+        return ERR_NOMEM;
     }
     *w = (ws_write){.conn = c, .len = len, .private_len = len};
-    memcpy(w->bytes, data, len);
+    memcpy(w->bytes, bytes, len);
     uv_buf_t buf = uv_buf_init(w->bytes, (unsigned)len);
-    if (uv_write(&w->req, (uv_stream_t *)c->tcp, &buf, 1, on_written) != 0) {
-        free(w);
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
     c->pending_write_bytes += len;
     ws_total_private_bytes += len;
-    return (ssize_t)len;
+    if (uv_write(&w->req, (uv_stream_t *)c->tcp, &buf, 1, on_written) != 0) {
+        on_written(&w->req, UV_ECANCELED); /* the socket is gone */
+        return ERR_IO;
+    }
+    return 0;
 }
 
-static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
+/* A control frame (ping, pong, close) with up to 125 bytes of payload. */
+static int send_control(ws_conn *c, int opcode, const uint8_t *payload, size_t len)
 {
-    (void)flags;
-    ws_conn *c = user;
-    size_t avail = c->in_len - c->in_off;
-    if (avail == 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    size_t n = avail < len ? avail : len;
-    memcpy(buf, c->in + c->in_off, n);
-    c->in_off += n;
-    return (ssize_t)n;
+    ASSERT(len <= WS_CONTROL_PAYLOAD_BYTES_MAX);
+    uint8_t frame[2 + WS_CONTROL_PAYLOAD_BYTES_MAX];
+    frame[0] = (uint8_t)(0x80 | opcode);
+    frame[1] = (uint8_t)len;
+    if (len) memcpy(frame + 2, payload, len);
+    return write_private(c, frame, 2 + len);
 }
 
-static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                   void *user)
+/* Sends our close frame (code 0: without a status, the peer sees 1005) and
+ * reads nothing more; the connection ends once it is written. */
+static void send_close(ws_conn *c, uint16_t code, const char *reason)
 {
-    ws_conn *c = user;
-    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
-        c->close_code = arg->status_code ? arg->status_code : 1005;
-        return;
+    if (c->closing || c->close_queued) return;
+    c->close_queued = true;
+    ws_reader_stop(&c->reader);
+    uint8_t payload[WS_CONTROL_PAYLOAD_BYTES_MAX];
+    size_t len = 0;
+    if (code) {
+        payload[0] = (uint8_t)(code >> 8);
+        payload[1] = (uint8_t)code;
+        size_t reason_len = reason ? strlen(reason) : 0;
+        if (reason_len > WS_CONTROL_PAYLOAD_BYTES_MAX - 2)
+            reason_len = WS_CONTROL_PAYLOAD_BYTES_MAX - 2;
+        if (reason_len) memcpy(payload + 2, reason, reason_len);
+        len = 2 + reason_len;
     }
-    if (arg->opcode == WSLAY_BINARY_FRAME) {
-        wslay_event_queue_close(ctx, WSLAY_CODE_UNSUPPORTED_DATA,
-                                (const uint8_t *)"binary messages are not supported", 33);
-        return;
-    }
-    if (arg->opcode == WSLAY_TEXT_FRAME && c->cb.on_message && !c->closing)
-        c->cb.on_message(c->data, (const char *)arg->msg, arg->msg_length);
+    if (!c->close_code) c->close_code = code ? code : 1005;
+    uv_timer_start(&c->close_timer, on_close_timeout, WS_CLOSE_GRACE_MS, 0);
+    if (send_control(c, WS_OP_CLOSE, payload, len) == 0 && c->pending_write_bytes == 0) finish(c);
+}
+
+/* A close status the peer may send (RFC 6455 §7.4). */
+static bool close_code_valid(unsigned code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+           (code >= 3000 && code <= 4999);
+}
+
+static void on_text(void *data, const char *text, size_t len)
+{
+    ws_conn *c = data;
+    if (!c->closing && !c->close_queued && c->cb.on_message) c->cb.on_message(c->data, text, len);
+}
+
+static void on_control(void *data, int opcode, const uint8_t *payload, size_t len)
+{
+    ws_conn *c = data;
+    if (c->closing) return;
+    if (opcode == WS_OP_PING) {
+        send_control(c, WS_OP_PONG, payload, len);
+    } else if (opcode == WS_OP_CLOSE) {
+        /* Answered with the same status (none for none), then the end. */
+        c->close_received = true;
+        unsigned code = len >= 2 ? (unsigned)(payload[0] << 8 | payload[1]) : 0;
+        if (len == 1 || (len >= 2 && !close_code_valid(code))) {
+            send_close(c, 1002, "invalid close frame");
+            return;
+        }
+        c->close_code = code ? (uint16_t)code : 1005;
+        send_close(c, (uint16_t)code, NULL);
+    } /* a pong: the peer is alive, which its bytes already said */
 }
 
 bool ws_unread_too_much(size_t own_bytes, size_t all_bytes)
@@ -244,58 +274,22 @@ int ws_check_unread(ws_conn *c)
     return ERR_LIMIT;
 }
 
-/* Lets wslay send what is queued; closes when it has nothing more to do. */
-static void pump(ws_conn *c)
-{
-    if (c->closing) return;
-    if (wslay_event_send(c->ctx) != 0) {
-        shut(c, 1006);
-        return;
-    }
-    if (ws_check_unread(c) != 0) return;
-    if (!wslay_event_want_read(c->ctx) && !wslay_event_want_write(c->ctx) &&
-        c->pending_write_bytes == 0)
-        finish(c);
-}
-
 static void feed(ws_conn *c, const char *bytes, size_t n)
 {
     c->last_receive_ms = clock_mono_ms();
-    /* After a close frame (ours or a refused message) the rest is discarded. */
-    if (c->draining || !wslay_event_get_read_enabled(c->ctx)) return;
-    ws_frame_verdict v =
-        ws_frame_scan_feed(&c->scan, (const uint8_t *)bytes, n, LIMIT_WS_FRAME_BYTES_MAX);
-    if (v != WS_FRAME_OK) {
-        /* Refused as soon as its header is complete: a frame announcing more
-         * than the bound is never waited for. */
-        static const char too_big[] = "frame larger than 16 MiB", bad[] = "malformed frame";
-        bool big = v == WS_FRAME_TOO_BIG;
-        log_info("websocket: %s; closing", big ? too_big : bad);
-        ws_close(c, big ? WSLAY_CODE_MESSAGE_TOO_BIG : WSLAY_CODE_PROTOCOL_ERROR,
-                 big ? too_big : bad);
-        return;
-    }
-    if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
-    if (c->in_len + n > c->in_cap) {
-        size_t cap = c->in_cap ? c->in_cap : WS_READ_CHUNK_BYTES;
-        while (cap < c->in_len + n)
-            cap *= 2;
-        char *grown = realloc(c->in, cap);
-        if (!grown) {
-            shut(c, 1011);
-            return;
-        }
-        c->in = grown;
-        c->in_cap = cap;
-    }
-    memcpy(c->in + c->in_len, bytes, n);
-    c->in_len += n;
-    if (wslay_event_recv(c->ctx) != 0 && !wslay_event_want_write(c->ctx)) {
-        shut(c, 1002); /* a protocol error with nothing left to say */
-        return;
-    }
-    /* A refused frame (too big, bad) has a close frame queued: send it. */
-    pump(c);
+    /* After a close frame (ours or the peer's) the rest is discarded. */
+    if (c->draining || c->close_queued || c->closing) return;
+    static const ws_reader_events events = {.on_text = on_text, .on_control = on_control};
+    ws_read_verdict v = ws_reader_feed(&c->reader, (const uint8_t *)bytes, n, &events, c);
+    if (v == WS_READ_OK) return;
+    /* Refused as soon as it is seen: a frame announcing more than the bound
+     * is never waited for. */
+    const char *why = v == WS_READ_TOO_BIG       ? "frame or message larger than 16 MiB"
+                      : v == WS_READ_UNSUPPORTED ? "binary messages are not supported"
+                      : v == WS_READ_NOMEM       ? "out of memory"
+                                                 : "malformed frame";
+    log_info("websocket: %s; closing", why);
+    send_close(c, (uint16_t)v, why);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -312,12 +306,6 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n > 0) feed(c, buf->base, (size_t)n);
     free(buf->base);
     if (n < 0) shut(c, c->close_code ? c->close_code : 1006);
-}
-
-static void on_close_timeout(uv_timer_t *t)
-{
-    ws_conn *c = t->data;
-    shut(c, c->close_code ? c->close_code : 1000);
 }
 
 static int handshake_response(const http_request *req, char *out, size_t out_bytes, err_t *e)
@@ -355,20 +343,12 @@ int ws_accept(http_request *req, const ws_callbacks *cb, void *data, ws_conn **o
         http_respond_error(req, 503, "Overloaded", "out of memory");
         return err_set(e, ERR_NOMEM, "out of memory");
     }
-    static const struct wslay_event_callbacks callbacks = {
-        .recv_callback = recv_cb, .send_callback = send_cb, .on_msg_recv_callback = on_msg};
-    if (wslay_event_context_server_init(&c->ctx, &callbacks, c) != 0) {
-        free(c);
-        http_respond_error(req, 503, "Overloaded", "out of memory");
-        return err_set(e, ERR_NOMEM, "out of memory");
-    }
-    wslay_event_config_set_max_recv_msg_length(c->ctx, LIMIT_WS_MESSAGE_BYTES_MAX);
+    ws_reader_init(&c->reader, LIMIT_WS_FRAME_BYTES_MAX, LIMIT_WS_MESSAGE_BYTES_MAX);
     uv_loop_t *loop = NULL;
     char *leftover = NULL;
     size_t leftover_len = 0;
     uv_tcp_t *tcp = NULL;
     if (http_take_over(req, head, &tcp, &leftover, &leftover_len) != 0) {
-        wslay_event_context_free(c->ctx);
         free(c);
         return err_set(e, ERR_IO, "the client went away during the upgrade");
     }
@@ -411,15 +391,7 @@ static size_t text_frame_header(uint64_t len, uint8_t out[WS_FRAME_HEADER_BYTES_
 int ws_send_text_parts(ws_conn *c, const ws_part *parts, int n_parts)
 {
     ASSERT(n_parts >= 1 && n_parts <= WS_PARTS_MAX);
-    if (c->closing || c->close_queued || wslay_event_get_close_received(c->ctx) ||
-        wslay_event_get_close_sent(c->ctx))
-        return ERR_IO;
-    /* Whatever wslay holds (a pong) goes first: frames leave in order. */
-    if (wslay_event_send(c->ctx) != 0) {
-        shut(c, 1006);
-        return ERR_IO;
-    }
-    ASSERT(!wslay_event_want_write(c->ctx)); /* send_cb takes every byte it is given */
+    if (c->closing || c->close_queued || c->close_received) return ERR_IO;
     uint8_t head[WS_FRAME_HEADER_BYTES_MAX];
     size_t len = 0, private_len, n_shared = 0;
     for (int i = 0; i < n_parts; i++) {
@@ -502,23 +474,13 @@ void ws_pause_reading(ws_conn *c, bool paused)
 
 void ws_send_ping(ws_conn *c)
 {
-    if (c->closing) return;
-    struct wslay_event_msg msg = {.opcode = WSLAY_PING, .msg = NULL, .msg_length = 0};
-    wslay_event_queue_msg(c->ctx, &msg);
-    pump(c);
+    if (c->closing || c->close_queued) return;
+    if (send_control(c, WS_OP_PING, NULL, 0) == 0) ws_check_unread(c);
 }
 
 void ws_close(ws_conn *c, uint16_t code, const char *reason)
 {
-    if (c->closing) return;
-    c->close_queued = true;
-    size_t len = reason ? strlen(reason) : 0;
-    if (len > 122) len = 122;
-    wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason, len);
-    wslay_event_shutdown_read(c->ctx);
-    if (!c->close_code) c->close_code = code ? code : 1005;
-    uv_timer_start(&c->close_timer, on_close_timeout, WS_CLOSE_GRACE_MS, 0);
-    pump(c);
+    send_close(c, code, reason);
 }
 
 size_t ws_buffered_bytes(const ws_conn *c)

@@ -271,15 +271,44 @@ static void dispatch_batch(api_req *r);
 static rcbuf *cached_body(subs *sm, sub_query *q, wire_format fmt)
 {
     int f = fmt == WIRE_ENCODED ? 1 : 0;
-    if (!q->http_body[f] || q->http_body_version[f] != q->version) {
-        json_t *body = outcome_response(q->rc, q->value, &q->err, q->log_lines, fmt);
+    if (q->http_body[f] && q->http_body_version[f] == q->version) return q->http_body[f];
+    rcbuf *b = NULL;
+    bool encoded = q->rc == 0 && !q->value && q->wire_value;
+    if (encoded && fmt == WIRE_ENCODED) {
+        /* The value is already the wire text: only the envelope is new. */
+        char *lines = json_array_size(q->log_lines) ? json_dumps(q->log_lines, JSON_COMPACT) : NULL;
+        sbuf text;
+        sbuf_init(&text, q->wire_value->len + 64);
+        sbuf_puts(&text, "{\"status\":\"success\",\"value\":");
+        sbuf_append(&text, q->wire_value->bytes, q->wire_value->len);
+        if (lines) sbuf_printf(&text, ",\"logLines\":%s", lines);
+        sbuf_puts(&text, "}");
+        free(lines);
+        if (!sbuf_failed(&text)) b = rcbuf_new(text.data, text.len);
+        sbuf_free(&text);
+    } else {
+        /* Another format, or a value kept as such: from the value (decoded
+         * from the wire text when that is all there is). */
+        json_t *value = NULL;
+        if (encoded) {
+            err_t e;
+            err_init(&e);
+            json_t *parsed = json_loadb(q->wire_value->bytes, q->wire_value->len, 0, NULL);
+            value = parsed ? wire_decode(parsed, &e) : NULL;
+            json_decref(parsed);
+            err_clear(&e);
+            if (!value) return NULL;
+        }
+        json_t *body =
+            outcome_response(q->rc, encoded ? value : q->value, &q->err, q->log_lines, fmt);
+        json_decref(value);
         char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
         json_decref(body);
-        rcbuf *b = text ? rcbuf_new(text, strlen(text)) : NULL;
+        if (text) b = rcbuf_new(text, strlen(text));
         free(text);
-        if (!b) return NULL;
-        subs_cache_set_body(sm, q, f, b);
     }
+    if (!b) return NULL;
+    subs_cache_set_body(sm, q, f, b);
     return q->http_body[f];
 }
 

@@ -14,6 +14,7 @@
 #include "base/limits.h"
 #include "base/log.h"
 #include "proto/metrics.h"
+#include "proto/wire.h"
 #include "proto/sync_internal.h"
 
 static void on_advance(void *data)
@@ -49,6 +50,12 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
+/* Results are kept as the wire text they are pushed as. */
+static char *encode_value(const json_t *value)
+{
+    return wire_dumps(value, WIRE_ENCODED);
+}
+
 static void hub_commit(void *data, uint64_t ts, const write_set *writes)
 {
     sync_hub *hub = data;
@@ -62,6 +69,7 @@ sync_hub *sync_hub_new(server *srv)
     hub->srv = srv;
     hub->subs = subs_new(srv->en);
     subs_on_advance(hub->subs, on_advance, hub);
+    subs_set_encoder(hub->subs, encode_value);
     subs_cache_configure(hub->subs, srv->cfg.query_cache_set ? srv->cfg.query_cache_bytes
                                                              : LIMIT_QUERY_CACHE_BYTES_DEFAULT);
     engine_on_commit(srv->en, hub_commit, hub);

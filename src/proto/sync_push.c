@@ -128,6 +128,7 @@ static void append_json(sbuf *b, const json_t *v)
 static rcbuf *value_text(sub_query *q)
 {
     if (!q->wire_value || q->wire_value_version != q->version) {
+        ASSERT(q->value); /* without an encoder the manager keeps the value */
         rcbuf_unref(q->wire_value);
         char *text = wire_dumps(q->value, WIRE_ENCODED);
         q->wire_value = text ? rcbuf_new(text, strlen(text)) : NULL;

@@ -263,7 +263,7 @@ static int add_query(session *s, const json_t *mod, const char *where)
         return -1;
     }
     if (s->n_queries == s->cap_queries) {
-        int cap = s->cap_queries ? s->cap_queries * 2 : 8;
+        int cap = s->cap_queries ? s->cap_queries * 2 : 1; /* most sessions hold a few */
         sess_query *grown = realloc(s->queries, (size_t)cap * sizeof *grown);
         if (!grown) {
             session_fatal(s, "out of memory");
