@@ -297,23 +297,25 @@ static void write_report(char *report, int from, int to, const ddl_counts *n)
                  "upgraded storage format %d → %d (%lld document%s in %d table%s rewritten); ",
                  n->format_from, STORE_FORMAT, n->docs_rewritten, n->docs_rewritten == 1 ? "" : "s",
                  n->tables_upgraded, n->tables_upgraded == 1 ? "" : "s");
+    /* The report's own buffer: its parts are bounded above so that the
+     * sentence fits; one that did not would end cut, never overrun. */
+    sqlbuf r;
+    sqlbuf_init(&r, report, STORE_REPORT_BYTES_MAX);
     if (n->tables_upgraded && from == to) {
         upgrade[strlen(upgrade) - 2] = '\0'; /* without its "; " */
-        snprintf(report, STORE_REPORT_BYTES_MAX, "%s: %s (schema version %d)", upgrade,
-                 changed ? text : "no other changes", to);
+        sqlbuf_add(&r, "%s: %s (schema version %d)", upgrade, changed ? text : "no other changes",
+                   to);
     } else if (from < to && from > 0)
-        snprintf(report, STORE_REPORT_BYTES_MAX, "%smigrated schema %d → %d: %s", upgrade, from, to,
-                 changed ? text : "no DDL changes");
+        sqlbuf_add(&r, "%smigrated schema %d → %d: %s", upgrade, from, to,
+                   changed ? text : "no DDL changes");
     else if (from == 0 && changed)
-        snprintf(report, STORE_REPORT_BYTES_MAX, "%s%s (schema version %d)", upgrade, text, to);
+        sqlbuf_add(&r, "%s%s (schema version %d)", upgrade, text, to);
     else if (from == 0)
-        snprintf(report, STORE_REPORT_BYTES_MAX,
-                 "%sadopted the existing tables (schema version %d)", upgrade, to);
+        sqlbuf_add(&r, "%sadopted the existing tables (schema version %d)", upgrade, to);
     else if (changed)
-        snprintf(report, STORE_REPORT_BYTES_MAX, "%srepaired schema (version %d): %s", upgrade, to,
-                 text);
+        sqlbuf_add(&r, "%srepaired schema (version %d): %s", upgrade, to, text);
     else
-        snprintf(report, STORE_REPORT_BYTES_MAX, "%sschema up to date (version %d)", upgrade, to);
+        sqlbuf_add(&r, "%sschema up to date (version %d)", upgrade, to);
 }
 
 int ddl_parse_version(const char *text, int *version, err_t *e)
