@@ -101,6 +101,7 @@ if (mode === 'fanout') {
 
   const latencies = [];
   const serverLags = [];
+  const fromCommit = []; // arrival minus the commit's own timestamp (endVersion.ts), same clock
   let stray = 0;
   const allIn = new Promise((resolve) => {
     let left = N;
@@ -113,6 +114,8 @@ if (mode === 'fanout') {
         }
         s.onTransition = null;
         latencies.push(arrived - t0);
+        const commitNs = Buffer.from(msg.endVersion.ts, 'base64').readBigUInt64LE(0);
+        fromCommit.push(performance.timeOrigin + arrived - Number(commitNs / 1000n) / 1000);
         serverLags.push(Number(BigInt(msg.serverTs) / 1000n) / 1000 - t0Epoch);
         if (--left === 0) resolve();
       };
@@ -132,6 +135,8 @@ if (mode === 'fanout') {
   const grantMs = await grantDone;
   latencies.sort((a, b) => a - b);
   serverLags.sort((a, b) => a - b);
+  fromCommit.sort((a, b) => a - b);
+  const lastFromCommit = fromCommit[fromCommit.length - 1];
   for (const s of sessions) s.close();
   console.log(
     JSON.stringify({
@@ -144,6 +149,9 @@ if (mode === 'fanout') {
       maxMs: latencies[latencies.length - 1],
       serverFirstMs: serverLags[0],
       serverLastMs: serverLags[serverLags.length - 1],
+      p50FromCommitMs: pct(fromCommit, 50),
+      lastFromCommitMs: lastFromCommit,
+      deliveriesPerSec: (N * 1000) / lastFromCommit,
       stray,
     }),
   );

@@ -15,12 +15,17 @@
 #   pgwrite    p. runs:create on a durable PostgreSQL against pgbench running
 #                 the same transaction on the same cluster; two nodes against
 #                 one (bench/writes.sh)
+#   cache      q. users:me from the query cache against nginx answering the
+#                 same requests with the same body, in the same run
+#   nchan      n. one commit to 1,000 subscribers against nginx + nchan's
+#                 fan-out of one message; 10,000 subscribers (bench/reads.sh)
+#   sessions   i. RSS per idle session with one subscription, at 10,000
 #   sync       c. WebSocket mutation round trip with the real ConvexClient
 #   fanout     d. one write pushed to 1,000 and 5,000 sessions on one query
 #   precision  e. one user's write among 1,000 users' sessions: who is pushed
 #   callgrind  f. instructions per HTTP query; query re-executions per write
 #
-# Usage: bash bench/run.sh [query|mutation|write|memory|scale|pgwrite|sync|fanout|precision|callgrind ...]
+# Usage: bash bench/run.sh [query|mutation|write|memory|scale|pgwrite|cache|nchan|sessions|sync|fanout|precision|callgrind ...]
 #        (no names: all of them, about 20 minutes on 2 cores, most of it
 #        prefilling the million runs of `scale`)
 # Each figure is printed as one line with its units and the command that
@@ -39,7 +44,7 @@ set -euo pipefail
 
 # The knobs this run was given, repeated in every rerun command.
 KNOBS=""
-for v in WRK_ARGS BENCH_SERVE_ARGS FANOUT_SIZES PRECISION_SESSIONS RTT_CALLS CG_SESSIONS CG_SMALL CG_LARGE BENCH_REPS WRITE_SECONDS SCALE_RUNS PGBENCH_CLIENTS MEM_SECONDS; do
+for v in WRK_ARGS BENCH_SERVE_ARGS FANOUT_N SESSIONS_N FANOUT_SIZES PRECISION_SESSIONS RTT_CALLS CG_SESSIONS CG_SMALL CG_LARGE BENCH_REPS WRITE_SECONDS SCALE_RUNS PGBENCH_CLIENTS MEM_SECONDS; do
   if [ -n "${!v:-}" ]; then KNOBS="$KNOBS$v='${!v}' "; fi
 done
 
@@ -51,10 +56,14 @@ ROOT=$(dirname "$BENCH_DIR")
 . "$BENCH_DIR/http.sh"
 # shellcheck source=callgrind.sh
 . "$BENCH_DIR/callgrind.sh"
+# shellcheck source=lib/refs.sh
+. "$BENCH_DIR/lib/refs.sh"
 # shellcheck source=writes.sh
 . "$BENCH_DIR/writes.sh"
+# shellcheck source=reads.sh
+. "$BENCH_DIR/reads.sh"
 
-ALL=(query mutation write memory scale pgwrite sync fanout precision callgrind)
+ALL=(query mutation write memory scale pgwrite cache nchan sessions sync fanout precision callgrind)
 SELECTED=("$@")
 [ ${#SELECTED[@]} -gt 0 ] || SELECTED=("${ALL[@]}")
 for s in "${SELECTED[@]}"; do
@@ -84,7 +93,10 @@ need_pkg strace strace
 need_pkg curl curl
 need_pkg node nodejs
 selected callgrind && need_pkg valgrind valgrind
-selected write && need_pkg nginx nginx
+{ selected write || selected cache || selected nchan; } && need_pkg nginx nginx
+if selected nchan && [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
+  need_pkg __nchan_module__ libnginx-mod-nchan
+fi
 selected pgwrite && need_pkg pgbench postgresql
 
 # npm ci only when the lock file changed since the last install.
@@ -170,6 +182,18 @@ fi
 
 if selected scale; then
   bench_scale "s. runs:create, 1M runs vs empty" "$(rerun_of scale)"
+fi
+
+if selected cache; then
+  bench_cache_ratio "q. users:me from the cache vs nginx" "$(rerun_of cache)"
+fi
+
+if selected nchan; then
+  bench_fanout_ratio "n. fan-out to ${FANOUT_N:-1000} vs nchan" "$(rerun_of nchan)"
+fi
+
+if selected sessions; then
+  bench_sessions "i. idle sessions, one subscription each" "$(rerun_of sessions)"
 fi
 
 if selected query || selected mutation || selected sync; then

@@ -21,56 +21,6 @@
 # WRITE_SECONDS (default 10 per phase), SCALE_RUNS, PGBENCH_CLIENTS (16).
 # shellcheck shell=bash
 
-reps() { echo "${BENCH_REPS:-3}"; }
-
-# "median (min–max)" of the numbers on stdin, with $1 decimals.
-spread() {
-  sort -g | awk -v d="${1:-2}" '{ v[NR] = $1 } END {
-    if (NR == 0) { print "-"; exit }
-    m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-    printf "%." d "f (%." d "f–%." d "f)", m, v[1], v[NR] }'
-}
-
-# --- nginx: a static answer to the same requests ------------------------------------------
-
-start_nginx() {
-  local dir="$WORK/nginx"
-  mkdir -p "$dir/tmp"
-  NGINX_PORT=$((20000 + RANDOM % 20000))
-  cat >"$dir/nginx.conf" <<EOF
-worker_processes 2;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $dir/tmp/body;
-  proxy_temp_path $dir/tmp/proxy;
-  fastcgi_temp_path $dir/tmp/fastcgi;
-  uwsgi_temp_path $dir/tmp/uwsgi;
-  scgi_temp_path $dir/tmp/scgi;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / {
-      default_type application/json;
-      return 200 '{"status":"success","value":"0c0t4mq0kgcyj3bny9h6r1vkzbsg","logLines":[]}';
-    }
-  }
-}
-EOF
-  nginx -c "$dir/nginx.conf" -p "$dir" >"$dir/stdout.log" 2>&1 &
-  NGINX_PID=$!
-  BENCH_PIDS+=("$NGINX_PID")
-  for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && return 0
-    sleep 0.05
-  done
-  cat "$dir/error.log" >&2
-  die "nginx did not start"
-}
-
 # wrk against URL $1 with the requests file $2 into $3 (WRK_ARGS as given).
 wrk_at() {
   local url="$1" reqs="$2" out="$3"
@@ -94,7 +44,7 @@ create_requests() {
 
 bench_write_ratio() {
   local label="$1" rerun="$2"
-  start_nginx
+  start_nginx nginx-static "server { listen 127.0.0.1:@PORT@; location / { default_type application/json; return 200 '{\"status\":\"success\",\"value\":\"0c0t4mq0kgcyj3bny9h6r1vkzbsg\",\"logLines\":[]}'; } }"
   BENCH_STRACE=0 start_dojo sqlite-w "sqlite:$WORK/sqlite-w/dojo.db"
   note "dojo serve $SRV_URL (SQLite) and nginx on :$NGINX_PORT, $(reps) rounds"
   create_requests 256 "$SRV_DIR/create.tsv"
