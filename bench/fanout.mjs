@@ -102,6 +102,7 @@ if (mode === 'fanout') {
   const latencies = [];
   const serverLags = [];
   const fromCommit = []; // arrival minus the commit's own timestamp (endVersion.ts), same clock
+  const sentFromCommit = []; // the server's stamp on the Transition (serverTs) minus the commit's
   let stray = 0;
   const allIn = new Promise((resolve) => {
     let left = N;
@@ -117,6 +118,7 @@ if (mode === 'fanout') {
         const commitNs = Buffer.from(msg.endVersion.ts, 'base64').readBigUInt64LE(0);
         fromCommit.push(performance.timeOrigin + arrived - Number(commitNs / 1000n) / 1000);
         serverLags.push(Number(BigInt(msg.serverTs) / 1000n) / 1000 - t0Epoch);
+        sentFromCommit.push(Number(BigInt(msg.serverTs) - commitNs) / 1e6);
         if (--left === 0) resolve();
       };
     }
@@ -136,6 +138,7 @@ if (mode === 'fanout') {
   latencies.sort((a, b) => a - b);
   serverLags.sort((a, b) => a - b);
   fromCommit.sort((a, b) => a - b);
+  sentFromCommit.sort((a, b) => a - b);
   const lastFromCommit = fromCommit[fromCommit.length - 1];
   for (const s of sessions) s.close();
   console.log(
@@ -150,6 +153,8 @@ if (mode === 'fanout') {
       serverFirstMs: serverLags[0],
       serverLastMs: serverLags[serverLags.length - 1],
       p50FromCommitMs: pct(fromCommit, 50),
+      serverP50FromCommitMs: pct(sentFromCommit, 50),
+      serverLastFromCommitMs: sentFromCommit[sentFromCommit.length - 1],
       lastFromCommitMs: lastFromCommit,
       deliveriesPerSec: (N * 1000) / lastFromCommit,
       stray,

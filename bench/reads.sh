@@ -62,25 +62,27 @@ bench_fanout_ratio() {
   start_nginx nginx-nchan "server { listen 127.0.0.1:@PORT@; location = /sub { nchan_subscriber websocket; nchan_channel_id bench; } location = /pub { nchan_publisher; nchan_channel_id bench; } location / { return 200 'ok'; } }" \
     "load_module /usr/lib/nginx/modules/ngx_nchan_module.so;"
   note "dojo serve $SRV_URL (SQLite) and nginx + nchan on :$NGINX_PORT, $n subscribers, $(reps) rounds"
-  local r ratios="" dojo_rate="" nchan_rate="" p50s="" d c
+  local r ratios="" dojo_rate="" nchan_rate="" p50s="" sp50s="" d c
   for r in $(seq "$(reps)"); do
     d=$(node "$BENCH_DIR/fanout.mjs" fanout "$SRV_URL" "$ISSUER_URL" "$ADMIN_KEY" "$n")
     c=$(node "$BENCH_DIR/nchan_fanout.mjs" "$NGINX_URL" "$n")
-    local dr dp cr
+    local dr dp sp cr
     dr=$(node -e 'console.log(JSON.parse(process.argv[1]).deliveriesPerSec.toFixed(0))' "$d")
     dp=$(node -e 'console.log(JSON.parse(process.argv[1]).p50FromCommitMs.toFixed(2))' "$d")
+    sp=$(node -e 'console.log(JSON.parse(process.argv[1]).serverP50FromCommitMs.toFixed(2))' "$d")
     cr=$(node -e 'console.log(JSON.parse(process.argv[1]).deliveriesPerSec.toFixed(0))' "$c")
     dojo_rate+="$dr"$'\n'
     nchan_rate+="$cr"$'\n'
     p50s+="$dp"$'\n'
+    sp50s+="$sp"$'\n'
     ratios+="$(awk -v a="$dr" -v b="$cr" 'BEGIN { printf "%.4f", a / b }')"$'\n'
     note "round $r: dojo $dr deliveries/s (p50 $dp ms after the commit), nchan $cr deliveries/s"
   done
   stop_pid "$NGINX_PID"
-  result "$label" "$(printf '%s' "$ratios" | spread 2)× nchan: dojo $(printf '%s' "$dojo_rate" | spread 0) deliveries/s, p50 $(printf '%s' "$p50s" | spread 2) ms from the commit; nchan $(printf '%s' "$nchan_rate" | spread 0) deliveries/s; median (min–max) of $(reps) rounds" "$rerun"
+  result "$label" "$(printf '%s' "$ratios" | spread 2)× nchan: dojo $(printf '%s' "$dojo_rate" | spread 0) deliveries/s, p50 from the commit $(printf '%s' "$p50s" | spread 2) ms at the subscriber, $(printf '%s' "$sp50s" | spread 2) ms stamped by the server; nchan $(printf '%s' "$nchan_rate" | spread 0) deliveries/s; median (min–max) of $(reps) rounds" "$rerun"
   local big
   big=$(node "$BENCH_DIR/fanout.mjs" fanout "$SRV_URL" "$ISSUER_URL" "$ADMIN_KEY" 10000)
-  detail "$(node -e 'const r = JSON.parse(process.argv[1]); console.log(`10,000 subscribers: last push ${r.lastFromCommitMs.toFixed(1)} ms after the commit, p50 ${r.p50FromCommitMs.toFixed(1)} ms, ${Math.round(r.deliveriesPerSec)} deliveries/s`)' "$big")"
+  detail "$(node -e 'const r = JSON.parse(process.argv[1]); console.log(`10,000 subscribers: last push received ${r.lastFromCommitMs.toFixed(1)} ms after the commit (sent by ${r.serverLastFromCommitMs.toFixed(1)} ms), p50 ${r.p50FromCommitMs.toFixed(1)} ms (sent ${r.serverP50FromCommitMs.toFixed(1)} ms), ${Math.round(r.deliveriesPerSec)} deliveries/s`)' "$big")"
   stop_dojo
 }
 

@@ -226,7 +226,10 @@ static json_t *made(in_buf *in, json_t *v)
     return v;
 }
 
-static json_t *get_value(in_buf *in, int depth, bool top);
+/* What a value may be besides data: the marker of _id or _creationTime,
+ * as the value of that very field of the document itself, and only there. */
+typedef enum { MARKER_NONE, MARKER_ID, MARKER_CREATION_TIME } marker_ok;
+static json_t *get_value(in_buf *in, int depth, marker_ok marker);
 
 static json_t *get_string(in_buf *in, uint64_t n)
 {
@@ -247,7 +250,7 @@ static json_t *get_array(in_buf *in, int depth)
     }
     json_t *a = made(in, json_array());
     for (uint64_t i = 0; a && i < n; i++) {
-        json_t *item = get_value(in, depth + 1, false);
+        json_t *item = get_value(in, depth + 1, MARKER_NONE);
         if (!item || json_array_append_new(a, item) != 0) {
             if (item) in->nomem = true;
             json_decref(a);
@@ -269,7 +272,15 @@ static json_t *get_object(in_buf *in, int depth, bool top)
     for (uint64_t i = 0; o && i < n; i++) {
         uint64_t key_len;
         const uint8_t *key = get_varint(in, &key_len) ? get_span(in, key_len) : NULL;
-        json_t *item = key ? get_value(in, depth + 1, top) : NULL;
+        if (key && json_object_getn(o, (const char *)key, (size_t)key_len)) {
+            fail(in, "a field name repeats"); /* no document the store wrote has one */
+            key = NULL;
+        }
+        marker_ok marker = MARKER_NONE;
+        if (key && top && key_len == 3 && memcmp(key, "_id", 3) == 0) marker = MARKER_ID;
+        if (key && top && key_len == 13 && memcmp(key, "_creationTime", 13) == 0)
+            marker = MARKER_CREATION_TIME;
+        json_t *item = key ? get_value(in, depth + 1, marker) : NULL;
         if (!item || json_object_setn_new(o, (const char *)key, (size_t)key_len, item) != 0) {
             if (item) fail(in, "a field name is not UTF-8");
             json_decref(o);
@@ -279,7 +290,7 @@ static json_t *get_object(in_buf *in, int depth, bool top)
     return o;
 }
 
-static json_t *get_value(in_buf *in, int depth, bool top)
+static json_t *get_value(in_buf *in, int depth, marker_ok marker)
 {
     if (depth > DOC_CODEC_DEPTH_MAX) {
         fail(in, "nested too deep");
@@ -325,11 +336,11 @@ static json_t *get_value(in_buf *in, int depth, bool top)
     case T_OBJECT:
         return get_object(in, depth, depth == 0);
     case T_ID:
-        if (!top || in->saw_id) break;
+        if (marker != MARKER_ID || in->saw_id) break;
         in->saw_id = true;
         return made(in, json_string(in->id));
     case T_CREATION_TIME:
-        if (!top || in->saw_creation_time) break;
+        if (marker != MARKER_CREATION_TIME || in->saw_creation_time) break;
         in->saw_creation_time = true;
         return made(in, json_real(in->creation_time));
     default:
@@ -349,7 +360,7 @@ int doc_decode(const uint8_t *bytes, size_t len, const char *id, double creation
         fail(&in, "not a document of this format");
     else {
         in.p++;
-        doc = get_value(&in, 0, false);
+        doc = get_value(&in, 0, MARKER_NONE);
         if (doc && !json_is_object(doc)) fail(&in, "not an object");
         if (doc && in.p != in.end) fail(&in, "bytes after the document");
     }
