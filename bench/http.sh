@@ -162,4 +162,8 @@ bench_memory() {
   after=$(rss_kib)
   result "$label" "$(awk -v i="$idle" -v p="$peak" -v a="$after" -v r="$rps" -v s="$secs" 'BEGIN {
     printf "RSS idle %.1f MiB; peak %.1f MiB during %d s of runs:create at 64 connections (%d/s); %.1f MiB 10 s after", i / 1024, p / 1024, s, r, a / 1024 }')" "$rerun"
+  # What the RSS after is made of: the heap (anonymous), mapped files (the
+  # binary, its libraries), shared memory (SQLite's WAL index); and the
+  # structures /metrics counts.
+  detail "10 s after: $(awk '/^Rss(Anon|File|Shmem):/ { printf "%s %.1f MiB, ", $1, $2 / 1024 }' "/proc/$SRV_PID/status")bounded structures $(curl -sS "$SRV_URL/metrics" | awk '/^dojo_bounded_bytes/ && $2 > 0 { split($1, a, "\""); printf "%s %.0f KiB, ", a[2], $2 / 1024 }' | sed 's/, $//')"
 }

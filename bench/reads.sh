@@ -32,7 +32,9 @@ bench_cache_ratio() {
   body=${body//\'/\\\'}
   start_nginx nginx-query "server { listen 127.0.0.1:@PORT@; location / { default_type application/json; return 200 '$body'; } }"
   note "dojo serve $SRV_URL (SQLite) and nginx on :$NGINX_PORT, $(reps) rounds"
-  local dojo_url="$SRV_URL" r ratios="" dojo_rps="" nginx_rps="" p99s=""
+  local dojo_url="$SRV_URL" r ratios="" dojo_rps="" nginx_rps="" p99s="" rss0 rss_max=0 rss
+  sleep 2 # the heap settled after the first answer
+  rss0=$(rss_kib)
   for r in $(seq "$(reps)"); do
     SRV_URL="$dojo_url" run_wrk /api/query "$SRV_DIR/query.tsv" "$SRV_DIR/wrk-dojo-$r.txt"
     SRV_URL="$NGINX_URL" run_wrk /api/query "$SRV_DIR/query.tsv" "$SRV_DIR/wrk-nginx-$r.txt"
@@ -40,6 +42,8 @@ bench_cache_ratio() {
     read -r d_rps _ d_p99 _ non2xx _ <<<"$(wrk_figures "$SRV_DIR/wrk-dojo-$r.txt")"
     read -r n_rps _ <<<"$(wrk_figures "$SRV_DIR/wrk-nginx-$r.txt")"
     [ "$non2xx" -eq 0 ] || die "users:me answered $non2xx non-2xx (see $SRV_LOG)"
+    rss=$(rss_kib)
+    [ "$rss" -gt "$rss_max" ] && rss_max=$rss
     dojo_rps+="$d_rps"$'\n'
     nginx_rps+="$n_rps"$'\n'
     p99s+="$d_p99"$'\n'
@@ -51,7 +55,7 @@ bench_cache_ratio() {
   misses=$(metric dojo_query_cache_misses_total)
   stop_pid "$NGINX_PID"
   stop_dojo
-  result "$label" "$(printf '%s' "$ratios" | spread 3)× nginx: dojo $(printf '%s' "$dojo_rps" | spread 0) req/s, nginx $(printf '%s' "$nginx_rps" | spread 0) req/s; dojo p99 $(printf '%s' "$p99s" | spread 2) ms; cache ${hits:-?} hits, ${misses:-?} misses; median (min–max) of $(reps) rounds" "$rerun"
+  result "$label" "$(printf '%s' "$ratios" | spread 3)× nginx: dojo $(printf '%s' "$dojo_rps" | spread 0) req/s, nginx $(printf '%s' "$nginx_rps" | spread 0) req/s; dojo p99 $(printf '%s' "$p99s" | spread 2) ms; cache ${hits:-?} hits, ${misses:-?} misses; RSS $(awk -v a="$rss0" -v b="$rss_max" 'BEGIN { printf "%.1f MiB before, %.1f MiB at most after a round", a / 1024, b / 1024 }'); median (min–max) of $(reps) rounds" "$rerun"
 }
 
 # --- n. fan-out against nchan ------------------------------------------------------------------
@@ -62,15 +66,17 @@ bench_fanout_ratio() {
   start_nginx nginx-nchan "server { listen 127.0.0.1:@PORT@; location = /sub { nchan_subscriber websocket; nchan_channel_id bench; } location = /pub { nchan_publisher; nchan_channel_id bench; } location / { return 200 'ok'; } }" \
     "load_module /usr/lib/nginx/modules/ngx_nchan_module.so;"
   note "dojo serve $SRV_URL (SQLite) and nginx + nchan on :$NGINX_PORT, $n subscribers, $(reps) rounds"
-  local r ratios="" dojo_rate="" nchan_rate="" p50s="" sp50s="" d c
+  local r ratios="" dojo_rate="" nchan_rate="" p50s="" sp50s="" cp50s="" d c
   for r in $(seq "$(reps)"); do
     d=$(node "$BENCH_DIR/fanout.mjs" fanout "$SRV_URL" "$ISSUER_URL" "$ADMIN_KEY" "$n")
     c=$(node "$BENCH_DIR/nchan_fanout.mjs" "$NGINX_URL" "$n")
-    local dr dp sp cr
+    local dr dp sp cr cp
     dr=$(node -e 'console.log(JSON.parse(process.argv[1]).deliveriesPerSec.toFixed(0))' "$d")
     dp=$(node -e 'console.log(JSON.parse(process.argv[1]).p50FromCommitMs.toFixed(2))' "$d")
     sp=$(node -e 'console.log(JSON.parse(process.argv[1]).serverP50FromCommitMs.toFixed(2))' "$d")
     cr=$(node -e 'console.log(JSON.parse(process.argv[1]).deliveriesPerSec.toFixed(0))' "$c")
+    cp=$(node -e 'console.log(JSON.parse(process.argv[1]).p50Ms.toFixed(2))' "$c")
+    cp50s+="$cp"$'\n'
     dojo_rate+="$dr"$'\n'
     nchan_rate+="$cr"$'\n'
     p50s+="$dp"$'\n'
@@ -79,7 +85,7 @@ bench_fanout_ratio() {
     note "round $r: dojo $dr deliveries/s (p50 $dp ms after the commit), nchan $cr deliveries/s"
   done
   stop_pid "$NGINX_PID"
-  result "$label" "$(printf '%s' "$ratios" | spread 2)× nchan: dojo $(printf '%s' "$dojo_rate" | spread 0) deliveries/s, p50 from the commit $(printf '%s' "$p50s" | spread 2) ms at the subscriber, $(printf '%s' "$sp50s" | spread 2) ms stamped by the server; nchan $(printf '%s' "$nchan_rate" | spread 0) deliveries/s; median (min–max) of $(reps) rounds" "$rerun"
+  result "$label" "$(printf '%s' "$ratios" | spread 2)× nchan: dojo $(printf '%s' "$dojo_rate" | spread 0) deliveries/s, p50 from the commit $(printf '%s' "$p50s" | spread 2) ms at the subscriber, $(printf '%s' "$sp50s" | spread 2) ms stamped by the server; nchan $(printf '%s' "$nchan_rate" | spread 0) deliveries/s, p50 $(printf '%s' "$cp50s" | spread 2) ms from the publish at the subscriber; median (min–max) of $(reps) rounds" "$rerun"
   local big
   big=$(node "$BENCH_DIR/fanout.mjs" fanout "$SRV_URL" "$ISSUER_URL" "$ADMIN_KEY" 10000)
   detail "$(node -e 'const r = JSON.parse(process.argv[1]); console.log(`10,000 subscribers: last push received ${r.lastFromCommitMs.toFixed(1)} ms after the commit (sent by ${r.serverLastFromCommitMs.toFixed(1)} ms), p50 ${r.p50FromCommitMs.toFixed(1)} ms (sent ${r.serverP50FromCommitMs.toFixed(1)} ms), ${Math.round(r.deliveriesPerSec)} deliveries/s`)' "$big")"

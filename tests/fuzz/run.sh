@@ -15,6 +15,7 @@
 #   jwks    JWKS and OpenID discovery documents
 #   import  the lines of an import file
 #   doc     stored document bytes (doc_codec) and their index keys (key_codec)
+#   backup  a backup archive as `dojo restore` unpacks it (ustar, manifest)
 #   http    raw bytes on a connection to a real server
 #   ws      raw WebSocket frames after a valid upgrade
 #   sync    sequences of sync-protocol messages on one session
@@ -23,7 +24,7 @@ cd "$(dirname "$0")/../.."
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(wire jwt jwks import doc http ws sync)
+[ ${#targets[@]} -gt 0 ] || targets=(wire jwt jwks import doc backup http ws sync)
 out="${FUZZ_BUILD_DIR:-build-fuzz}"
 mkdir -p "$out/obj"
 cflags=($(pkg-config --cflags libpq libuv jansson openssl libcurl sqlite3) -std=c17 -g -O1
