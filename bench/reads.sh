@@ -21,7 +21,7 @@
 
 bench_cache_ratio() {
   local label="$1" rerun="$2"
-  start_dojo sqlite-q "sqlite:$WORK/sqlite-q/dojo.db"
+  BENCH_STRACE=0 start_dojo sqlite-q "sqlite:$WORK/sqlite-q/dojo.db"
   local sub="bench_q_${RANDOM}" token answer
   token=$(curl -sS --fail "$ISSUER_URL/token?sub=$sub&email=$sub@bench.example")
   call_ok /api/mutation "Bearer $token" "$REFRESH_BODY" >/dev/null
@@ -62,7 +62,7 @@ bench_cache_ratio() {
 
 bench_fanout_ratio() {
   local label="$1" rerun="$2" n="${FANOUT_N:-1000}"
-  start_dojo sqlite-n "sqlite:$WORK/sqlite-n/dojo.db"
+  BENCH_STRACE=0 start_dojo sqlite-n "sqlite:$WORK/sqlite-n/dojo.db"
   start_nginx nginx-nchan "server { listen 127.0.0.1:@PORT@; location = /sub { nchan_subscriber websocket; nchan_channel_id bench; } location = /pub { nchan_publisher; nchan_channel_id bench; } location / { return 200 'ok'; } }" \
     "load_module /usr/lib/nginx/modules/ngx_nchan_module.so;"
   note "dojo serve $SRV_URL (SQLite) and nginx + nchan on :$NGINX_PORT, $n subscribers, $(reps) rounds"
@@ -96,7 +96,7 @@ bench_fanout_ratio() {
 
 bench_sessions() {
   local label="$1" rerun="$2" n="${SESSIONS_N:-10000}"
-  start_dojo sqlite-i "sqlite:$WORK/sqlite-i/dojo.db"
+  BENCH_STRACE=0 start_dojo sqlite-i "sqlite:$WORK/sqlite-i/dojo.db"
   note "sessions: $n users, one idle session each, each subscribed to its own users:me"
   node "$BENCH_DIR/lib/users.mjs" "$SRV_URL" "$ISSUER_URL" "bench_i_${RANDOM}_" "$n" "$SRV_DIR/users-i.tsv"
   local out

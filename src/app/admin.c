@@ -33,20 +33,17 @@ static int find_target(ctx *c, const json_t *args, json_t **user_out)
     if (strcmp(which, "userId") == 0) {
         rc = db_get(c, "users", value, user_out);
     } else {
-        json_t *eq = json_pack("[s]", value);
         db_query q = {.table = "users",
                       .index = strcmp(which, "email") == 0 ? "by_email" : "by_token",
-                      .eq = eq,
+                      .eq = ctx_own(c, json_pack("[s]", value)),
                       .limit = 2};
         json_t *rows = NULL;
         rc = db_query_rows(c, &q, &rows);
-        json_decref(eq);
         if (rc == 0 && json_array_size(rows) > 1)
             rc = ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
                           "Invalid argument `email`: several users have this email; grant by "
                           "`userId` instead");
-        if (rc == 0) *user_out = json_incref(json_array_get(rows, 0));
-        json_decref(rows);
+        if (rc == 0) *user_out = json_array_get(rows, 0);
     }
     if (rc == 0 && !*user_out) rc = ctx_fail(c, ERR_NOT_FOUND, NULL, "User not found");
     return rc;
@@ -61,10 +58,9 @@ static int grant_credits(ctx *c, const json_t *args, json_t **result)
     char tx_id[ID_BYTES_MAX];
     rc = app_ledger_move(c, user, amount, "grant", NULL, app_str(args, "note"), "admin", tx_id);
     if (rc == 0)
-        *result =
-            json_pack("{s:O, s:I, s:s}", "userId", json_object_get(user, "_id"), "balance",
-                      (json_int_t)(app_int(user, "credits") + amount), "transactionId", tx_id);
-    json_decref(user);
+        *result = ctx_own(c, json_pack("{s:O, s:I, s:s}", "userId", json_object_get(user, "_id"),
+                                       "balance", (json_int_t)(app_int(user, "credits") + amount),
+                                       "transactionId", tx_id));
     return rc;
 }
 
@@ -74,9 +70,9 @@ static int verify_ledger(ctx *c, const json_t *args, json_t **result)
     verify_report report;
     int rc = app_verify(c, false, &report);
     if (rc) return rc;
-    *result =
-        json_pack("{s:b, s:I, s:O}", "ok", json_array_size(report.mismatches) == 0, "usersChecked",
-                  (json_int_t)report.users_checked, "mismatches", report.mismatches);
+    *result = ctx_own(c, json_pack("{s:b, s:I, s:O}", "ok", json_array_size(report.mismatches) == 0,
+                                   "usersChecked", (json_int_t)report.users_checked, "mismatches",
+                                   report.mismatches));
     verify_report_free(&report);
     return 0;
 }

@@ -47,16 +47,13 @@ static json_t *index_json(const schema_index *ix)
 static int tables(ctx *c, const json_t *args, json_t **result)
 {
     (void)args;
-    json_t *out = json_array();
+    json_t *out = ctx_own(c, json_array());
     for (int i = 0; i < c->schema->n_tables; i++) {
         const schema_table *t = &c->schema->tables[i];
         if (t->system) continue;
         int64_t n = 0;
         int rc = count_rows(c, t, &n);
-        if (rc) {
-            json_decref(out);
-            return rc;
-        }
+        if (rc) return rc;
         json_t *fields = json_array();
         for (int f = 0; t->doc && f < t->doc->n_fields; f++)
             json_array_append_new(fields, json_string(t->doc->fields[f].name));
@@ -102,8 +99,8 @@ static int browse(ctx *c, const json_t *args, json_t **result)
         json_t *doc = NULL;
         rc = db_get(c, t->name, id, &doc);
         if (rc) return rc;
-        *result =
-            json_pack("{s:[o*], s:b, s:s}", "page", doc, "isDone", 1, "continueCursor", "END");
+        *result = ctx_own(
+            c, json_pack("{s:[O*], s:b, s:s}", "page", doc, "isDone", 1, "continueCursor", "END"));
         return 0;
     }
     const char *index = app_str(args, "index");

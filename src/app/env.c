@@ -87,11 +87,9 @@ int app_env_check(const char *name, const char *value, err_t *e)
 
 static int find(ctx *c, const char *name, json_t **row_out)
 {
-    json_t *eq = json_pack("[s]", name);
-    db_query q = {.table = SYSTEM_TABLE_ENV, .index = "by_name", .eq = eq};
-    int rc = db_query_first(c, &q, row_out);
-    json_decref(eq);
-    return rc;
+    db_query q = {
+        .table = SYSTEM_TABLE_ENV, .index = "by_name", .eq = ctx_own(c, json_pack("[s]", name))};
+    return db_query_first(c, &q, row_out);
 }
 
 static int env_set(ctx *c, const json_t *args, json_t **result)
@@ -102,13 +100,11 @@ static int env_set(ctx *c, const json_t *args, json_t **result)
     json_t *row = NULL;
     if (rc == 0) rc = find(c, name, &row);
     if (rc) return rc;
-    json_t *fields = json_pack("{s:s, s:s}", "name", name, "value", value);
+    json_t *fields = ctx_own(c, json_pack("{s:s, s:s}", "name", name, "value", value));
     if (row)
         rc = db_patch(c, SYSTEM_TABLE_ENV, app_str(row, "_id"), fields);
     else
         rc = db_insert(c, SYSTEM_TABLE_ENV, fields, NULL);
-    json_decref(fields);
-    json_decref(row);
     *result = json_null();
     return rc;
 }
@@ -119,9 +115,9 @@ static int env_get(ctx *c, const json_t *args, json_t **result)
     json_t *row = NULL;
     int rc = find(c, name, &row);
     if (rc) return rc;
-    *result = row ? json_pack("{s:s, s:O}", "name", name, "value", json_object_get(row, "value"))
+    *result = row ? ctx_own(c, json_pack("{s:s, s:O}", "name", name, "value",
+                                         json_object_get(row, "value")))
                   : json_null();
-    json_decref(row);
     return 0;
 }
 
@@ -132,7 +128,7 @@ static int env_list(ctx *c, const json_t *args, json_t **result)
     json_t *rows = NULL;
     int rc = db_query_rows(c, &q, &rows);
     if (rc) return rc;
-    json_t *out = json_array();
+    json_t *out = ctx_own(c, json_array());
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row)
@@ -140,7 +136,6 @@ static int env_list(ctx *c, const json_t *args, json_t **result)
         json_array_append_new(out, json_pack("{s:O, s:O}", "name", json_object_get(row, "name"),
                                              "value", json_object_get(row, "value")));
     }
-    json_decref(rows);
     *result = out;
     return 0;
 }
@@ -154,7 +149,6 @@ static int env_remove(ctx *c, const json_t *args, json_t **result)
     /* Removing a variable that is not set is done already (like
      * `npx convex env remove`): nothing to write. */
     if (row) rc = db_delete(c, SYSTEM_TABLE_ENV, app_str(row, "_id"));
-    json_decref(row);
     *result = json_null();
     return rc;
 }

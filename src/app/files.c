@@ -39,12 +39,11 @@ static int file_not_found(ctx *c)
 /* Runs whose output the file is, at most LIMIT_FILE_RUNS_CHECKED_MAX. */
 static int output_runs(ctx *c, const char *storage_id, json_t **runs_out)
 {
-    json_t *eq = json_pack("[s]", storage_id);
-    db_query q = {
-        .table = "runs", .index = "by_output", .eq = eq, .limit = LIMIT_FILE_RUNS_CHECKED_MAX};
-    int rc = db_query_rows(c, &q, runs_out);
-    json_decref(eq);
-    return rc;
+    db_query q = {.table = "runs",
+                  .index = "by_output",
+                  .eq = ctx_own(c, json_pack("[s]", storage_id)),
+                  .limit = LIMIT_FILE_RUNS_CHECKED_MAX};
+    return db_query_rows(c, &q, runs_out);
 }
 
 /* The `_storage` document when the caller may see it: uploaded by them, or
@@ -72,12 +71,7 @@ static int load_visible_file(ctx *c, const char *storage_id, json_t **doc_out)
     {
         if (strcmp(app_str(run, "userId"), app_str(user, "_id")) == 0) visible = true;
     }
-    json_decref(runs);
-    json_decref(user);
-    if (rc == 0 && visible)
-        *doc_out = doc;
-    else
-        json_decref(doc);
+    if (rc == 0 && visible) *doc_out = doc;
     return rc;
 }
 
@@ -94,14 +88,14 @@ static int generate_upload_url(ctx *c, const json_t *args, json_t **result)
     char hash[SHA256_HEX_BYTES];
     sha256_bytes(token, strlen(token), digest);
     sha256_to_hex(digest, hash);
-    json_t *row = json_pack("{s:s, s:s, s:f}", "tokenHash", hash, "owner", tid, "expiresAt",
-                            c->now_ms + (double)LIMIT_FILE_UPLOAD_TOKEN_TTL_MS);
+    json_t *row =
+        ctx_own(c, json_pack("{s:s, s:s, s:f}", "tokenHash", hash, "owner", tid, "expiresAt",
+                             c->now_ms + (double)LIMIT_FILE_UPLOAD_TOKEN_TTL_MS));
     rc = db_insert(c, SYSTEM_TABLE_UPLOAD_TOKENS, row, NULL);
-    json_decref(row);
     if (rc) return rc;
     char url[ENGINE_PUBLIC_URL_BYTES_MAX + 128];
     snprintf(url, sizeof url, "%s/api/storage/upload?token=%s", ctx_public_url(c), token);
-    *result = json_string(url);
+    *result = ctx_own(c, json_string(url));
     return 0;
 }
 
@@ -111,8 +105,7 @@ static int get_url(ctx *c, const json_t *args, json_t **result)
     json_t *doc;
     int rc = load_visible_file(c, id, &doc);
     if (rc) return rc;
-    *result = doc ? app_file_url(c, id) : json_null();
-    json_decref(doc);
+    *result = doc ? ctx_own(c, app_file_url(c, id)) : json_null();
     return 0;
 }
 
@@ -134,13 +127,11 @@ static int remove_file(ctx *c, const json_t *args, json_t **result)
     if (rc) return rc;
     const char *owner = app_str(doc, "owner");
     bool own = doc && owner && strcmp(owner, tid) == 0;
-    json_decref(doc);
     if (!own) return file_not_found(c);
     json_t *runs = NULL;
     rc = output_runs(c, id, &runs);
-    size_t n = json_array_size(runs);
-    json_decref(runs);
     if (rc) return rc;
+    size_t n = json_array_size(runs);
     if (n > 0)
         return ctx_fail(c, ERR_INVALID_TRANSITION, NULL,
                         "File is the output of a run: it cannot be removed");
@@ -153,20 +144,20 @@ static int remove_file(ctx *c, const json_t *args, json_t **result)
 
 static int find_token(ctx *c, const char *hash, json_t **row_out)
 {
-    json_t *eq = json_pack("[s]", hash);
-    db_query q = {.table = SYSTEM_TABLE_UPLOAD_TOKENS, .index = "by_token", .eq = eq};
-    int rc = db_query_first(c, &q, row_out);
-    json_decref(eq);
-    return rc;
+    db_query q = {.table = SYSTEM_TABLE_UPLOAD_TOKENS,
+                  .index = "by_token",
+                  .eq = ctx_own(c, json_pack("[s]", hash))};
+    return db_query_first(c, &q, row_out);
 }
 
-/* {ok: true, owner} or {ok: false, reason: "unknown" | "expired"}. */
+/* {ok: true, owner} or {ok: false, reason: "unknown" | "expired"} (the
+ * ctx's). */
 static json_t *token_verdict(ctx *c, const json_t *row)
 {
-    if (!row) return json_pack("{s:b, s:s}", "ok", 0, "reason", "unknown");
+    if (!row) return ctx_own(c, json_pack("{s:b, s:s}", "ok", 0, "reason", "unknown"));
     if (json_number_value(json_object_get(row, "expiresAt")) <= c->now_ms)
-        return json_pack("{s:b, s:s}", "ok", 0, "reason", "expired");
-    return json_pack("{s:b, s:O}", "ok", 1, "owner", json_object_get(row, "owner"));
+        return ctx_own(c, json_pack("{s:b, s:s}", "ok", 0, "reason", "expired"));
+    return ctx_own(c, json_pack("{s:b, s:O}", "ok", 1, "owner", json_object_get(row, "owner")));
 }
 
 static int upload_token_check(ctx *c, const json_t *args, json_t **result)
@@ -174,7 +165,6 @@ static int upload_token_check(ctx *c, const json_t *args, json_t **result)
     json_t *row = NULL;
     int rc = find_token(c, app_str(args, "tokenHash"), &row);
     if (rc == 0) *result = token_verdict(c, row);
-    json_decref(row);
     return rc;
 }
 
@@ -191,22 +181,18 @@ static int storage_store(ctx *c, const json_t *args, json_t **result)
         rc = find_token(c, hash, &row);
         if (rc == 0) verdict = token_verdict(c, row);
         if (rc == 0 && !json_is_true(json_object_get(verdict, "ok"))) {
-            json_decref(row);
             *result = verdict;
             return 0;
         }
     }
-    json_t *doc = json_pack("{s:O, s:O}", "sha256", json_object_get(args, "sha256"), "size",
-                            json_object_get(args, "size"));
+    json_t *doc = ctx_own(c, json_pack("{s:O, s:O}", "sha256", json_object_get(args, "sha256"),
+                                       "size", json_object_get(args, "size")));
     json_t *type = json_object_get(args, "contentType");
     if (type) json_object_set(doc, "contentType", type);
     if (row) json_object_set(doc, "owner", json_object_get(row, "owner"));
     if (rc == 0) rc = db_insert_with_id(c, SYSTEM_TABLE_STORAGE, doc, app_str(args, "id"));
     if (rc == 0 && row) rc = db_delete(c, SYSTEM_TABLE_UPLOAD_TOKENS, app_str(row, "_id"));
-    json_decref(doc);
-    json_decref(row);
-    json_decref(verdict);
-    if (rc == 0) *result = json_pack("{s:b}", "ok", 1);
+    if (rc == 0) *result = ctx_own(c, json_pack("{s:b}", "ok", 1));
     return rc;
 }
 
@@ -231,32 +217,28 @@ static int storage_list(ctx *c, const json_t *args, json_t **result)
         if (rc) break;
         const char *id = app_str(doc, "_id");
         json_object_set_new(doc, "url", app_file_url(c, id));
-        json_t *eq = json_pack("[s]", id);
-        db_query rq = {.table = "runs", .index = "by_output", .eq = eq, .limit = 1};
+        db_query rq = {.table = "runs",
+                       .index = "by_output",
+                       .eq = ctx_own(c, json_pack("[s]", id)),
+                       .limit = 1};
         json_t *run = NULL;
         rc = db_query_first(c, &rq, &run);
-        json_decref(eq);
         if (run) json_object_set(doc, "outputOf", json_object_get(run, "_id"));
-        json_decref(run);
     }
-    if (rc) {
-        json_decref(*result);
-        *result = NULL;
-    }
+    if (rc) *result = NULL;
     return rc;
 }
 
 static int cleanup_upload_tokens(ctx *c, const json_t *args, json_t **result)
 {
     (void)args;
-    json_t *now = json_real(c->now_ms);
+    json_t *now = ctx_own(c, json_real(c->now_ms));
     db_query q = {.table = SYSTEM_TABLE_UPLOAD_TOKENS,
                   .index = "by_expiry",
                   .upto = now,
                   .limit = FILES_CLEANUP_BATCH_MAX};
     json_t *rows = NULL;
     int rc = db_query_rows(c, &q, &rows);
-    json_decref(now);
     if (rc) return rc;
     size_t i;
     json_t *row;
@@ -265,8 +247,8 @@ static int cleanup_upload_tokens(ctx *c, const json_t *args, json_t **result)
         rc = db_delete(c, SYSTEM_TABLE_UPLOAD_TOKENS, app_str(row, "_id"));
         if (rc) break;
     }
-    if (rc == 0) *result = json_pack("{s:I}", "deleted", (json_int_t)json_array_size(rows));
-    json_decref(rows);
+    if (rc == 0)
+        *result = ctx_own(c, json_pack("{s:I}", "deleted", (json_int_t)json_array_size(rows)));
     return rc;
 }
 

@@ -47,11 +47,8 @@ int app_find_user(ctx *c, json_t **user_out)
     const char *tid = NULL;
     int rc = app_require_identity(c, &tid);
     if (rc) return rc;
-    json_t *eq = json_pack("[s]", tid);
-    db_query q = {.table = "users", .index = "by_token", .eq = eq};
-    rc = db_query_first(c, &q, user_out);
-    json_decref(eq);
-    return rc;
+    db_query q = {.table = "users", .index = "by_token", .eq = ctx_own(c, json_pack("[s]", tid))};
+    return db_query_first(c, &q, user_out);
 }
 
 int64_t app_int(const json_t *doc, const char *field)
@@ -86,18 +83,16 @@ int app_ledger_move(ctx *c, const json_t *user, int64_t amount, const char *kind
         return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL,
                         "Invalid argument `amount`: the balance would exceed %lld credits",
                         (long long)APP_CREDITS_MAX);
-    json_t *patch = json_pack("{s:I}", "credits", (json_int_t)after);
+    json_t *patch = ctx_own(c, json_pack("{s:I}", "credits", (json_int_t)after));
     int rc = db_patch(c, "users", user_id, patch);
-    json_decref(patch);
     if (rc) return rc;
-    json_t *row =
-        json_pack("{s:s, s:I, s:I, s:s, s:s}", "userId", user_id, "amount", (json_int_t)amount,
-                  "balanceAfter", (json_int_t)after, "kind", kind, "actor", actor);
+    json_t *row = ctx_own(c, json_pack("{s:s, s:I, s:I, s:s, s:s}", "userId", user_id, "amount",
+                                       (json_int_t)amount, "balanceAfter", (json_int_t)after,
+                                       "kind", kind, "actor", actor));
     if (run_id) json_object_set_new(row, "runId", json_string(run_id));
     if (note) json_object_set_new(row, "note", json_string(note));
     char id[ID_BYTES_MAX];
     rc = db_insert(c, "transactions", row, id);
-    json_decref(row);
     if (rc == 0 && transaction_id_out) memcpy(transaction_id_out, id, ID_BYTES_MAX);
     return rc;
 }

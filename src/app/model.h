@@ -37,7 +37,7 @@ extern const validator app_page_of_any;
 
 /* The caller's tokenIdentifier, or ERR_UNAUTHENTICATED "No identity found". */
 int app_require_identity(ctx *c, const char **token_identifier_out);
-/* The caller's user document (new reference): ERR_UNAUTHENTICATED without an
+/* The caller's user document (the ctx's): ERR_UNAUTHENTICATED without an
  * identity; *user_out NULL when there is no user yet. */
 int app_find_user(ctx *c, json_t **user_out);
 

@@ -40,13 +40,11 @@ static const char *const run_statuses[] = {"queued", "processing", "completed", 
 static int newest_rows(ctx *c, const char *table, double since_ms, json_t **rows_out,
                        bool *truncated)
 {
-    json_t *after = json_real(since_ms);
     db_query q = {.table = table,
-                  .after = after,
+                  .after = ctx_own(c, json_real(since_ms)),
                   .descending = true,
                   .limit = LIMIT_DASHBOARD_CHART_ROWS_MAX + 1};
     int rc = db_query_rows(c, &q, rows_out);
-    json_decref(after);
     if (rc) return rc;
     *truncated = json_array_size(*rows_out) > LIMIT_DASHBOARD_CHART_ROWS_MAX;
     if (*truncated) json_array_remove(*rows_out, LIMIT_DASHBOARD_CHART_ROWS_MAX);
@@ -126,7 +124,7 @@ static int overview_runs(ctx *c, const json_t *args, json_t **result)
     bool truncated = false;
     rc = newest_rows(c, "runs", since, &rows, &truncated);
     if (rc) return rc;
-    json_t *buckets = json_object();
+    json_t *buckets = ctx_own(c, json_object());
     size_t i;
     json_t *run;
     json_array_foreach(rows, i, run)
@@ -136,11 +134,9 @@ static int overview_runs(ctx *c, const json_t *args, json_t **result)
         const char *status = app_str(run, "status");
         if (b && status) bump(b, status, 1);
     }
-    *result = coverage(since, truncated, rows);
+    *result = ctx_own(c, coverage(since, truncated, rows));
     json_object_set_new(*result, "bucketMs", json_real(bucket_ms));
     json_object_set_new(*result, "buckets", in_order(buckets));
-    json_decref(buckets);
-    json_decref(rows);
     return 0;
 }
 
@@ -155,7 +151,7 @@ static int overview_credits(ctx *c, const json_t *args, json_t **result)
     bool truncated = false;
     rc = newest_rows(c, "transactions", since, &rows, &truncated);
     if (rc) return rc;
-    json_t *days = json_object();
+    json_t *days = ctx_own(c, json_object());
     size_t i;
     json_t *tx;
     json_array_foreach(rows, i, tx)
@@ -172,10 +168,8 @@ static int overview_credits(ctx *c, const json_t *args, json_t **result)
         else if (strcmp(kind, "refund") == 0)
             bump(b, "refunded", amount);
     }
-    *result = coverage(since, truncated, rows);
+    *result = ctx_own(c, coverage(since, truncated, rows));
     json_object_set_new(*result, "days", in_order(days));
-    json_decref(days);
-    json_decref(rows);
     return 0;
 }
 
@@ -183,14 +177,12 @@ static int overview_credits(ctx *c, const json_t *args, json_t **result)
 static int count_status(ctx *c, const char *status, json_t *out, const char *count_name,
                         const char *more_name, json_t **oldest_out)
 {
-    json_t *eq = json_pack("[s]", status);
     db_query q = {.table = "runs",
                   .index = "by_status",
-                  .eq = eq,
+                  .eq = ctx_own(c, json_pack("[s]", status)),
                   .limit = LIMIT_DASHBOARD_QUEUE_ROWS_MAX + 1};
     json_t *rows = NULL;
     int rc = db_query_rows(c, &q, &rows);
-    json_decref(eq);
     if (rc) return rc;
     size_t n = json_array_size(rows);
     bool more = n > LIMIT_DASHBOARD_QUEUE_ROWS_MAX;
@@ -198,25 +190,20 @@ static int count_status(ctx *c, const char *status, json_t *out, const char *cou
                         json_integer((json_int_t)(more ? LIMIT_DASHBOARD_QUEUE_ROWS_MAX : n)));
     json_object_set_new(out, more_name, json_boolean(more));
     if (oldest_out)
-        *oldest_out = n ? json_incref(json_object_get(json_array_get(rows, 0), "_creationTime"))
-                        : json_null();
-    json_decref(rows);
+        *oldest_out = n ? json_object_get(json_array_get(rows, 0), "_creationTime") : json_null();
     return 0;
 }
 
 static int overview_queue(ctx *c, const json_t *args, json_t **result)
 {
     (void)args;
-    json_t *out = json_pack("{s:I}", "rowBound", (json_int_t)LIMIT_DASHBOARD_QUEUE_ROWS_MAX);
+    json_t *out =
+        ctx_own(c, json_pack("{s:I}", "rowBound", (json_int_t)LIMIT_DASHBOARD_QUEUE_ROWS_MAX));
     json_t *oldest = NULL;
     int rc = count_status(c, "queued", out, "queued", "queuedMore", &oldest);
     if (rc == 0) rc = count_status(c, "processing", out, "processing", "processingMore", NULL);
-    if (rc) {
-        json_decref(oldest);
-        json_decref(out);
-        return rc;
-    }
-    json_object_set_new(out, "oldestQueuedAt", oldest);
+    if (rc) return rc;
+    json_object_set(out, "oldestQueuedAt", oldest);
     *result = out;
     return 0;
 }

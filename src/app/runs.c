@@ -40,11 +40,8 @@ static int load_own_run(ctx *c, const char *id, json_t **run_out)
     int rc = app_find_user(c, &user);
     if (rc || !user) return rc;
     rc = db_get(c, "runs", id, run_out);
-    if (rc == 0 && *run_out && strcmp(app_str(*run_out, "userId"), app_str(user, "_id")) != 0) {
-        json_decref(*run_out);
+    if (rc == 0 && *run_out && strcmp(app_str(*run_out, "userId"), app_str(user, "_id")) != 0)
         *run_out = NULL;
-    }
-    json_decref(user);
     return rc;
 }
 
@@ -60,13 +57,15 @@ static int load_pricing(ctx *c, json_t **pricing_out)
     if (rc) return rc;
     err_t e;
     err_init(&e);
-    *pricing_out = app_pricing_parse(text && *text ? text : APP_PRICING_DEFAULT, &e);
+    json_t *pricing = app_pricing_parse(text && *text ? text : APP_PRICING_DEFAULT, &e);
     free(text);
-    if (!*pricing_out) {
+    if (!pricing) {
         rc = ctx_fail(c, ERR_INVALID_ARGUMENT, NULL, "%s", e.msg);
         err_clear(&e);
+        return rc;
     }
-    return rc;
+    *pricing_out = ctx_own(c, pricing);
+    return *pricing_out ? 0 : ctx_fail(c, ERR_NOMEM, NULL, "out of memory");
 }
 
 static int check_workflow(ctx *c, const json_t *args)
@@ -77,7 +76,6 @@ static int check_workflow(ctx *c, const json_t *args)
     int rc = db_get(c, "workflows", wid, &wf);
     if (rc) return rc;
     bool own = wf && strcmp(app_str(wf, "owner"), ctx_token_identifier(c)) == 0;
-    json_decref(wf);
     return own ? 0 : ctx_fail(c, ERR_NOT_FOUND, NULL, "Workflow not found");
 }
 
@@ -94,7 +92,6 @@ static int create(ctx *c, const json_t *args, json_t **result)
     rc = check_workflow(c, args);
     if (rc == 0) rc = load_pricing(c, &pricing);
     if (rc == 0) rc = app_pricing_cost(c, pricing, app_str(input, "model"), &cost);
-    json_decref(pricing);
     int64_t balance = app_int(user, "credits");
     if (rc == 0 && balance < cost)
         rc = ctx_fail(
@@ -104,17 +101,16 @@ static int create(ctx *c, const json_t *args, json_t **result)
     char run_id[ID_BYTES_MAX];
     if (rc == 0) {
         json_t *run =
-            json_pack("{s:O, s:s, s:O, s:I, s:i}", "userId", json_object_get(user, "_id"), "status",
-                      "queued", "input", input, "cost", (json_int_t)cost, "attempts", 0);
+            ctx_own(c, json_pack("{s:O, s:s, s:O, s:I, s:i}", "userId",
+                                 json_object_get(user, "_id"), "status", "queued", "input", input,
+                                 "cost", (json_int_t)cost, "attempts", 0));
         json_t *wid = json_object_get(args, "workflowId");
         if (wid) json_object_set(run, "workflowId", wid);
         rc = db_insert(c, "runs", run, run_id);
-        json_decref(run);
     }
     if (rc == 0)
         rc = app_ledger_move(c, user, -cost, "run", run_id, NULL, ctx_token_identifier(c), NULL);
-    json_decref(user);
-    if (rc == 0) *result = json_string(run_id);
+    if (rc == 0) *result = ctx_own(c, json_string(run_id));
     return rc;
 }
 
@@ -133,12 +129,12 @@ static int list(ctx *c, const json_t *args, json_t **result)
     if (rc) return rc;
     const json_t *opts = json_object_get(args, "paginationOpts");
     if (!user) {
-        *result = json_pack("{s:[], s:b, s:s, s:n, s:n}", "page", "isDone", 1, "continueCursor",
-                            "END", "splitCursor", "pageStatus");
+        *result = ctx_own(c, json_pack("{s:[], s:b, s:s, s:n, s:n}", "page", "isDone", 1,
+                                       "continueCursor", "END", "splitCursor", "pageStatus"));
         return 0;
     }
     json_t *wid = json_object_get(args, "workflowId"), *status = json_object_get(args, "status");
-    json_t *eq = json_pack("[O]", json_object_get(user, "_id"));
+    json_t *eq = ctx_own(c, json_pack("[O]", json_object_get(user, "_id")));
     const char *index = "by_user";
     if (wid) json_array_append(eq, wid);
     if (status) json_array_append(eq, status);
@@ -150,8 +146,6 @@ static int list(ctx *c, const json_t *args, json_t **result)
         index = "by_user_status";
     db_query q = {.table = "runs", .index = index, .eq = eq, .descending = true};
     rc = db_paginate(c, &q, opts, result);
-    json_decref(eq);
-    json_decref(user);
     size_t i;
     json_t *run;
     if (rc == 0) json_array_foreach(json_object_get(*result, "page"), i, run) app_run_view(c, run);
@@ -162,18 +156,16 @@ static int list(ctx *c, const json_t *args, json_t **result)
  * transaction. actor names who ended it. */
 static int fail_and_refund(ctx *c, const json_t *run, const char *error, const char *actor)
 {
-    json_t *patch = json_pack("{s:s, s:s, s:f, s:n}", "status", "failed", "error", error,
-                              "finishedAt", c->now_ms, "leaseExpiresAt");
+    json_t *patch = ctx_own(c, json_pack("{s:s, s:s, s:f, s:n}", "status", "failed", "error", error,
+                                         "finishedAt", c->now_ms, "leaseExpiresAt"));
     const char *run_id = app_str(run, "_id");
     int rc = db_patch(c, "runs", run_id, patch);
-    json_decref(patch);
     int64_t cost = app_int(run, "cost");
     if (rc || cost == 0) return rc;
     json_t *user = NULL;
     rc = db_get(c, "users", app_str(run, "userId"), &user);
     if (rc == 0 && !user) rc = ctx_fail(c, ERR_INTERNAL, NULL, "run %s has no user", run_id);
     if (rc == 0) rc = app_ledger_move(c, user, cost, "refund", run_id, NULL, actor, NULL);
-    json_decref(user);
     return rc;
 }
 
@@ -187,7 +179,6 @@ static int cancel(ctx *c, const json_t *args, json_t **result)
         rc = ctx_fail(c, ERR_INVALID_TRANSITION, NULL,
                       "Run is %s: only a queued run can be cancelled", app_str(run, "status"));
     if (rc == 0) rc = fail_and_refund(c, run, "Cancelled", ctx_token_identifier(c));
-    json_decref(run);
     if (rc == 0) *result = json_null();
     return rc;
 }
@@ -200,25 +191,22 @@ static double lease_ms(const json_t *args)
 
 static int claim(ctx *c, const json_t *args, json_t **result)
 {
-    json_t *eq = json_pack("[s]", "queued");
-    db_query q = {.table = "runs", .index = "by_status", .eq = eq};
+    db_query q = {
+        .table = "runs", .index = "by_status", .eq = ctx_own(c, json_pack("[s]", "queued"))};
     json_t *run = NULL;
     int rc = db_query_first(c, &q, &run);
-    json_decref(eq);
     if (rc) return rc;
     if (!run) {
         *result = json_null();
         return 0;
     }
     const char *id = app_str(run, "_id");
-    json_t *patch = json_pack("{s:s, s:O, s:f, s:f, s:I}", "status", "processing", "workerId",
-                              json_object_get(args, "workerId"), "startedAt", c->now_ms,
-                              "leaseExpiresAt", c->now_ms + lease_ms(args), "attempts",
-                              (json_int_t)(app_int(run, "attempts") + 1));
+    json_t *patch = ctx_own(c, json_pack("{s:s, s:O, s:f, s:f, s:I}", "status", "processing",
+                                         "workerId", json_object_get(args, "workerId"), "startedAt",
+                                         c->now_ms, "leaseExpiresAt", c->now_ms + lease_ms(args),
+                                         "attempts", (json_int_t)(app_int(run, "attempts") + 1)));
     rc = db_patch(c, "runs", id, patch);
-    json_decref(patch);
     if (rc == 0) rc = db_get(c, "runs", id, result);
-    json_decref(run);
     return rc;
 }
 
@@ -238,10 +226,7 @@ static int load_held_run(ctx *c, const json_t *args, const char *action, json_t 
     else if (!holder || strcmp(holder, worker) != 0)
         rc = ctx_fail(c, ERR_INVALID_TRANSITION, NULL,
                       "Cannot %s: worker \"%.200s\" does not hold this run", action, worker);
-    if (rc) {
-        json_decref(*run_out);
-        *run_out = NULL;
-    }
+    if (rc) *run_out = NULL;
     return rc;
 }
 
@@ -254,10 +239,9 @@ static int heartbeat(ctx *c, const json_t *args, json_t **result)
      * 300 s) must not cut a longer lease the worker claimed with. */
     double until = c->now_ms + lease_ms(args);
     double current = json_number_value(json_object_get(run, "leaseExpiresAt"));
-    json_t *patch = json_pack("{s:f}", "leaseExpiresAt", until > current ? until : current);
+    json_t *patch =
+        ctx_own(c, json_pack("{s:f}", "leaseExpiresAt", until > current ? until : current));
     rc = db_patch(c, "runs", app_str(run, "_id"), patch);
-    json_decref(patch);
-    json_decref(run);
     if (rc == 0) *result = json_null();
     return rc;
 }
@@ -278,18 +262,13 @@ static int complete(ctx *c, const json_t *args, json_t **result)
         json_t *file = NULL;
         rc = db_get(c, SYSTEM_TABLE_STORAGE, json_string_value(storage_id), &file);
         if (rc == 0 && !file) rc = ctx_fail(c, ERR_NOT_FOUND, NULL, "File not found");
-        json_decref(file);
-        if (rc) {
-            json_decref(run);
-            return rc;
-        }
+        if (rc) return rc;
     }
-    json_t *patch = json_pack("{s:s, s:O, s:f, s:n}", "status", "completed",
-                              output ? "output" : "outputStorageId", output ? output : storage_id,
-                              "finishedAt", c->now_ms, "leaseExpiresAt");
+    json_t *patch =
+        ctx_own(c, json_pack("{s:s, s:O, s:f, s:n}", "status", "completed",
+                             output ? "output" : "outputStorageId", output ? output : storage_id,
+                             "finishedAt", c->now_ms, "leaseExpiresAt"));
     rc = db_patch(c, "runs", app_str(run, "_id"), patch);
-    json_decref(patch);
-    json_decref(run);
     if (rc == 0) *result = json_null();
     return rc;
 }
@@ -302,18 +281,17 @@ static int fail(ctx *c, const json_t *args, json_t **result)
     /* The worker key is not the admin: its refunds are the system's. */
     rc = fail_and_refund(c, run, app_str(args, "error"),
                          c->worker && !c->admin ? "system" : "admin");
-    json_decref(run);
     if (rc == 0) *result = json_null();
     return rc;
 }
 
 static int count_status(ctx *c, const char *status, int64_t *n_out)
 {
-    json_t *eq = json_pack("[s]", status);
-    db_query q = {.table = "runs", .index = "by_status", .eq = eq, .limit = RUNS_QUEUE_COUNT_MAX};
-    int rc = db_count(c, &q, n_out);
-    json_decref(eq);
-    return rc;
+    db_query q = {.table = "runs",
+                  .index = "by_status",
+                  .eq = ctx_own(c, json_pack("[s]", status)),
+                  .limit = RUNS_QUEUE_COUNT_MAX};
+    return db_count(c, &q, n_out);
 }
 
 static int queue(ctx *c, const json_t *args, json_t **result)
@@ -324,17 +302,16 @@ static int queue(ctx *c, const json_t *args, json_t **result)
     if (rc == 0) rc = count_status(c, "processing", &processing);
     json_t *oldest = NULL;
     if (rc == 0 && queued > 0) {
-        json_t *eq = json_pack("[s]", "queued");
-        db_query q = {.table = "runs", .index = "by_status", .eq = eq};
+        db_query q = {
+            .table = "runs", .index = "by_status", .eq = ctx_own(c, json_pack("[s]", "queued"))};
         rc = db_query_first(c, &q, &oldest);
-        json_decref(eq);
     }
     if (rc == 0) {
         json_t *at = json_object_get(oldest, "_creationTime");
-        *result = json_pack("{s:I, s:I, s:O}", "queued", (json_int_t)queued, "processing",
-                            (json_int_t)processing, "oldestQueuedAt", at ? at : json_null());
+        *result =
+            ctx_own(c, json_pack("{s:I, s:I, s:O}", "queued", (json_int_t)queued, "processing",
+                                 (json_int_t)processing, "oldestQueuedAt", at ? at : json_null()));
     }
-    json_decref(oldest);
     return rc;
 }
 
@@ -345,7 +322,7 @@ static int expire_leases(ctx *c, const json_t *args, json_t **result)
     int rc = app_env_int(c, "MAX_ATTEMPTS", APP_MAX_ATTEMPTS_DEFAULT, 1, APP_MAX_ATTEMPTS_MAX,
                          &max_attempts);
     if (rc) return rc;
-    json_t *zero = json_integer(0), *now = json_real(c->now_ms);
+    json_t *zero = ctx_own(c, json_integer(0)), *now = ctx_own(c, json_real(c->now_ms));
     db_query q = {.table = "runs",
                   .index = "by_lease",
                   .after = zero,
@@ -353,8 +330,6 @@ static int expire_leases(ctx *c, const json_t *args, json_t **result)
                   .limit = RUNS_EXPIRE_BATCH_MAX};
     json_t *rows = NULL;
     rc = db_query_rows(c, &q, &rows);
-    json_decref(zero);
-    json_decref(now);
     if (rc) return rc;
     int requeued = 0, failed = 0;
     size_t i;
@@ -365,16 +340,15 @@ static int expire_leases(ctx *c, const json_t *args, json_t **result)
             rc = fail_and_refund(c, run, "Lease expired", "system");
             failed++;
         } else {
-            json_t *patch = json_pack("{s:s, s:n, s:n, s:n}", "status", "queued", "workerId",
-                                      "leaseExpiresAt", "startedAt");
+            json_t *patch = ctx_own(c, json_pack("{s:s, s:n, s:n, s:n}", "status", "queued",
+                                                 "workerId", "leaseExpiresAt", "startedAt"));
             rc = db_patch(c, "runs", app_str(run, "_id"), patch);
-            json_decref(patch);
             requeued++;
         }
         if (rc) break;
     }
-    json_decref(rows);
-    if (rc == 0) *result = json_pack("{s:i, s:i}", "requeued", requeued, "failed", failed);
+    if (rc == 0)
+        *result = ctx_own(c, json_pack("{s:i, s:i}", "requeued", requeued, "failed", failed));
     return rc;
 }
 

@@ -13,16 +13,15 @@ static int list(ctx *c, const json_t *args, json_t **result)
     int rc = app_find_user(c, &user);
     if (rc) return rc;
     if (!user) {
-        *result = json_pack("{s:[], s:b, s:s, s:n, s:n}", "page", "isDone", 1, "continueCursor",
-                            "END", "splitCursor", "pageStatus");
+        *result = ctx_own(c, json_pack("{s:[], s:b, s:s, s:n, s:n}", "page", "isDone", 1,
+                                       "continueCursor", "END", "splitCursor", "pageStatus"));
         return 0;
     }
-    json_t *eq = json_pack("[O]", json_object_get(user, "_id"));
-    db_query q = {.table = "transactions", .index = "by_user", .eq = eq, .descending = true};
-    rc = db_paginate(c, &q, json_object_get(args, "paginationOpts"), result);
-    json_decref(eq);
-    json_decref(user);
-    return rc;
+    db_query q = {.table = "transactions",
+                  .index = "by_user",
+                  .eq = ctx_own(c, json_pack("[O]", json_object_get(user, "_id"))),
+                  .descending = true};
+    return db_paginate(c, &q, json_object_get(args, "paginationOpts"), result);
 }
 
 static const v_field list_fields[] = {{"paginationOpts", &app_pagination_opts, false}};

@@ -53,19 +53,16 @@ static int create_user(ctx *c, const json_t *identity, json_t **user_out)
     int64_t signup;
     int rc = app_env_int(c, "SIGNUP_CREDITS", 0, 0, APP_CREDITS_MAX, &signup);
     if (rc) return rc;
-    json_t *fields = profile_from_identity(identity, false);
+    json_t *fields = ctx_own(c, profile_from_identity(identity, false));
     json_object_set_new(fields, "credits", json_integer(0));
     json_object_set(fields, "tokenIdentifier", json_object_get(identity, "tokenIdentifier"));
     char id[ID_BYTES_MAX];
     rc = db_insert(c, "users", fields, id);
-    json_decref(fields);
     if (rc) return rc;
     json_t *user = NULL;
     rc = db_get(c, "users", id, &user);
     if (rc == 0 && signup > 0) {
         rc = app_ledger_move(c, user, signup, "signup", NULL, NULL, "system", NULL);
-        json_decref(user);
-        user = NULL;
         if (rc == 0) rc = db_get(c, "users", id, &user);
     }
     *user_out = user;
@@ -83,18 +80,12 @@ static int get_or_create(ctx *c, const json_t *args, json_t **result)
         rc = create_user(c, identity, result);
         return rc;
     }
-    json_t *patch = profile_from_identity(identity, true);
+    json_t *patch = ctx_own(c, profile_from_identity(identity, true));
     if (!patch_is_noop(user, patch)) {
-        const char *id = app_str(user, "_id");
-        char id_copy[ID_BYTES_MAX];
-        strncpy(id_copy, id, sizeof id_copy - 1);
-        id_copy[sizeof id_copy - 1] = '\0';
-        rc = db_patch(c, "users", id_copy, patch);
-        json_decref(user);
-        user = NULL;
-        if (rc == 0) rc = db_get(c, "users", id_copy, &user);
+        const char *id = app_str(user, "_id"); /* the old document stays the ctx's */
+        rc = db_patch(c, "users", id, patch);
+        if (rc == 0) rc = db_get(c, "users", id, &user);
     }
-    json_decref(patch);
     *result = user;
     return rc;
 }

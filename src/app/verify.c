@@ -29,10 +29,12 @@ typedef int (*row_fn)(ctx *c, const json_t *row, verify_report *r, bool full);
 
 static int for_each_row(ctx *c, const char *table, row_fn fn, verify_report *r, bool full)
 {
-    json_t *opts = json_pack("{s:i, s:n}", "numItems", VERIFY_PAGE_ROWS, "cursor");
+    json_t *opts = ctx_own(c, json_pack("{s:i, s:n}", "numItems", VERIFY_PAGE_ROWS, "cursor"));
     db_query q = {.table = table};
     int rc = 0;
     for (;;) {
+        /* A page and what checking it read are let go before the next. */
+        size_t mark = ctx_mark(c);
         json_t *page = NULL;
         rc = db_paginate(c, &q, opts, &page);
         if (rc) break;
@@ -45,10 +47,9 @@ static int for_each_row(ctx *c, const char *table, row_fn fn, verify_report *r, 
         }
         bool done = json_is_true(json_object_get(page, "isDone"));
         json_object_set(opts, "cursor", json_object_get(page, "continueCursor"));
-        json_decref(page);
+        ctx_rewind(c, mark);
         if (rc || done) break;
     }
-    json_decref(opts);
     return rc;
 }
 
@@ -56,11 +57,10 @@ static int check_user(ctx *c, const json_t *user, verify_report *r, bool full)
 {
     const char *uid = app_str(user, "_id");
     int64_t credits = app_int(user, "credits");
-    json_t *eq = json_pack("[s]", uid);
-    db_query q = {.table = "transactions", .index = "by_user", .eq = eq};
+    db_query q = {
+        .table = "transactions", .index = "by_user", .eq = ctx_own(c, json_pack("[s]", uid))};
     json_t *rows = NULL;
     int rc = db_query_rows(c, &q, &rows);
-    json_decref(eq);
     if (rc) return rc;
     int64_t sum = 0, last_after = 0;
     size_t i;
@@ -87,7 +87,6 @@ static int check_user(ctx *c, const json_t *user, verify_report *r, bool full)
         violation(r, "user %s: credits %lld, ledger sum %lld, newest balanceAfter %lld", uid,
                   (long long)credits, (long long)sum, (long long)last_after);
     }
-    json_decref(rows);
     r->users_checked++;
     return 0;
 }
@@ -97,11 +96,10 @@ static int check_run(ctx *c, const json_t *run, verify_report *r, bool full)
     (void)full;
     const char *rid = app_str(run, "_id");
     int64_t cost = app_int(run, "cost");
-    json_t *eq = json_pack("[s]", rid);
-    db_query q = {.table = "transactions", .index = "by_run", .eq = eq};
+    db_query q = {
+        .table = "transactions", .index = "by_run", .eq = ctx_own(c, json_pack("[s]", rid))};
     json_t *rows = NULL;
     int rc = db_query_rows(c, &q, &rows);
-    json_decref(eq);
     if (rc) return rc;
     int charges = 0, refunds = 0;
     size_t i;
@@ -124,7 +122,6 @@ static int check_run(ctx *c, const json_t *run, verify_report *r, bool full)
                           (long long)cost);
         }
     }
-    json_decref(rows);
     if (charges != 1) violation(r, "run %s: %d \"run\" transactions, expected 1", rid, charges);
     const char *status = app_str(run, "status");
     if (strcmp(status, "processing") == 0 &&
@@ -136,7 +133,6 @@ static int check_run(ctx *c, const json_t *run, verify_report *r, bool full)
         int frc = db_get(c, SYSTEM_TABLE_STORAGE, output, &file);
         if (frc) return frc;
         if (!file) violation(r, "run %s: its output %s names no stored file", rid, output);
-        json_decref(file);
     }
     bool failed = strcmp(status, "failed") == 0;
     int expected_refunds = failed && cost > 0 ? 1 : 0;

@@ -18,10 +18,7 @@ static int load_own(ctx *c, const char *id, json_t **doc_out)
     int rc = app_require_identity(c, &tid);
     if (rc) return rc;
     rc = db_get(c, "workflows", id, doc_out);
-    if (rc == 0 && *doc_out && strcmp(app_str(*doc_out, "owner"), tid) != 0) {
-        json_decref(*doc_out);
-        *doc_out = NULL;
-    }
+    if (rc == 0 && *doc_out && strcmp(app_str(*doc_out, "owner"), tid) != 0) *doc_out = NULL;
     return rc;
 }
 
@@ -37,15 +34,14 @@ static int create(ctx *c, const json_t *args, json_t **result)
     const char *tid;
     int rc = app_require_identity(c, &tid);
     if (rc) return rc;
-    json_t *doc = json_pack("{s:O, s:s, s:f}", "title", json_object_get(args, "title"), "owner",
-                            tid, "updatedAt", c->now_ms);
+    json_t *doc = ctx_own(c, json_pack("{s:O, s:s, s:f}", "title", json_object_get(args, "title"),
+                                       "owner", tid, "updatedAt", c->now_ms));
     json_t *nodes = json_object_get(args, "nodes"), *edges = json_object_get(args, "edges");
     json_object_set_new(doc, "nodes", nodes ? json_incref(nodes) : json_array());
     json_object_set_new(doc, "edges", edges ? json_incref(edges) : json_array());
     char id[ID_BYTES_MAX];
     rc = db_insert(c, "workflows", doc, id);
-    json_decref(doc);
-    if (rc == 0) *result = json_string(id);
+    if (rc == 0) *result = ctx_own(c, json_string(id));
     return rc;
 }
 
@@ -55,15 +51,13 @@ static int update(ctx *c, const json_t *args, json_t **result)
     json_t *doc;
     int rc = require_own(c, id, &doc);
     if (rc) return rc;
-    json_t *patch = json_pack("{s:f}", "updatedAt", c->now_ms);
+    json_t *patch = ctx_own(c, json_pack("{s:f}", "updatedAt", c->now_ms));
     static const char *const editable[] = {"title", "nodes", "edges"};
     for (size_t i = 0; i < 3; i++) {
         json_t *v = json_object_get(args, editable[i]);
         if (v) json_object_set(patch, editable[i], v);
     }
     rc = db_patch(c, "workflows", id, patch);
-    json_decref(patch);
-    json_decref(doc);
     if (rc == 0) *result = json_null();
     return rc;
 }
@@ -82,11 +76,11 @@ static int list(ctx *c, const json_t *args, json_t **result)
     const char *tid;
     int rc = app_require_identity(c, &tid);
     if (rc) return rc;
-    json_t *eq = json_pack("[s]", tid);
-    db_query q = {.table = "workflows", .index = "by_owner", .eq = eq, .descending = true};
-    rc = db_query_rows(c, &q, result);
-    json_decref(eq);
-    return rc;
+    db_query q = {.table = "workflows",
+                  .index = "by_owner",
+                  .eq = ctx_own(c, json_pack("[s]", tid)),
+                  .descending = true};
+    return db_query_rows(c, &q, result);
 }
 
 static int remove_workflow(ctx *c, const json_t *args, json_t **result)
@@ -95,7 +89,6 @@ static int remove_workflow(ctx *c, const json_t *args, json_t **result)
     json_t *doc;
     int rc = require_own(c, id, &doc);
     if (rc) return rc;
-    json_decref(doc);
     rc = db_delete(c, "workflows", id);
     if (rc == 0) *result = json_null();
     return rc;

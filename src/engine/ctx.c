@@ -37,12 +37,47 @@ void ctx_init(ctx *c, store_conn *conn, const schema *s, bool writable)
 
 void ctx_release(ctx *c)
 {
+    json_decref(c->owned);
     read_set_free(&c->reads);
     write_set_free(&c->writes);
     json_decref(c->log_lines);
     free(c->journal_out);
     err_clear(&c->err);
     memset(c, 0, sizeof *c);
+}
+
+json_t *ctx_own(ctx *c, json_t *v)
+{
+    if (!v) return NULL;
+    if (!c->owned && !(c->owned = json_array())) {
+        json_decref(v);
+        return NULL;
+    }
+    ASSERT(v != c->owned);
+    /* The array takes the reference, or releases v when it cannot grow. */
+    return json_array_append_new(c->owned, v) == 0 ? v : NULL;
+}
+
+size_t ctx_mark(const ctx *c)
+{
+    return c->owned ? json_array_size(c->owned) : 0;
+}
+
+void ctx_rewind(ctx *c, size_t mark)
+{
+    size_t n = ctx_mark(c);
+    ASSERT(mark <= n && "a mark of another ctx, or rewound past already");
+    while (n > mark)
+        json_array_remove(c->owned, --n);
+}
+
+/* Hands a read's output to the ctx (see ctx_own); out of memory fails the
+ * call. */
+static int own_output(ctx *c, json_t **out)
+{
+    if (!*out || ctx_own(c, *out)) return 0;
+    *out = NULL;
+    return ctx_fail(c, ERR_NOMEM, NULL, "out of memory");
 }
 
 const char *ctx_public_url(const ctx *c)
@@ -116,7 +151,7 @@ int db_get(ctx *c, const char *table, const char *id, json_t **doc_out)
     int rc = store_get(c->conn, t, id, doc_out, &e);
     if (rc) return store_failed(c, rc, &e);
     c->rows_read++;
-    return 0;
+    return own_output(c, doc_out);
 }
 
 static json_t *array_concat(const json_t *prefix, const json_t *last)
@@ -209,7 +244,7 @@ int db_query_rows(ctx *c, const db_query *q, json_t **rows_out)
     int rc = scan_range(c, &r, rows_out);
     json_decref(lo);
     json_decref(hi);
-    return rc;
+    return rc ? rc : own_output(c, rows_out);
 }
 
 int db_query_first(ctx *c, const db_query *q, json_t **doc_out)
@@ -218,8 +253,7 @@ int db_query_first(ctx *c, const db_query *q, json_t **doc_out)
     one.limit = 1;
     json_t *rows = NULL;
     int rc = db_query_rows(c, &one, &rows);
-    *doc_out = rc == 0 ? json_incref(json_array_get(rows, 0)) : NULL;
-    json_decref(rows);
+    *doc_out = rc == 0 ? json_array_get(rows, 0) : NULL; /* rows, and so it, are the ctx's */
     return rc;
 }
 
@@ -440,7 +474,7 @@ out:
     json_decref(p.end);
     json_decref(lo);
     json_decref(hi);
-    return rc;
+    return rc ? rc : own_output(c, page_out);
 }
 
 /* --- writes ------------------------------------------------------------------ */

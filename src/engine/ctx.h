@@ -9,7 +9,16 @@
  *
  * Every read records the range it covered in the ctx's read set; every write
  * validates the document against its table and records it in the write set.
- * Documents are returned as new references the caller owns.
+ *
+ * Ownership: the transaction owns every JSON value a function handles.
+ * Documents, rows and pages the db_* reads return belong to the ctx and live
+ * until the transaction ends; a value the function builds (json_pack …) is
+ * handed to the ctx with ctx_own; a function's result is borrowed from
+ * either (the engine takes its own reference). So app code never counts
+ * references: it neither frees what it reads nor what it builds. To put a
+ * borrowed value inside another, use the functions that take a reference
+ * (json_object_set, json_array_append, "O" in json_pack), never the *_new
+ * ones that steal it.
  * Thread: the thread running the transaction (a reader or the storage thread).
  */
 #ifndef DOJO_ENGINE_CTX_H
@@ -42,8 +51,21 @@ typedef struct ctx {
     read_set reads;
     write_set writes;
     json_t *log_lines; /* array of "[LEVEL] text" */
+    json_t *owned;     /* array: what the transaction holds for its function (ctx_own) */
     err_t err;
 } ctx;
+
+/* --- ownership ------------------------------------------------------------ */
+
+/* Hands v (a new reference) to the transaction, which releases it when it
+ * ends; returns v, borrowed from then on. NULL when v is NULL, or when
+ * memory runs out (v is released then). */
+json_t *ctx_own(ctx *c, json_t *v);
+/* A loop over more than a transaction should hold (a table, page by page)
+ * releases each turn's values: ctx_rewind(c, m) releases everything handed
+ * to the ctx since m = ctx_mark(c). Values borrowed from then are gone. */
+size_t ctx_mark(const ctx *c);
+void ctx_rewind(ctx *c, size_t mark);
 
 /* --- caller --------------------------------------------------------------- */
 const json_t *ctx_identity(const ctx *c);
@@ -70,8 +92,8 @@ int ctx_env(ctx *c, const char *name, char **value_out);
 
 /* --- reads -------------------------------------------------------------------- */
 
-/* *doc_out is the document, or NULL when there is none with this id in this
- * table (an id of another table is "none", never an error). */
+/* *doc_out is the document (the ctx's), or NULL when there is none with this
+ * id in this table (an id of another table is "none", never an error). */
 int db_get(ctx *c, const char *table, const char *id, json_t **doc_out);
 
 /* A query over one index: the rows whose first n_eq index fields equal eq
@@ -87,9 +109,9 @@ typedef struct db_query {
     int limit;
 } db_query;
 
-/* *rows_out: a new array of documents. */
+/* *rows_out: an array of documents (the ctx's). */
 int db_query_rows(ctx *c, const db_query *q, json_t **rows_out);
-/* The first row, or *doc_out NULL. */
+/* The first row (the ctx's), or *doc_out NULL. */
 int db_query_first(ctx *c, const db_query *q, json_t **doc_out);
 
 /* Counts the rows of q's range, at most q->limit (which must be set): the
@@ -99,7 +121,8 @@ int db_count(ctx *c, const db_query *q, int64_t *n_out);
 
 /* One page of q (q->limit ignored) for paginationOpts {numItems, cursor,
  * endCursor?, …}: *page_out = {page, isDone, continueCursor}. Cursors are
- * opaque strings naming a position in the index; a cursor that cannot be
+ * opaque strings naming a position in the index (*page_out is the ctx's); a
+ * cursor that cannot be
  * decoded fails with a message containing "InvalidCursor". The page's end is
  * pinned by endCursor, else by the ctx journal, so that a re-run after a write
  * returns the same page boundaries (gapless reactive paging). */

@@ -27,14 +27,14 @@ int engine_execute(ctx *x, call *c)
     read_set_free(&c->reads);
     c->reads = x->reads;
     read_set_init(&x->reads);
+    /* result is borrowed (ctx.h): the ctx's, or the arguments'. */
     if (rc) {
-        json_decref(result);
         err_move(&c->err, &x->err);
         if (c->err.code == ERR_OK) err_set(&c->err, rc, "%s failed", c->fn->path);
         return rc;
     }
     json_decref(c->result);
-    c->result = result ? result : json_null();
+    c->result = result ? json_incref(result) : json_null();
     free(c->journal_out);
     c->journal_out = x->journal_out;
     x->journal_out = NULL;

@@ -126,6 +126,7 @@ static int env_snapshot(ctx *x, const json_t *args, json_t **result)
         ctx_fail(x, rc, NULL, "%s", e.msg);
         err_clear(&e);
     }
+    ctx_own(x, *result);
     return rc;
 }
 

@@ -18,21 +18,20 @@ static int health(ctx *c, const json_t *args, json_t **result)
         err_clear(&e);
         return rc;
     }
-    *result = json_pack("{s:b}", "ok", 1);
+    *result = ctx_own(c, json_pack("{s:b}", "ok", 1));
     return 0;
 }
 
 static int cleanup_session_requests(ctx *c, const json_t *args, json_t **result)
 {
     (void)args;
-    json_t *now = json_real(c->now_ms);
+    json_t *now = ctx_own(c, json_real(c->now_ms));
     db_query q = {.table = SYSTEM_TABLE_SESSION_REQUESTS,
                   .index = "by_expiry",
                   .upto = now,
                   .limit = SYSTEM_CLEANUP_BATCH_MAX};
     json_t *rows = NULL;
     int rc = db_query_rows(c, &q, &rows);
-    json_decref(now);
     if (rc) return rc;
     size_t i;
     json_t *row;
@@ -42,8 +41,8 @@ static int cleanup_session_requests(ctx *c, const json_t *args, json_t **result)
                        json_string_value(json_object_get(row, "_id")));
         if (rc) break;
     }
-    if (rc == 0) *result = json_pack("{s:I}", "deleted", (json_int_t)json_array_size(rows));
-    json_decref(rows);
+    if (rc == 0)
+        *result = ctx_own(c, json_pack("{s:I}", "deleted", (json_int_t)json_array_size(rows)));
     return rc;
 }
 

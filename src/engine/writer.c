@@ -108,11 +108,10 @@ static int try_replay(engine *en, call *c, bool *replayed)
     *replayed = false;
     ctx x;
     ctx_init(&x, en->writer_conn, en->schema, false);
-    json_t *eq = json_pack("[sI]", c->session_id, (json_int_t)c->request_id);
+    json_t *eq = ctx_own(&x, json_pack("[sI]", c->session_id, (json_int_t)c->request_id));
     db_query q = {.table = SYSTEM_TABLE_SESSION_REQUESTS, .index = "by_session_request", .eq = eq};
     json_t *row = NULL;
     int rc = db_query_first(&x, &q, &row);
-    json_decref(eq);
     char caller[LIMIT_JWT_BYTES_MAX];
     caller_of(c, caller, sizeof caller);
     const char *row_caller = json_string_value(json_object_get(row, "caller"));
@@ -132,7 +131,6 @@ static int try_replay(engine *en, call *c, bool *replayed)
         c->log_lines = json_incref(json_object_get(row, "logLines"));
         c->ts = strtoull(json_string_value(json_object_get(row, "ts")), NULL, 10);
     }
-    json_decref(row);
     ctx_release(&x);
     return rc;
 }

@@ -70,7 +70,7 @@ static int add_note(ctx *c, const json_t *args, json_t **result)
     if (rc) return rc;
     if (json_is_true(json_object_get(args, "fail")))
         return ctx_fail(c, ERR_INVALID_ARGUMENT, NULL, "asked to fail");
-    *result = json_string(id);
+    *result = ctx_own(c, json_string(id));
     return 0;
 }
 
@@ -80,8 +80,7 @@ static int count_notes(ctx *c, const json_t *args, json_t **result)
     db_query q = {.table = "notes"};
     json_t *rows = NULL;
     int rc = db_query_rows(c, &q, &rows);
-    if (rc == 0) *result = json_integer((json_int_t)json_array_size(rows));
-    json_decref(rows);
+    if (rc == 0) *result = ctx_own(c, json_integer((json_int_t)json_array_size(rows)));
     return rc;
 }
 
@@ -97,7 +96,6 @@ static int need_x(ctx *c, const json_t *args, json_t **result)
     json_decref(eq);
     if (rc) return rc;
     if (!row) return ctx_fail(c, ERR_NOT_FOUND, NULL, "no note x yet");
-    json_decref(row);
     *result = json_true();
     return 0;
 }
@@ -744,6 +742,7 @@ static void pinned_page_over_the_row_budget_asks_to_be_split(void **state)
     json_t *opts = json_pack("{s:i, s:n}", "numItems", 8, "cursor");
     json_t *page = NULL;
     assert_int_equal(db_paginate(&x, &q, opts, &page), 0);
+    json_incref(page); /* kept past its transaction */
     ctx_release(&x);
     json_t *pinned_opts = json_pack("{s:i, s:n, s:O}", "numItems", 8, "cursor", "endCursor",
                                     json_object_get(page, "continueCursor"));
@@ -753,7 +752,6 @@ static void pinned_page_over_the_row_budget_asks_to_be_split(void **state)
     assert_int_equal(db_paginate(&x, &q, pinned_opts, &pinned), 0);
     assert_int_equal(json_array_size(json_object_get(pinned, "page")), 8);
     assert_true(json_is_null(json_object_get(pinned, "splitCursor")));
-    json_decref(pinned);
     ctx_release(&x);
     /* A pinned page that grew past twice its numItems is recommended a split
      * at its middle. */
@@ -766,12 +764,10 @@ static void pinned_page_over_the_row_budget_asks_to_be_split(void **state)
                         "SplitRecommended");
     json_t *half = json_pack("{s:i, s:n, s:O}", "numItems", 2, "cursor", "endCursor",
                              json_object_get(pinned, "splitCursor"));
-    json_decref(pinned);
     ctx_release(&x);
     ctx_init(&x, conn, &test_schema, false);
     assert_int_equal(db_paginate(&x, &q, half, &pinned), 0);
     assert_int_equal(json_array_size(json_object_get(pinned, "page")), 4);
-    json_decref(pinned);
     json_decref(half);
     json_decref(small);
     ctx_release(&x);
@@ -804,7 +800,6 @@ static void pinned_page_over_the_row_budget_asks_to_be_split(void **state)
             assert_true(json_array_size(json_object_get(part, "page")) <= 5);
             json_array_extend(got, json_object_get(part, "page"));
         }
-        json_decref(part);
         json_decref(o);
         json_decref(pair);
         ctx_release(&x);

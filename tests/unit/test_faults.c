@@ -158,11 +158,11 @@ static int digest(ctx *c, const json_t *args, json_t **result)
             json_decref(all);
             return rc;
         }
-        json_object_set_new(all, s->tables[i].name, rows);
+        json_object_set(all, s->tables[i].name, rows); /* rows are the ctx's */
     }
     char *text = json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(all);
-    *result = json_string(text);
+    *result = ctx_own(c, json_string(text));
     free(text);
     return 0;
 }
@@ -174,8 +174,8 @@ static int verify(ctx *c, const json_t *args, json_t **result)
     verify_report report = {0};
     int rc = app_verify(c, true, &report);
     if (rc) return rc;
-    *result = json_pack("{s:I, s:O}", "count", (json_int_t)report.violation_count, "violations",
-                        report.violations);
+    *result = ctx_own(c, json_pack("{s:I, s:O}", "count", (json_int_t)report.violation_count,
+                                   "violations", report.violations));
     verify_report_free(&report);
     return 0;
 }
@@ -202,7 +202,7 @@ static int insert_user(ctx *c, const json_t *args, json_t **result)
     char id[ID_BYTES_MAX];
     int rc = db_insert(c, "users", doc, id);
     json_decref(doc);
-    if (rc == 0) *result = json_string(id);
+    if (rc == 0) *result = ctx_own(c, json_string(id));
     return rc;
 }
 
