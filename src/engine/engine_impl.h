@@ -1,7 +1,11 @@
 /*
- * engine_impl.h — the engine's private state, shared by engine.c (loop side),
- * writer.c (storage thread) and reader.c (reader threads). Nothing outside
- * src/engine/ includes it.
+ * engine_impl.h — the engine's private state, shared by the files of the
+ * engine: engine.c (open, close, listeners), calls.c (submitting, queues,
+ * completions), env.c (deployment variables), writer.c (storage thread),
+ * reader.c (reader threads), remote.c (other processes' commits) and
+ * execute.c. Dependencies go one way: engine.c over writer.c, reader.c and
+ * remote.c, all of them over calls.c and env.c. Nothing outside src/engine/
+ * includes it.
  * Thread: see each field's comment.
  */
 #ifndef DOJO_ENGINE_ENGINE_IMPL_H
@@ -107,6 +111,10 @@ struct engine {
     uint64_t answered_ts; /* newest snapshot or commit a finished call reported (loop) */
     json_t *env;          /* stored deployment variables: name -> value */
     remote *remote;       /* other processes' commits; NULL when the store has none */
+    /* Where the loop sends this process's commits before the listeners:
+     * remote_local_commit, set by engine_open when remote is; else NULL
+     * (straight to engine_process_commit). */
+    void (*order_commit)(engine *en, uint64_t ts, write_set *writes);
     struct {
         engine_commit_cb cb;
         void *data;
@@ -116,7 +124,7 @@ struct engine {
     int n_periodic;
 };
 
-/* engine.c: waits on cond (lock held) until *has_work or *stopping; once
+/* calls.c: waits on cond (lock held) until *has_work or *stopping; once
  * idle ENGINE_IDLE_RELEASE_MS, gives back conn's caches (store_release_memory,
  * lock released meanwhile), once per idle stretch. */
 void engine_wait_for_work(uv_cond_t *cond, uv_mutex_t *lock, const int *queue_len,
@@ -126,16 +134,20 @@ int writer_load_clock(engine *en, err_t *e);
 void writer_main(void *arg);
 /* reader.c */
 void reader_main(void *arg);
-/* engine.c: hand results to the loop (any thread). */
+/* calls.c: hand results to the loop (any thread); the loop's side of it. */
 void engine_complete_call(engine *en, call *c);
 void engine_complete_commit(engine *en, uint64_t ts, write_set *writes);
-/* engine.c, loop: tells the commit listeners about a commit (writes are
+void engine_on_async(uv_async_t *h);
+void engine_process_completions(engine *en); /* also at close, after the threads ended */
+/* calls.c, loop: tells the commit listeners about a commit (writes are
  * consumed). from_elsewhere: another process's, whose write set is a summary
  * (the deployment variables were read again instead of applied). */
 void engine_process_commit(engine *en, uint64_t ts, write_set *writes, bool from_elsewhere);
-/* engine.c: the stored deployment variables as one new object, read inside
- * the caller's transaction on conn. */
+/* env.c: the stored deployment variables as one new object, read inside
+ * the caller's transaction on conn; a commit's writes applied to the loop's
+ * copy (en->env). */
 int engine_env_scan(store_conn *conn, const schema *s, json_t **env_out, err_t *e);
+void engine_env_apply(engine *en, const write_set *ws);
 /* remote.c. remote_open (main thread, before the clocks are read) starts
  * listening when the store notifies; remote_start (main thread, loop set up)
  * watches the listener on the loop; remote_local_commit (loop) takes this
