@@ -114,7 +114,7 @@ bench_callgrind() {
   stop_dojo
   me_calls=$(cg_calls_to "$CG_OUT" me)
   local sends per_push
-  sends=$(cg_calls_to "$CG_OUT" session_send_text)
+  sends=$(cg_calls_to "$CG_OUT" ws_send_text_parts) # every text message, Transitions included
   per_push=$(($(cg_incl "$CG_OUT" session_flush) / (sends > 0 ? sends : 1)))
   result "f3. shared execution, $CG_SESSIONS identical subs" \
     "$me_calls users:me runs in all (1 at subscribe + 1 after the grant is right); $per_push instructions per message pushed (session_flush over $sends messages; the value is serialized once per version and shared)" "$rerun"
