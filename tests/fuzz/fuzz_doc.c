@@ -4,8 +4,8 @@
  * The store reads these bytes from a database file that may be damaged or
  * written by hand: decoding must refuse them with ERR_STORAGE and a message,
  * never crash, leak or read past them; what decodes must encode again to
- * bytes that decode to the same document (the same bytes once more), and every value in it must have a
- * key that sorts equal to itself.
+ * bytes that decode to the same document (the same bytes once more), and
+ * every value in it must have a key that sorts equal to itself.
  * Thread: the fuzzer's.
  */
 #include <assert.h>
@@ -23,7 +23,8 @@ static void check_keys(const json_t *doc)
 {
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)doc, k, v) {
+    json_object_foreach((json_t *)doc, k, v)
+    {
         key_buf a, b;
         assert(key_encode(v, &a) == 0);
         assert(key_encode(v, &b) == 0);

@@ -27,11 +27,12 @@ static json_t *decode(const uint8_t *bytes, size_t len, err_t *e)
 static void a_document_comes_back_as_it_was_written(void **state)
 {
     (void)state;
-    json_t *doc = json_loads("{\"_id\":\"id1\",\"_creationTime\":12.5,\"name\":\"fox\","
-                             "\"credits\":-7,\"big\":9007199254740993,\"price\":0.25,"
-                             "\"small\":63,\"tags\":[null,true,false,\"\",{\"a\":[]}],"
-                             "\"long\":\"0123456789012345678901234567890123456789012345678901234567890123\"}",
-                             0, NULL);
+    json_t *doc =
+        json_loads("{\"_id\":\"id1\",\"_creationTime\":12.5,\"name\":\"fox\","
+                   "\"credits\":-7,\"big\":9007199254740993,\"price\":0.25,"
+                   "\"small\":63,\"tags\":[null,true,false,\"\",{\"a\":[]}],"
+                   "\"long\":\"0123456789012345678901234567890123456789012345678901234567890123\"}",
+                   0, NULL);
     assert_non_null(doc);
     uint8_t *bytes;
     size_t len;
@@ -63,7 +64,7 @@ static void damaged_bytes_are_refused_with_the_damage_named(void **state)
         {"\xd1\x07\x01\x01\x61", 5, ""},                  /* a field with no value */
         {"\xd1\x07\x02\x01\x61\x80\x01\x61\x81", 9, "a field name repeats"},
         {"\xd1\x07\x01\x01\x61\x08", 6, "an unknown value tag"}, /* _id's marker elsewhere */
-        {"\xd1\x07\x01\x03_id\x09", 8, "an unknown value tag"}, /* the wrong marker */
+        {"\xd1\x07\x01\x03_id\x09", 8, "an unknown value tag"},  /* the wrong marker */
         {"\xd1\x07\x01\x01\x61\x04\x00\x00\x00\x00\x00\x00\xf0\x7f", 14, "a number is not finite"},
         {"\xd1\x07\x01\x01\x61\xc2\xff\xfe", 8, "a string is not UTF-8"},
         {"\xd1\x06\x00", 3, "not an object"},
@@ -124,9 +125,25 @@ static int key_cmp(const char *a_json, const char *b_json)
 static void keys_sort_in_the_schemas_order(void **state)
 {
     (void)state;
-    const char *ascending[] = {"null", "-1e300", "-2.5", "-1", "-0.5", "0", "0.5", "1", "2",
-                               "9007199254740992", "9007199254740993", "1e300", "\"\"",
-                               "\"A\"", "\"a\"", "\"ab\"", "\"b\"", "false", "true"};
+    const char *ascending[] = {"null",
+                               "-1e300",
+                               "-2.5",
+                               "-1",
+                               "-0.5",
+                               "0",
+                               "0.5",
+                               "1",
+                               "2",
+                               "9007199254740992",
+                               "9007199254740993",
+                               "1e300",
+                               "\"\"",
+                               "\"A\"",
+                               "\"a\"",
+                               "\"ab\"",
+                               "\"b\"",
+                               "false",
+                               "true"};
     size_t n = sizeof ascending / sizeof ascending[0];
     for (size_t i = 0; i + 1 < n; i++)
         assert_int_equal(key_cmp(ascending[i], ascending[i + 1]), -1);
