@@ -297,4 +297,3 @@ void engine_bump_ts(engine *en, uint64_t ts)
     while (ts > cur && !atomic_compare_exchange_weak(&en->ts_floor, &cur, ts)) {
     }
 }
-

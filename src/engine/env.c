@@ -50,4 +50,3 @@ void engine_env_apply(engine *en, const write_set *ws)
             json_object_del(en->env, name);
     }
 }
-

@@ -48,6 +48,11 @@ typedef struct fn_def {
 typedef struct registry {
     const fn_def *fns[REGISTRY_FUNCTIONS_MAX];
     int n_fns;
+    /* Where a call's caller is found: the table and unique index by
+     * tokenIdentifier (app/ sets it). The storage thread reads every
+     * caller of a group there in one round trip before running it
+     * (store_prefetch). NULL: no such table. */
+    const char *caller_table, *caller_index;
 } registry;
 
 void registry_init(registry *r);

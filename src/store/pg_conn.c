@@ -515,6 +515,42 @@ static int drv_run(store_conn *sc, const sql_stmt *s, sql_result *res, err_t *e)
     return 0;
 }
 
+/* The statements go out in one pipeline with the writes in flight (and
+ * the PREPARE of their text, the first time), then one sync reads it all. */
+static int drv_run_many(store_conn *sc, const sql_stmt *s, int n, sql_result *res, err_t *e)
+{
+    _Static_assert(2 * SQL_RUN_MANY_MAX < PG_PIPELINE_PENDING_MAX, "run_many fits a pipeline");
+    ASSERT(n > 0 && n <= SQL_RUN_MANY_MAX);
+    pg_conn *c = pg_conn_of(sc);
+    if (c->deferred_rc) return pg_pipeline_sync(c, NULL, e); /* it sticks */
+    c->last_failure_deferred = false;
+    int rc = ensure_connected(c, "read", e);
+    /* Room for all of them (each may need its PREPARE), or a full pipeline
+     * would be synced halfway and their results lost. */
+    if (rc == 0 && c->in_pipeline && c->n_pending + 2 * n > PG_PIPELINE_PENDING_MAX)
+        rc = pg_pipeline_sync(c, NULL, e);
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (store_fault_due()) {
+            rc = err_set(e, ERR_STORAGE, "%s: injected fault", s[i].what);
+            break;
+        }
+        pg_params p;
+        pg_params_of(s[i].params, s[i].n_params, &p);
+        const char *name = NULL;
+        rc = stmt_get(c, s[i].sql, s[i].n_params, p.types, true, &name, s[i].what, e);
+        if (rc == 0)
+            rc = pg_pipeline_send_prepared(c, name, s[i].n_params, &p, s[i].what, NULL, true, e);
+    }
+    if (rc) return rc; /* what was sent goes with the rollback that follows */
+    PGresult *kept[SQL_RUN_MANY_MAX];
+    rc = pg_pipeline_sync_all(c, kept, n, e);
+    for (int i = 0; i < n; i++) {
+        ASSERT(rc != 0 || kept[i]); /* every statement answered, in order */
+        res[i] = (sql_result){.conn = sc, .impl = kept[i], .row = -1};
+    }
+    return rc;
+}
+
 static int drv_next(sql_result *res, const char *what, err_t *e)
 {
     (void)what;
@@ -561,6 +597,7 @@ const sql_driver pg_driver = {
     .bounds_from_first_column = true,
     .cache_reads = true,
     .run = drv_run,
+    .run_many = drv_run_many,
     .next = drv_next,
     .col_bytes = drv_col_bytes,
     .col_double = drv_col_double,

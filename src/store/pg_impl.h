@@ -156,6 +156,8 @@ int pg_pipeline_send_text(pg_conn *c, const char *sql, int n_params, const char 
  * *last (when asked) gets the kept statement's result, which the caller
  * PQclears. Nothing to do outside pipeline mode but report a stuck failure. */
 int pg_pipeline_sync(pg_conn *c, PGresult **last, err_t *e);
+/* The same, with the results of up to kept_max kept statements, in order. */
+int pg_pipeline_sync_all(pg_conn *c, PGresult **kept, int kept_max, err_t *e);
 /* Ends the pipeline discarding answers (the transaction is being rolled
  * back), and forgets a stuck failure. */
 void pg_pipeline_discard(pg_conn *c);

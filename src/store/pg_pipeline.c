@@ -120,7 +120,7 @@ static void fail(pg_conn *c, int rc, const err_t *why, int index)
 
 /* Reads the answer of one pending statement: its results up to the NULL
  * that ends them. */
-static void read_answer(pg_conn *c, int index, PGresult **last)
+static void read_answer(pg_conn *c, int index, PGresult **kept, int *n_kept, int kept_max)
 {
     pg_pending *p = &c->pending[index];
     PGresult *res;
@@ -138,8 +138,8 @@ static void read_answer(pg_conn *c, int index, PGresult **last)
             if (p->stmt_name[0]) pg_stmt_forget(c, p->stmt_name);
         } else if (p->not_found && strtoll(PQcmdTuples(res), NULL, 10) == 0) {
             fail(c, err_set(&why, ERR_NOT_FOUND, "%s", p->not_found), &why, index);
-        } else if (p->keep && last) {
-            *last = res;
+        } else if (p->keep && kept && *n_kept < kept_max) {
+            kept[(*n_kept)++] = res;
             res = NULL;
         }
         PQclear(res);
@@ -172,33 +172,41 @@ static void end_flight(pg_conn *c)
     c->in_pipeline = false;
 }
 
-int pg_pipeline_sync(pg_conn *c, PGresult **last, err_t *e)
+int pg_pipeline_sync_all(pg_conn *c, PGresult **kept, int kept_max, err_t *e)
 {
-    if (last) *last = NULL;
+    for (int i = 0; i < kept_max; i++)
+        kept[i] = NULL;
     bool own = false;
+    int n_kept = 0;
     if (c->in_pipeline) {
         bool had = c->deferred_rc != 0;
-        int kept = c->pending[c->n_pending - 1].keep ? c->n_pending - 1 : -1;
+        int last_kept = c->pending[c->n_pending - 1].keep ? c->n_pending - 1 : -1;
         if (PQpipelineSync(c->pg) != 1) {
             err_t why;
             err_init(&why);
             fail(c, pg_error(&why, c->pg, NULL, "send the pipeline"), &why, -1);
         } else {
             for (int i = 0; i < c->n_pending; i++)
-                read_answer(c, i, last);
+                read_answer(c, i, kept, &n_kept, kept_max);
         }
         end_flight(c);
-        /* The caller's own failure: its kept statement failed, and nothing
-         * sent before it did. */
-        own = !had && c->deferred_rc && kept >= 0 && c->failed_index == kept;
+        /* The caller's own failure: its (last) kept statement failed, and
+         * nothing sent before it did. */
+        own = !had && c->deferred_rc && last_kept >= 0 && c->failed_index == last_kept;
     }
     if (!c->deferred_rc) return 0;
-    if (last && *last) {
-        PQclear(*last);
-        *last = NULL;
+    for (int i = 0; i < n_kept; i++) {
+        PQclear(kept[i]);
+        kept[i] = NULL;
     }
     c->last_failure_deferred = !own;
     return err_set(e, c->deferred_rc, "%s", c->deferred_err.msg);
+}
+
+int pg_pipeline_sync(pg_conn *c, PGresult **last, err_t *e)
+{
+    PGresult *ignored;
+    return pg_pipeline_sync_all(c, last ? last : &ignored, last ? 1 : 0, e);
 }
 
 void pg_pipeline_discard(pg_conn *c)

@@ -168,12 +168,75 @@ void sql_cache_row(const sql_driver *d, store_conn *c, const schema_table *t, sq
                           data_len);
 }
 
-/* After a write of row (NULL: a delete of id) in t: what the transaction
- * reads of t from now on is this — or, when the write failed, nothing it
- * kept is sure any more. */
-static void cache_written(store_conn *c, const schema_table *t, const char *id, const sql_row *row,
+/* --- the transaction's cache (sql_cache.h) -------------------------------------------- */
+
+bool sql_point_index(const schema_index *ix)
+{
+    if (ix->n_fields < 1) return false; /* every document lies on its one point */
+    for (int f = 0; f < ix->n_fields; f++)
+        if (sql_system_column(ix->fields[f])) return false;
+    return true;
+}
+
+/* Forgets the point scans of l's table that a document whose key columns
+ * hold keys (in l's order) lies on: one per index that has points. */
+static void forget_points_at(sql_cache *cache, const sql_layout *l, const key_buf *keys)
+{
+    const schema_table *t = l->table;
+    for (int i = 0; i < t->n_indexes; i++) {
+        const schema_index *ix = &t->indexes[i];
+        if (!sql_point_index(ix)) continue;
+        sql_cache_point p;
+        sql_cache_point_start(&p, ix);
+        bool fits = true;
+        for (int f = 0; f < ix->n_fields && fits; f++) {
+            int k = sql_layout_key(l, ix->fields[f]);
+            ASSERT(k >= 0 && "an index's fields have key columns");
+            fits = sql_cache_point_add(&p, keys[k].bytes, keys[k].len);
+        }
+        if (fits)
+            sql_cache_forget_point(cache, &p);
+        else
+            sql_cache_forget_points(cache, t); /* never kept as a point; to be sure */
+    }
+}
+
+/* The stored row of id as the transaction's cache holds it, when it has
+ * point scans to keep right (false: not known, or not needed). */
+static bool old_row_cached(store_conn *c, const sql_layout *l, const char *id, sql_row *old)
+{
+    sql_cached_row cached;
+    if (!c->cache || !sql_cache_has_points(c->cache, l->table) ||
+        sql_cache_get_doc(c->cache, l->table, id, &cached) != 1)
+        return false;
+    json_t *doc = NULL;
+    err_t e;
+    err_init(&e);
+    bool known = sql_cached_doc(&cached, "delete", &doc, &e) == 0 &&
+                 sql_row_of(l, doc, old, "delete", &e) == 0;
+    json_decref(doc);
+    err_clear(&e);
+    return known;
+}
+
+/* What a write changes of the scans kept: the document it wrote (row; NULL
+ * for a delete) and the one it replaced (old_keys: its key columns; NULL
+ * and old_known for an insert, NULL and !old_known when the stored
+ * document was not given) leave their points; any scan of the table that
+ * is not a point goes. */
+typedef struct written {
+    const sql_layout *l;
+    const key_buf *old_keys;
+    bool old_known;
+} written;
+
+/* After a write of row (NULL: a delete of id) in w->l's table: what the
+ * transaction reads of it from now on is this — or, when the write failed,
+ * nothing it kept is sure any more. */
+static void cache_written(store_conn *c, const written *w, const char *id, const sql_row *row,
                           int rc)
 {
+    const schema_table *t = w->l->table;
     if (rc == 0 && row) {
         c->txn_bytes += row->data_len + strlen(row->id);
         for (int i = 0; i < row->n_keys; i++)
@@ -185,6 +248,13 @@ static void cache_written(store_conn *c, const schema_table *t, const char *id, 
         return;
     }
     sql_cache_forget_scans(c->cache, t);
+    if (sql_cache_has_points(c->cache, t)) {
+        if (!w->old_known)
+            sql_cache_forget_points(c->cache, t);
+        else if (w->old_keys)
+            forget_points_at(c->cache, w->l, w->old_keys);
+        if (row) forget_points_at(c->cache, w->l, row->keys);
+    }
     if (row)
         sql_cache_put_doc(c->cache, t, row->id, strlen(row->id), row->creation_time, row->data,
                           row->data_len);
@@ -244,7 +314,7 @@ int sql_insert(const sql_driver *d, store_conn *c, const schema_table *t, const 
     int n = sql_insert_params(&row, params);
     sql_stmt s = {.sql = text, .params = params, .n_params = n, .what = what, .flags = SQL_DEFER};
     rc = b.overflow ? overflow(e, what, &b) : d->run(c, &s, NULL, e);
-    cache_written(c, t, row.id, &row, rc);
+    cache_written(c, &(written){.l = &l, .old_known = true}, row.id, &row, rc);
     sql_row_free(&row);
     return name_unique_index(t, rc, e);
 }
@@ -310,7 +380,9 @@ int sql_update(const sql_driver *d, store_conn *c, const schema_table *t, const 
                   .not_found = not_found};
     if (rc == 0 && b.overflow) rc = overflow(e, what, &b);
     if (rc == 0) rc = d->run(c, &s, NULL, e);
-    cache_written(c, t, row.id, &row, rc);
+    cache_written(
+        c, &(written){.l = &l, .old_keys = have_old ? old_keys : NULL, .old_known = have_old},
+        row.id, &row, rc);
     for (int i = 0; i < n_old; i++)
         key_buf_free(&old_keys[i]);
     sql_row_free(&row);
@@ -335,8 +407,18 @@ int sql_delete(const sql_driver *d, store_conn *c, const schema_table *t, const 
                   .what = what,
                   .flags = SQL_DEFER,
                   .not_found = not_found};
-    int rc = d->run(c, &s, NULL, e);
-    cache_written(c, t, id, NULL, rc);
+    sql_layout l;
+    int rc = layout_checked(t, &l, e);
+    if (rc) return rc;
+    /* The document it removes, when the transaction holds it (it read it to
+     * delete it): its points are all the point scans it changes. */
+    sql_row old = {0};
+    bool old_known = old_row_cached(c, &l, id, &old);
+    rc = d->run(c, &s, NULL, e);
+    cache_written(
+        c, &(written){.l = &l, .old_keys = old_known ? old.keys : NULL, .old_known = old_known}, id,
+        NULL, rc);
+    sql_row_free(&old);
     return rc;
 }
 

@@ -47,6 +47,10 @@ struct sql_cached_row;
 int sql_cached_doc(const struct sql_cached_row *row, const char *what, json_t **out, err_t *e);
 void sql_cache_row(const sql_driver *d, store_conn *c, const schema_table *t, sql_result *res,
                    int col);
+/* Whether the scans of ix that fix all its fields are point scans (its
+ * fields are all document fields, at least one): a write of a document
+ * then forgets only those of its values, before and after. */
+bool sql_point_index(const schema_index *ix);
 
 /* The operations of store.h, for the store whose driver is d. */
 int sql_get(const sql_driver *d, store_conn *c, const schema_table *t, const char *id,
@@ -62,6 +66,7 @@ int sql_count(const sql_driver *d, store_conn *c, const schema_table *t, int64_t
 int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **rows_out, err_t *e);
 int sql_count_range(const sql_driver *d, store_conn *c, const store_range *r, int64_t *n_out,
                     err_t *e);
+int sql_prefetch(const sql_driver *d, store_conn *c, const store_range *ranges, int n, err_t *e);
 int sql_meta_get(const sql_driver *d, store_conn *c, const char *key, char **value_out, err_t *e);
 int sql_meta_set(const sql_driver *d, store_conn *c, const char *key, const char *value, err_t *e);
 int sql_ping(const sql_driver *d, store_conn *c, err_t *e);

@@ -61,7 +61,8 @@ static inline sql_value sqlv_int64(int64_t i)
     return (sql_value){.type = SQLV_INT64, .i = i};
 }
 
-#define SQL_DEFER 1 /* see the file comment */
+#define SQL_DEFER 1         /* see the file comment */
+#define SQL_RUN_MANY_MAX 64 /* statements of one run_many: one round trip */
 
 /* One statement to run. */
 typedef struct sql_stmt {
@@ -101,6 +102,10 @@ typedef struct sql_driver {
     /* Runs s. When res is not NULL it is ready for next/col_* (rows) and
      * holds the count of changed rows; the caller ends it with done. */
     int (*run)(store_conn *c, const sql_stmt *s, sql_result *res, err_t *e);
+    /* Runs n (1..SQL_RUN_MANY_MAX) statements that return rows in one
+     * round trip, with the writes in flight (res[i] for s[i], each ended
+     * with done); NULL where a round trip costs nothing. */
+    int (*run_many)(store_conn *c, const sql_stmt *s, int n, sql_result *res, err_t *e);
     /* 1: a row is current; 0: no more rows; < 0: an error. */
     int (*next)(sql_result *res, const char *what, err_t *e);
     /* Columns of the current row; bytes stay valid until next or done. */

@@ -261,6 +261,54 @@ static bool scan_cached(store_conn *c, const uint8_t *key, size_t key_len, const
     return true;
 }
 
+/* The point a scan fixes (sql_cache.h), when it is one: its equalities
+ * fix every field of an index that has points. */
+static bool scan_point(const store_range *r, const sql_scan_stmt *q, sql_cache_point *p)
+{
+    const schema_index *ix = r->index;
+    if (q->empty || !sql_point_index(ix) || sql_equal_prefix(r) < ix->n_fields) return false;
+    sql_cache_point_start(p, ix);
+    for (int i = 0; i < ix->n_fields; i++) {
+        /* the equalities are the first parameters, key bytes for document fields */
+        ASSERT(q->params[i].type == SQLV_BLOB && q->keys[i].bytes);
+        if (!sql_cache_point_add(p, q->keys[i].bytes, q->keys[i].len)) return false;
+    }
+    return true;
+}
+
+/* Reads the rows of a scan that ran, and ends its result: each row kept in
+ * the transaction's cache by id and copied for the scan's own entry, and
+ * (rows not NULL) decoded into rows. */
+static int read_rows(const sql_driver *d, store_conn *c, const store_range *r, sql_result *res,
+                     const char *what, json_t *rows, scan_copy *copy, err_t *e)
+{
+    int rc, n = 0;
+    while ((rc = d->next(res, what, e)) == 1) {
+        ASSERT(++n <= r->limit);
+        sql_cache_row(d, c, r->table, res, 0);
+        copy_row(d, res, copy);
+        if (!rows) continue;
+        json_t *doc;
+        rc = sql_read_doc(d, res, 0, what, &doc, e);
+        if (rc == 0 && json_array_append_new(rows, doc) != 0)
+            rc = err_set(e, ERR_NOMEM, "%s: out of memory", what);
+        if (rc) break;
+    }
+    d->done(res);
+    return rc;
+}
+
+/* Keeps the rows of a scan read whole (copy) under its key, as a point
+ * scan when it is one. */
+static void keep_scan(store_conn *c, const store_range *r, const sql_scan_stmt *q,
+                      const uint8_t *key, size_t key_len, const scan_copy *copy)
+{
+    if (copy->failed) return;
+    sql_cache_point p;
+    bool point = scan_point(r, q, &p);
+    sql_cache_put_scan(c->cache, r->table, key, key_len, copy->rows, copy->n, point ? &p : NULL);
+}
+
 /* --- scans -------------------------------------------------------------------------------- */
 
 int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **rows_out, err_t *e)
@@ -282,22 +330,8 @@ int sql_scan(const sql_driver *d, store_conn *c, const store_range *r, json_t **
         sql_result res;
         scan_copy copy = {.failed = !key};
         rc = d->run(c, &s, &res, e);
-        if (rc == 0) {
-            int n = 0;
-            while ((rc = d->next(&res, what, e)) == 1) {
-                ASSERT(++n <= r->limit);
-                json_t *doc;
-                sql_cache_row(d, c, r->table, &res, 0);
-                copy_row(d, &res, &copy);
-                rc = sql_read_doc(d, &res, 0, what, &doc, e);
-                if (rc == 0 && json_array_append_new(rows, doc) != 0)
-                    rc = err_set(e, ERR_NOMEM, "%s: out of memory", what);
-                if (rc) break;
-            }
-            d->done(&res);
-        }
-        if (rc == 0 && !copy.failed)
-            sql_cache_put_scan(c->cache, r->table, key, key_len, copy.rows, copy.n);
+        if (rc == 0) rc = read_rows(d, c, r, &res, what, rows, &copy, e);
+        if (rc == 0) keep_scan(c, r, q, key, key_len, &copy);
         scan_copy_free(&copy);
     }
     free(key);
@@ -336,5 +370,72 @@ int sql_count_range(const sql_driver *d, store_conn *c, const store_range *r, in
     }
     sql_scan_free(q);
     free(q);
+    return rc;
+}
+
+/* --- prefetching a group's reads ------------------------------------------------------------ */
+
+/* One scan read ahead: its statement and its key in the cache. */
+typedef struct prefetched {
+    sql_scan_stmt q;
+    bool built;
+    uint8_t *key;
+    size_t key_len;
+} prefetched;
+
+/* Reads n (at most SQL_RUN_MANY_MAX) scans the cache does not hold yet in
+ * one round trip, and keeps them. */
+static int prefetch_batch(const sql_driver *d, store_conn *c, const store_range *ranges, int n,
+                          err_t *e)
+{
+    ASSERT(n > 0 && n <= SQL_RUN_MANY_MAX);
+    prefetched *p = calloc((size_t)n, sizeof *p);
+    if (!p) return err_set(e, ERR_NOMEM, "prefetch: out of memory");
+    sql_stmt stmts[SQL_RUN_MANY_MAX];
+    sql_result res[SQL_RUN_MANY_MAX];
+    int of[SQL_RUN_MANY_MAX]; /* the range of each statement */
+    int m = 0, rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        rc = sql_scan_build(d, &ranges[i], false, &p[i].q, e);
+        p[i].built = rc == 0;
+        const sql_cached_row *cached;
+        int hits;
+        if (rc || p[i].q.empty || !(p[i].key = cache_key(&p[i].q, &p[i].key_len)) ||
+            sql_cache_get_scan(c->cache, p[i].key, p[i].key_len, &cached, &hits))
+            continue; /* nothing to read, or read already */
+        stmts[m] = (sql_stmt){.sql = p[i].q.text,
+                              .params = p[i].q.params,
+                              .n_params = p[i].q.n_params,
+                              .what = "prefetch"};
+        of[m++] = i;
+    }
+    int ran = rc == 0 && m > 0 && (rc = d->run_many(c, stmts, m, res, e)) == 0 ? m : 0;
+    for (int j = 0; j < ran; j++) {
+        prefetched *x = &p[of[j]];
+        scan_copy copy = {0};
+        if (rc == 0) {
+            rc = read_rows(d, c, &ranges[of[j]], &res[j], "prefetch", NULL, &copy, e);
+            if (rc == 0) keep_scan(c, &ranges[of[j]], &x->q, x->key, x->key_len, &copy);
+        } else {
+            d->done(&res[j]);
+        }
+        scan_copy_free(&copy);
+    }
+    for (int i = 0; i < n; i++) {
+        if (p[i].built) sql_scan_free(&p[i].q);
+        free(p[i].key);
+    }
+    free(p);
+    return rc;
+}
+
+int sql_prefetch(const sql_driver *d, store_conn *c, const store_range *ranges, int n, err_t *e)
+{
+    if (!c->cache || !d->run_many) return 0;
+    int rc = 0;
+    for (int from = 0; from < n && rc == 0; from += SQL_RUN_MANY_MAX) {
+        int batch = n - from < SQL_RUN_MANY_MAX ? n - from : SQL_RUN_MANY_MAX;
+        rc = prefetch_batch(d, c, ranges + from, batch, e);
+    }
     return rc;
 }

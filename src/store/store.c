@@ -293,6 +293,17 @@ void store_release_memory(store_conn *c)
     if (c->ops->release_memory) c->ops->release_memory(c);
 }
 
+int store_prefetch(store_conn *c, const store_range *ranges, int n, err_t *e)
+{
+    ASSERT(n >= 0 && (n == 0 || ranges));
+    return sql_prefetch(c->st->sql, c, ranges, n, e);
+}
+
+bool store_prefetches(const store *st)
+{
+    return st->sql->cache_reads && st->sql->run_many;
+}
+
 size_t store_txn_bytes(const store_conn *c)
 {
     return c->txn_bytes;

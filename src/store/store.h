@@ -111,6 +111,14 @@ void store_savepoint_rollback(store_conn *c); /* rolls back and releases */
 void store_defer_writes(store_conn *c, bool on);
 bool store_deferred_failure(const store_conn *c);
 
+/* Reads ranges ahead, in one round trip, into the write transaction's cache
+ * of reads (PostgreSQL's writer; nothing to do elsewhere): the storage
+ * thread fetches what every mutation of a group reads first (its caller's
+ * user), so that the mutations then run without waiting for the database. */
+int store_prefetch(store_conn *c, const store_range *ranges, int n, err_t *e);
+/* Whether store_prefetch does anything on this store. */
+bool store_prefetches(const store *st);
+
 /* Documents. Returned documents are new references the caller owns. */
 int store_get(store_conn *c, const schema_table *t, const char *id, json_t **doc_out, err_t *e);
 /* *rows_out: a new JSON array of documents in range order. */

@@ -4,8 +4,9 @@
  * The store reads these bytes from a database file that may be damaged or
  * written by hand: decoding must refuse them with ERR_STORAGE and a message,
  * never crash, leak or read past them; what decodes must encode again to
- * bytes that decode to the same document (the same bytes once more), and every value in it must
- * have a key that sorts equal to itself. Thread: the fuzzer's.
+ * bytes that decode to the same document (the same bytes once more), and
+ * every value in it must have a key that sorts equal to itself.
+ * Thread: the fuzzer's.
  */
 #include <assert.h>
 #include <jansson.h>

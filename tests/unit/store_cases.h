@@ -786,6 +786,36 @@ static void hot_statements_are_prepared_once(void **state)
     json_decref(mine);
 }
 
+/* Ranges read ahead (store_prefetch: the callers of a commit group) give
+ * what the same scans give: found, absent, and within the range's limit;
+ * only PostgreSQL, where a read costs a round trip, reads ahead. */
+static void prefetched_ranges_give_what_their_scans_give(void **state)
+{
+    fixture *f = *state;
+    json_t *u1 = user_doc(1, 0);
+    insert_all(f, "users", json_pack("[O]", u1));
+    json_t *found = json_pack("[s]", "issuer|user1"), *absent = json_pack("[s]", "issuer|nobody");
+    store_range r[] = {
+        range_of("users", "by_token", found, true, found, true, false, 1),
+        range_of("users", "by_token", absent, true, absent, true, false, 1),
+    };
+    assert_int_equal(store_prefetches(f->st), strcmp(f->eng->name, "postgres") == 0);
+    assert_ok(f, store_begin(f->w, true, &f->e));
+    assert_ok(f, store_prefetch(f->w, r, 2, &f->e));
+    json_t *rows = NULL;
+    assert_ok(f, store_scan(f->w, &r[0], &rows, &f->e));
+    assert_int_equal(json_array_size(rows), 1);
+    assert_string_equal(id_of(json_array_get(rows, 0)), id_of(u1));
+    json_decref(rows);
+    assert_ok(f, store_scan(f->w, &r[1], &rows, &f->e));
+    assert_int_equal(json_array_size(rows), 0);
+    json_decref(rows);
+    assert_ok(f, store_commit(f->w, &f->e));
+    json_decref(found);
+    json_decref(absent);
+    json_decref(u1);
+}
+
 /* Every shared case, for an engine file's list of tests; T wraps one in
  * that file's setup and teardown. */
 #define STORE_SHARED_CASES(T)                                                                      \
@@ -811,6 +841,6 @@ static void hot_statements_are_prepared_once(void **state)
         T(scan_order_and_bounds_agree_with_schema_key_order),                                      \
         T(random_ranges_agree_with_schema_key_order),                                              \
         T(a_bound_with_a_nul_character_cuts_in_the_right_place),                                   \
-        T(hot_statements_are_prepared_once)
+        T(hot_statements_are_prepared_once), T(prefetched_ranges_give_what_their_scans_give)
 
 #endif

@@ -490,6 +490,197 @@ static void a_write_transaction_reads_again_without_a_statement(void **state)
     json_decref(u);
 }
 
+/* --- point scans read ahead (store_prefetch) ------------------------------------------- */
+
+/* users.by_token eq [issuer|user<n>], limit 1: the scan app_find_user
+ * makes. *eq (its bounds) is the caller's to free. */
+static store_range caller_range(int n, json_t **eq)
+{
+    char token[32];
+    snprintf(token, sizeof token, "issuer|user%d", n);
+    *eq = json_pack("[s]", token);
+    return range_of("users", "by_token", *eq, true, *eq, true, false, 1);
+}
+
+/* Begins a write transaction with deferred writes, as the storage thread
+ * does, and reads the callers users[0..n) ahead. */
+static void begin_and_prefetch(fixture *f, const int *users, int n)
+{
+    store_range r[8];
+    json_t *eq[8];
+    assert_true(n <= 8);
+    for (int i = 0; i < n; i++)
+        r[i] = caller_range(users[i], &eq[i]);
+    store_defer_writes(f->w, true);
+    assert_ok(f, store_begin(f->w, true, &f->e));
+    assert_ok(f, store_prefetch(f->w, r, n, &f->e));
+    for (int i = 0; i < n; i++)
+        json_decref(eq[i]);
+}
+
+static void end_transaction(fixture *f)
+{
+    store_rollback(f->w);
+    store_defer_writes(f->w, false);
+}
+
+/* How many rows user n's caller scan gives inside the transaction. */
+static size_t caller_rows(fixture *f, int n)
+{
+    json_t *eq, *rows = NULL;
+    store_range r = caller_range(n, &eq);
+    assert_ok(f, store_scan(f->w, &r, &rows, &f->e));
+    size_t len = json_array_size(rows);
+    json_decref(rows);
+    json_decref(eq);
+    return len;
+}
+
+/* Whether user n's caller scan is answered without a statement: one armed
+ * fault would strike a statement (and fail the scan, before sending it). */
+static bool caller_cached(fixture *f, int n)
+{
+    json_t *eq, *rows = NULL;
+    store_range r = caller_range(n, &eq);
+    store_inject_fault_after(1);
+    int rc = store_scan(f->w, &r, &rows, &f->e);
+    bool cached = rc == 0 && store_fault_pending() == 1;
+    store_inject_fault_after(0);
+    json_decref(rows);
+    json_decref(eq);
+    return cached;
+}
+
+/* The callers a group reads ahead — found or not — are then read without a
+ * statement, and so are the documents they found. */
+static void prefetched_callers_are_read_without_a_statement(void **state)
+{
+    fixture *f = *state;
+    json_t *u1 = user_doc(1, 0);
+    insert_all(f, "users", json_pack("[O, o]", u1, user_doc(2, 0)));
+    begin_and_prefetch(f, (int[]){1, 2, 9}, 3);
+    assert_true(caller_cached(f, 1));
+    assert_true(caller_cached(f, 2));
+    assert_true(caller_cached(f, 9));
+    assert_int_equal(caller_rows(f, 1), 1);
+    assert_int_equal(caller_rows(f, 9), 0);
+    store_inject_fault_after(1);
+    json_t *got = NULL;
+    assert_ok(f, store_get(f->w, table("users"), id_of(u1), &got, &f->e));
+    assert_string_equal(json_string_value(json_object_get(got, "tokenIdentifier")), "issuer|user1");
+    assert_int_equal(store_fault_pending(), 1);
+    store_inject_fault_after(0);
+    json_decref(got);
+    end_transaction(f);
+    json_decref(u1);
+}
+
+/* A prefetched point scan that found nobody sees the user inserted with
+ * its token. */
+static void an_insert_of_its_values_forgets_a_point_scan(void **state)
+{
+    fixture *f = *state;
+    begin_and_prefetch(f, (int[]){9}, 1);
+    assert_int_equal(caller_rows(f, 9), 0);
+    json_t *u9 = user_doc(9, 0);
+    assert_ok(f, store_insert(f->w, table("users"), u9, &f->e));
+    assert_int_equal(caller_rows(f, 9), 1);
+    end_transaction(f);
+    json_decref(u9);
+}
+
+/* An update moving a user from one token to another changes the point
+ * scans of both: the old one no longer finds it, the new one does. */
+static void an_update_forgets_the_point_scans_of_its_old_and_new_values(void **state)
+{
+    fixture *f = *state;
+    json_t *u1 = user_doc(1, 0);
+    insert_all(f, "users", json_pack("[O]", u1));
+    begin_and_prefetch(f, (int[]){1, 8}, 2);
+    json_t *old = NULL;
+    assert_ok(f, store_get(f->w, table("users"), id_of(u1), &old, &f->e));
+    json_t *moved = json_deep_copy(old);
+    json_object_set_new(moved, "tokenIdentifier", json_string("issuer|user8"));
+    assert_ok(f, store_update(f->w, table("users"), old, moved, &f->e));
+    assert_int_equal(caller_rows(f, 1), 0);
+    assert_int_equal(caller_rows(f, 8), 1);
+    end_transaction(f);
+    json_decref(old);
+    json_decref(moved);
+    json_decref(u1);
+}
+
+/* A deleted user is no longer found by the point scan of its token. */
+static void a_delete_forgets_the_point_scan_of_its_values(void **state)
+{
+    fixture *f = *state;
+    json_t *u1 = user_doc(1, 0);
+    insert_all(f, "users", json_pack("[O]", u1));
+    begin_and_prefetch(f, (int[]){1}, 1);
+    assert_ok(f, store_delete(f->w, table("users"), id_of(u1), &f->e));
+    assert_int_equal(caller_rows(f, 1), 0);
+    end_transaction(f);
+    json_decref(u1);
+}
+
+/* A replace whose stored document the store is not given may have moved
+ * any user: every point scan of the table is read again. */
+static void a_write_of_an_unknown_old_document_forgets_every_point_scan(void **state)
+{
+    fixture *f = *state;
+    json_t *u1 = user_doc(1, 0);
+    insert_all(f, "users", json_pack("[O, o]", u1, user_doc(2, 0)));
+    begin_and_prefetch(f, (int[]){1, 2}, 2);
+    json_object_set_new(u1, "tokenIdentifier", json_string("issuer|user3"));
+    assert_ok(f, store_replace(f->w, table("users"), u1, &f->e));
+    assert_false(caller_cached(f, 2));
+    assert_int_equal(caller_rows(f, 1), 0);
+    assert_int_equal(caller_rows(f, 2), 1);
+    end_transaction(f);
+    json_decref(u1);
+}
+
+/* Writes of documents that neither had nor have a point's values leave it
+ * cached: an insert, an update and a delete of other users. */
+static void writes_of_other_values_keep_a_point_scan(void **state)
+{
+    fixture *f = *state;
+    json_t *u2 = user_doc(2, 5), *u3 = user_doc(3, 0), *u7 = user_doc(7, 0);
+    insert_all(f, "users", json_pack("[o, O, O]", user_doc(1, 0), u2, u3));
+    begin_and_prefetch(f, (int[]){1}, 1);
+    assert_ok(f, store_insert(f->w, table("users"), u7, &f->e));
+    json_t *richer = json_deep_copy(u2);
+    json_object_set_new(richer, "credits", json_integer(6));
+    assert_ok(f, store_update(f->w, table("users"), u2, richer, &f->e));
+    json_t *got = NULL;
+    assert_ok(f, store_get(f->w, table("users"), id_of(u3), &got, &f->e));
+    json_decref(got);
+    assert_ok(f, store_delete(f->w, table("users"), id_of(u3), &f->e));
+    assert_true(caller_cached(f, 1));
+    assert_int_equal(caller_rows(f, 1), 1);
+    end_transaction(f);
+    json_decref(richer);
+    json_decref(u2);
+    json_decref(u3);
+    json_decref(u7);
+}
+
+/* What a point scan learned inside a savepoint goes with its rollback: the
+ * user inserted there and rolled back is not found again. */
+static void a_savepoint_rollback_forgets_the_point_scans_learned_in_it(void **state)
+{
+    fixture *f = *state;
+    begin_and_prefetch(f, (int[]){9}, 1);
+    assert_ok(f, store_savepoint(f->w, &f->e));
+    json_t *u9 = user_doc(9, 0);
+    assert_ok(f, store_insert(f->w, table("users"), u9, &f->e));
+    assert_int_equal(caller_rows(f, 9), 1); /* read again, and kept */
+    store_savepoint_rollback(f->w);
+    assert_int_equal(caller_rows(f, 9), 0);
+    end_transaction(f);
+    json_decref(u9);
+}
+
 /* Ends the server process of c's connection, and waits until it is gone. */
 static void kill_backend(fixture *f, store_conn *c)
 {
@@ -626,6 +817,13 @@ int main(void)
         T(a_conflict_with_a_foreign_writer_is_busy),
         T(a_refused_deferred_write_sticks_until_rollback),
         T(a_write_transaction_reads_again_without_a_statement),
+        T(prefetched_callers_are_read_without_a_statement),
+        T(an_insert_of_its_values_forgets_a_point_scan),
+        T(an_update_forgets_the_point_scans_of_its_old_and_new_values),
+        T(a_delete_forgets_the_point_scan_of_its_values),
+        T(a_write_of_an_unknown_old_document_forgets_every_point_scan),
+        T(writes_of_other_values_keep_a_point_scan),
+        T(a_savepoint_rollback_forgets_the_point_scans_learned_in_it),
         T(a_writer_kept_waiting_too_long_is_busy),
         T(a_lost_connection_is_opened_again),
         T(scans_use_their_index_without_sorting),
