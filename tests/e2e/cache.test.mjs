@@ -14,7 +14,7 @@ import { ConvexHttpClient } from 'convex/browser';
 import { checkAfterEach, makeFunctionReference as ref, startDojo } from './lib/dojo.mjs';
 import { startIssuer } from './lib/issuer.mjs';
 import { adminClient, api, input, signUp } from './lib/app.mjs';
-import { RawSyncClient } from './lib/sync_raw.mjs';
+import { RawSyncClient, tsToBigInt } from './lib/sync_raw.mjs';
 
 const WORKER_KEY = `wk-${randomBytes(24).toString('hex')}`;
 let issuer;
@@ -43,8 +43,27 @@ async function counters() {
   };
 }
 
-/** Runs ask() and says whether the cache answered it. */
+/**
+ * Waits until the server has handed every commit it has answered to its
+ * listeners. On PostgreSQL a commit reaches them with its notice, which may
+ * come after the mutation was answered; until it has, the cache answers
+ * nobody (it cannot know yet whether that commit changed an entry) and the
+ * query runs on the store instead — correct, but not what fromCache asks.
+ */
+async function settled() {
+  const answered = tsToBigInt((await dojo.http('POST', '/api/query_ts', { body: {} })).json.ts);
+  for (let i = 0; i < 500; i++) {
+    const text = (await dojo.http('GET', '/metrics')).text;
+    const processed = BigInt(text.match(/^dojo_commit_timestamp_ns (\d+)$/m)[1]);
+    if (processed >= answered) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error('the server did not process its own commits within 5 s');
+}
+
+/** Runs ask() once the server has settled, and says whether the cache answered it. */
 async function fromCache(ask) {
+  await settled();
   const before = (await counters()).hits;
   const value = await ask();
   return { value, hit: (await counters()).hits > before };
