@@ -165,5 +165,5 @@ bench_memory() {
   # What the RSS after is made of: the heap (anonymous), mapped files (the
   # binary, its libraries), shared memory (SQLite's WAL index); and the
   # structures /metrics counts.
-  detail "10 s after: $(awk '/^Rss(Anon|File|Shmem):/ { printf "%s %.1f MiB, ", $1, $2 / 1024 }' "/proc/$SRV_PID/status")bounded structures $(curl -sS "$SRV_URL/metrics" | awk '/^dojo_bounded_bytes/ && $2 > 0 { split($1, a, "\""); printf "%s %.0f KiB, ", a[2], $2 / 1024 }' | sed 's/, $//')"
+  detail "10 s after: $(awk '/^Rss(Anon|File|Shmem):/ { printf "%s %.1f MiB, ", $1, $2 / 1024 }' "/proc/$SRV_PID/status")bounded structures $(curl -sS "$SRV_URL/metrics" | awk '/^dojo_bounded_bytes\{/ && $2 > 0 { split($1, a, "\""); printf "%s %.0f KiB, ", a[2], $2 / 1024 }' | sed 's/, $//')"
 }
