@@ -20,6 +20,9 @@
 #include "base/rcbuf.h"
 
 #define SUBS_BUCKETS 4096 /* power of two */
+/* Identities whose key text is kept (power of two): at most this many
+ * identities, each bounded by the token bound, stay referenced. */
+#define SUBS_IDENTITY_MEMO 256
 /* A run that failed for a passing reason waits this long before the next
  * try, twice as long after each further failure, up to the maximum. */
 #define SUBS_RETRY_FIRST_MS 20
@@ -59,7 +62,34 @@ struct subs {
     sub_query *lru_head, *lru_tail;
     size_t cache_bytes, cache_bytes_max, n_cached;
     uint64_t cache_hits, cache_misses, cache_evictions, cache_invalidations;
+    /* Identities as the text keys hold, by identity object: an identity is
+     * shared and never changed once made (auth hands every request with one
+     * token the same object), so its text is made once, not per lookup.
+     * Direct-mapped by address; an entry holds a reference, so the address
+     * cannot be reused while it is here. */
+    struct {
+        json_t *identity;
+        char *text;
+    } identity_memo[SUBS_IDENTITY_MEMO];
 };
+
+#define KEY_JSON_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY)
+
+/* identity's key text (borrowed from the memo), or NULL when out of memory. */
+static const char *identity_text(subs *s, const json_t *identity)
+{
+    uintptr_t a = (uintptr_t)identity;
+    size_t slot = (size_t)((a >> 4) ^ (a >> 12)) & (SUBS_IDENTITY_MEMO - 1);
+    if (s->identity_memo[slot].identity != identity) {
+        char *text = json_dumps(identity, KEY_JSON_FLAGS);
+        if (!text) return NULL;
+        json_decref(s->identity_memo[slot].identity);
+        free(s->identity_memo[slot].text);
+        s->identity_memo[slot].identity = json_incref((json_t *)identity);
+        s->identity_memo[slot].text = text;
+    }
+    return s->identity_memo[slot].text;
+}
 
 /* An instance whose last listener left while a run was in flight: freed
  * when the run returns. */
@@ -73,20 +103,21 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
-static char *make_key(const fn_def *fn, const json_t *args, const json_t *identity, char role,
-                      const char *journal)
+static char *make_key(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
+                      char role, const char *journal)
 {
-    size_t flags = JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY;
-    char *a = json_dumps(args, flags);
-    char *i = identity ? json_dumps(identity, flags) : NULL;
-    size_t n = strlen(fn->path) + (a ? strlen(a) : 0) + (i ? strlen(i) : 4) +
-               (journal ? strlen(journal) : 0) + 8;
+    char *a = json_dumps(args, KEY_JSON_FLAGS);
+    const char *i = identity ? identity_text(s, identity) : "null";
+    if (!a || !i) {
+        free(a);
+        return NULL;
+    }
+    size_t n = strlen(fn->path) + strlen(a) + strlen(i) + (journal ? strlen(journal) : 0) + 8;
     char *key = malloc(n);
     if (key)
-        snprintf(key, n, "%s\x1f%s\x1f%s\x1f%c\x1f%s", fn->path, a ? a : "", i ? i : "null", role,
+        snprintf(key, n, "%s\x1f%s\x1f%s\x1f%c\x1f%s", fn->path, a, i, role,
                  journal ? journal : "");
     free(a);
-    free(i);
     return key;
 }
 
@@ -178,6 +209,10 @@ void subs_free(subs *s)
     for (int i = 0; i < s->history_len; i++)
         write_set_free(
             &s->history[(s->history_head + i) % LIMIT_COMMIT_HISTORY_COMMITS_MAX].writes);
+    for (int i = 0; i < SUBS_IDENTITY_MEMO; i++) {
+        json_decref(s->identity_memo[i].identity);
+        free(s->identity_memo[i].text);
+    }
     free(s);
 }
 
@@ -510,7 +545,7 @@ sub_query *subs_cache_lookup(subs *s, const fn_def *fn, const json_t *args, cons
     /* Admin calls (tools, the dashboard) always read the store: they are
      * few, and may look at what a tool changed outside the servers. */
     char *key = s->cache_bytes_max && !admin
-                    ? make_key(fn, args, identity, worker ? 'W' : '-', NULL)
+                    ? make_key(s, fn, args, identity, worker ? 'W' : '-', NULL)
                     : NULL;
     sub_query *q = key ? find(s, key) : NULL;
     free(key);
@@ -540,7 +575,11 @@ void subs_cache_store(subs *s, call *c)
     /* Valid now only if nothing processed since its snapshot wrote into
      * what it read (and the history can tell). */
     if (missed_commit(s, c->ts, &c->reads)) return;
-    char *key = make_key(c->fn, c->args, c->identity, c->admin ? 'A' : c->worker ? 'W' : '-', NULL);
+    char *key = make_key(s, c->fn, c->args, c->identity,
+                         c->admin    ? 'A'
+                         : c->worker ? 'W'
+                                     : '-',
+                         NULL);
     if (!key) return;
     if (find(s, key)) { /* subscribed, or cached already: it keeps its own */
         free(key);
@@ -629,7 +668,7 @@ static sub_query *subscribe(subs *s, const fn_def *fn, const json_t *args, const
                             bool admin, bool worker, const char *journal, sub_result_cb cb,
                             void *listener)
 {
-    char *key = make_key(fn, args, identity, admin ? 'A' : worker ? 'W' : '-', journal);
+    char *key = make_key(s, fn, args, identity, admin ? 'A' : worker ? 'W' : '-', journal);
     if (!key) return NULL;
     uint64_t bucket = fnv1a(key) & (SUBS_BUCKETS - 1);
     sub_query *q = s->buckets[bucket];
