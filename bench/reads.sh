@@ -47,7 +47,7 @@ bench_cache_ratio() {
     dojo_rps+="$d_rps"$'\n'
     nginx_rps+="$n_rps"$'\n'
     p99s+="$d_p99"$'\n'
-    ratios+="$(awk -v a="$d_rps" -v b="$n_rps" 'BEGIN { printf "%.4f", a / b }')"$'\n'
+    ratios+="$(ratio_of "$d_rps" "$n_rps")"$'\n'
     note "round $r: dojo $d_rps req/s (p99 $d_p99 ms), nginx $n_rps req/s"
   done
   local hits misses
@@ -71,17 +71,17 @@ bench_fanout_ratio() {
     d=$(node "$BENCH_DIR/fanout.mjs" fanout "$SRV_URL" "$ISSUER_URL" "$ADMIN_KEY" "$n")
     c=$(node "$BENCH_DIR/nchan_fanout.mjs" "$NGINX_URL" "$n")
     local dr dp sp cr cp
-    dr=$(node -e 'console.log(JSON.parse(process.argv[1]).deliveriesPerSec.toFixed(0))' "$d")
-    dp=$(node -e 'console.log(JSON.parse(process.argv[1]).p50FromCommitMs.toFixed(2))' "$d")
-    sp=$(node -e 'console.log(JSON.parse(process.argv[1]).serverP50FromCommitMs.toFixed(2))' "$d")
-    cr=$(node -e 'console.log(JSON.parse(process.argv[1]).deliveriesPerSec.toFixed(0))' "$c")
-    cp=$(node -e 'console.log(JSON.parse(process.argv[1]).p50Ms.toFixed(2))' "$c")
+    dr=$(json_field "$d" deliveriesPerSec 0)
+    dp=$(json_field "$d" p50FromCommitMs 2)
+    sp=$(json_field "$d" serverP50FromCommitMs 2)
+    cr=$(json_field "$c" deliveriesPerSec 0)
+    cp=$(json_field "$c" p50Ms 2)
     cp50s+="$cp"$'\n'
     dojo_rate+="$dr"$'\n'
     nchan_rate+="$cr"$'\n'
     p50s+="$dp"$'\n'
     sp50s+="$sp"$'\n'
-    ratios+="$(awk -v a="$dr" -v b="$cr" 'BEGIN { printf "%.4f", a / b }')"$'\n'
+    ratios+="$(ratio_of "$dr" "$cr")"$'\n'
     note "round $r: dojo $dr deliveries/s (p50 $dp ms after the commit), nchan $cr deliveries/s"
   done
   stop_pid "$NGINX_PID"

@@ -69,7 +69,7 @@ bench_write_ratio() {
       die "runs:create under load failed (see $SRV_LOG)"
     dojo_rps+="$d_rps"$'\n'
     nginx_rps+="$n_rps"$'\n'
-    ratios+="$(awk -v a="$d_rps" -v b="$n_rps" 'BEGIN { printf "%.4f", a / b }')"$'\n'
+    ratios+="$(ratio_of "$d_rps" "$n_rps")"$'\n'
     p99s+="$d_p99"$'\n'
     thread_kib+="$(max_wchar_growth "$SRV_DIR/wchar0" "$SRV_DIR/wchar1" | awk -v m="$ok" '{ printf "%.1f", $1 / m / 1024 }')"$'\n'
     proc_kib+="$(awk -v a="$p0" -v b="$p1" -v m="$ok" 'BEGIN { printf "%.1f", (b - a) / m / 1024 }')"$'\n'
@@ -184,7 +184,7 @@ bench_pg_ratio() {
     pgb_tps+="$tps"$'\n'
     dojo_rps+="$d_rps"$'\n'
     p99s+="$d_p99"$'\n'
-    ratios+="$(awk -v a="$d_rps" -v b="$tps" 'BEGIN { printf "%.3f", a / b }')"$'\n'
+    ratios+="$(ratio_of "$d_rps" "$tps")"$'\n'
   done
   result "$label" "$(printf '%s' "$ratios" | spread 2)× pgbench: dojo $(printf '%s' "$dojo_rps" | spread 0)/s (p99 $(printf '%s' "$p99s" | spread 1) ms), pgbench -c${PGBENCH_CLIENTS:-16} $(printf '%s' "$pgb_tps" | spread 0) tps; median (min–max) of $(reps) rounds" "$rerun"
 
@@ -210,7 +210,7 @@ bench_pg_ratio() {
     read -r t2 _ <<<"$(wrk_figures "$a_dir/wrk-two-2.txt")"
     one+="$((o1 + o2))"$'\n'
     two+="$((t1 + t2))"$'\n'
-    pair+="$(awk -v a="$((t1 + t2))" -v b="$((o1 + o2))" 'BEGIN { printf "%.3f", a / b }')"$'\n'
+    pair+="$(ratio_of "$((t1 + t2))" "$((o1 + o2))")"$'\n'
   done
   stop_dojo
   SRV_PID=$a_pid

@@ -16,6 +16,16 @@ spread() {
     printf "%." d "f (%." d "f–%." d "f)", m, v[1], v[NR] }'
 }
 
+# a / b with 4 decimals: one round's ratio to its reference.
+ratio_of() {
+  awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", a / b }'
+}
+
+# Field $2 of the JSON object $1 (what bench/*.mjs print), with $3 decimals.
+json_field() {
+  node -e 'console.log(Number(JSON.parse(process.argv[1])[process.argv[2]]).toFixed(Number(process.argv[3])))' "$1" "$2" "$3"
+}
+
 # Starts nginx (2 workers, like dojo's 2 cores) in $WORK/$1 serving the
 # http{} content $2, in which @PORT@ stands for its port; $3, if given, is
 # put before the events{} block (a load_module line). Sets NGINX_PORT,

@@ -103,13 +103,18 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
+/* The key of fn(args) for identity. shared: identity is one the loop keeps
+ * (a session's, a request's from the token cache), whose text the memo
+ * keeps; a call's own copy (engine_submit makes one) is written out once. */
 static char *make_key(subs *s, const fn_def *fn, const json_t *args, const json_t *identity,
-                      char role, const char *journal)
+                      bool shared, char role, const char *journal)
 {
     char *a = json_dumps(args, KEY_JSON_FLAGS);
-    const char *i = identity ? identity_text(s, identity) : "null";
+    char *own = identity && !shared ? json_dumps(identity, KEY_JSON_FLAGS) : NULL;
+    const char *i = !identity ? "null" : shared ? identity_text(s, identity) : own;
     if (!a || !i) {
         free(a);
+        free(own);
         return NULL;
     }
     size_t n = strlen(fn->path) + strlen(a) + strlen(i) + (journal ? strlen(journal) : 0) + 8;
@@ -118,6 +123,7 @@ static char *make_key(subs *s, const fn_def *fn, const json_t *args, const json_
         snprintf(key, n, "%s\x1f%s\x1f%s\x1f%c\x1f%s", fn->path, a, i, role,
                  journal ? journal : "");
     free(a);
+    free(own);
     return key;
 }
 
@@ -545,7 +551,7 @@ sub_query *subs_cache_lookup(subs *s, const fn_def *fn, const json_t *args, cons
     /* Admin calls (tools, the dashboard) always read the store: they are
      * few, and may look at what a tool changed outside the servers. */
     char *key = s->cache_bytes_max && !admin
-                    ? make_key(s, fn, args, identity, worker ? 'W' : '-', NULL)
+                    ? make_key(s, fn, args, identity, true, worker ? 'W' : '-', NULL)
                     : NULL;
     sub_query *q = key ? find(s, key) : NULL;
     free(key);
@@ -575,11 +581,8 @@ void subs_cache_store(subs *s, call *c)
     /* Valid now only if nothing processed since its snapshot wrote into
      * what it read (and the history can tell). */
     if (missed_commit(s, c->ts, &c->reads)) return;
-    char *key = make_key(s, c->fn, c->args, c->identity,
-                         c->admin    ? 'A'
-                         : c->worker ? 'W'
-                                     : '-',
-                         NULL);
+    char role = c->admin ? 'A' : c->worker ? 'W' : '-';
+    char *key = make_key(s, c->fn, c->args, c->identity, false, role, NULL);
     if (!key) return;
     if (find(s, key)) { /* subscribed, or cached already: it keeps its own */
         free(key);
@@ -668,7 +671,7 @@ static sub_query *subscribe(subs *s, const fn_def *fn, const json_t *args, const
                             bool admin, bool worker, const char *journal, sub_result_cb cb,
                             void *listener)
 {
-    char *key = make_key(s, fn, args, identity, admin ? 'A' : worker ? 'W' : '-', journal);
+    char *key = make_key(s, fn, args, identity, true, admin ? 'A' : worker ? 'W' : '-', journal);
     if (!key) return NULL;
     uint64_t bucket = fnv1a(key) & (SUBS_BUCKETS - 1);
     sub_query *q = s->buckets[bucket];
